@@ -1,0 +1,217 @@
+"""Thin ctypes wrappers around bpf(2) and perf_event_open(2).
+
+BCC compiles and attaches lstrace's programs; this module covers what BCC's
+Python API lacks: trial attaches of a two-instruction program to one exact
+kernel function (libbpf-tools' fentry_can_attach idea), whole-value reads of
+per-CPU maps in one syscall, program statistics and BPF_ENABLE_STATS.
+"""
+import ctypes
+import errno
+import os
+import struct
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+SYS_BPF = 321             # x86_64
+SYS_PERF_EVENT_OPEN = 298
+
+# bpf commands
+MAP_LOOKUP_ELEM = 1
+PROG_LOAD = 5
+PROG_GET_NEXT_ID = 11
+PROG_GET_FD_BY_ID = 13
+OBJ_GET_INFO_BY_FD = 15
+RAW_TRACEPOINT_OPEN = 17
+ENABLE_STATS = 32
+
+# program types and attach types
+PROG_TYPE_KPROBE = 2
+PROG_TYPE_RAW_TRACEPOINT = 17
+PROG_TYPE_TRACING = 26
+TRACE_FENTRY = 24
+TRACE_FEXIT = 25
+
+# mov r0, 0; exit
+_RET0 = struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)
+_GPL = ctypes.create_string_buffer(b"GPL")
+
+
+class BPFError(OSError):
+    """A bpf() call failed; .log holds the verifier log when there is one."""
+
+    def __init__(self, err, what, log=""):
+        super().__init__(err, f"{what}: {os.strerror(err)}")
+        self.log = log
+
+
+def _sys(nr, *args):
+    ret = _libc.syscall(nr, *args)
+    if ret < 0:
+        return -ctypes.get_errno()
+    return ret
+
+
+def bpf(cmd, attr: bytes, what="bpf"):
+    buf = ctypes.create_string_buffer(attr, max(len(attr), 128))
+    ret = _sys(SYS_BPF, ctypes.c_long(cmd), buf, ctypes.c_uint(len(buf)))
+    if ret < 0:
+        raise BPFError(-ret, what)
+    return ret, buf
+
+
+def _addr(buf):
+    return ctypes.addressof(buf) if buf is not None else 0
+
+
+def prog_load(prog_type, insns: bytes, name=b"", attach_type=0, attach_btf_id=0,
+              extra_fds=()):
+    """Load a program; returns its fd.  Raises BPFError with the verifier log."""
+    ibuf = ctypes.create_string_buffer(insns, len(insns))
+    log = ctypes.create_string_buffer(8192)
+    attr = bytearray(128)
+    struct.pack_into("<IIQQIIQ", attr, 0, prog_type, len(insns) // 8, _addr(ibuf),
+                     _addr(_GPL), 1, len(log), _addr(log))
+    attr[48:48 + len(name[:15])] = name[:15]
+    struct.pack_into("<I", attr, 68, attach_type)
+    struct.pack_into("<I", attr, 108, attach_btf_id)
+    buf = ctypes.create_string_buffer(bytes(attr), 128)
+    ret = _sys(SYS_BPF, ctypes.c_long(PROG_LOAD), buf, ctypes.c_uint(128))
+    if ret < 0:
+        raise BPFError(-ret, "BPF_PROG_LOAD", log.value.decode(errors="replace"))
+    return ret
+
+
+def raw_tracepoint_open(prog_fd, name: bytes = None):
+    """Attach a raw_tp (name given) or a tracing (fentry/fexit) program."""
+    nbuf = ctypes.create_string_buffer(name) if name else None
+    ret, _ = bpf(RAW_TRACEPOINT_OPEN, struct.pack("<QI", _addr(nbuf), prog_fd),
+                 "BPF_RAW_TRACEPOINT_OPEN")
+    return ret
+
+
+def trial_fentry(btf_id, fexit=False):
+    """Load and attach an empty fentry/fexit program to the function with this
+    vmlinux BTF id.  Returns None on success, else the reason (a string)."""
+    fds = []
+    try:
+        fds.append(prog_load(PROG_TYPE_TRACING, _RET0, b"lstrace_trial",
+                             TRACE_FEXIT if fexit else TRACE_FENTRY, btf_id))
+        fds.append(raw_tracepoint_open(fds[0]))
+        return None
+    except BPFError as e:
+        return _reason(e)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def trial_raw_tracepoint(name):
+    fds = []
+    try:
+        fds.append(prog_load(PROG_TYPE_RAW_TRACEPOINT, _RET0, b"lstrace_trial"))
+        fds.append(raw_tracepoint_open(fds[0], name.encode()))
+        return None
+    except BPFError as e:
+        return _reason(e)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
+
+
+def trial_kprobe(func, retprobe=False):
+    """perf_event_open a kprobe on func through the kprobe PMU and attach an
+    empty program.  Returns None on success, else the reason."""
+    try:
+        with open(f"{KPROBE_PMU}/type") as f:
+            pmu_type = int(f.read())
+    except OSError:
+        return "kprobes not supported by this kernel (no kprobe PMU: CONFIG_KPROBES off?)"
+    bit = 0
+    if retprobe:
+        with open(f"{KPROBE_PMU}/format/retprobe") as f:   # "config:0"
+            bit = int(f.read().split(":")[1])
+    fname = ctypes.create_string_buffer(func.encode())
+    attr = bytearray(128)
+    # type, size, config, sample_period, sample_type, read_format, flags
+    struct.pack_into("<IIQQQQQ", attr, 0, pmu_type, 128, (1 << bit) if retprobe else 0,
+                     0, 0, 0, 0)
+    struct.pack_into("<QQ", attr, 56, _addr(fname), 0)  # config1 = func name, config2 = offset
+    abuf = ctypes.create_string_buffer(bytes(attr), 128)
+    pfd = _sys(SYS_PERF_EVENT_OPEN, abuf, ctypes.c_int(-1), ctypes.c_int(0),
+               ctypes.c_int(-1), ctypes.c_ulong(8))  # PERF_FLAG_FD_CLOEXEC
+    if pfd < 0:
+        return f"kprobe on {func}: {os.strerror(-pfd)}"
+    try:
+        pfd_prog = prog_load(PROG_TYPE_KPROBE, _RET0, b"lstrace_trial")
+    except BPFError as e:
+        os.close(pfd)
+        return _reason(e)
+    try:
+        import fcntl
+        fcntl.ioctl(pfd, 0x40042408, pfd_prog)  # PERF_EVENT_IOC_SET_BPF
+        return None
+    except OSError as e:
+        return f"attaching kprobe program: {os.strerror(e.errno)}"
+    finally:
+        os.close(pfd_prog)
+        os.close(pfd)
+
+
+def _reason(e: BPFError):
+    log = e.log.strip().splitlines()
+    tail = f" ({log[-1]})" if log else ""
+    if e.errno == errno.EPERM:
+        return f"{e.strerror} (EPERM: forbidden by this kernel's policy or lockdown){tail}"
+    return f"{e.strerror}{tail}"
+
+
+def map_lookup_raw(map_fd, key: bytes, value_size: int) -> bytes:
+    """One BPF_MAP_LOOKUP_ELEM; for a per-CPU map pass value_size rounded up
+    to 8 bytes times the number of possible CPUs."""
+    kbuf = ctypes.create_string_buffer(key, len(key))
+    vbuf = ctypes.create_string_buffer(value_size)
+    bpf(MAP_LOOKUP_ELEM, struct.pack("<IIQQQ", map_fd, 0, _addr(kbuf), _addr(vbuf), 0),
+        "BPF_MAP_LOOKUP_ELEM")
+    return vbuf.raw
+
+
+class ProgInfo:
+    """The fields of struct bpf_prog_info lstrace uses."""
+    __slots__ = ("id", "type", "name", "tag", "run_time_ns", "run_cnt", "recursion_misses")
+
+    def __init__(self, raw: bytes):
+        self.type, self.id = struct.unpack_from("<II", raw, 0)
+        self.tag = raw[8:16].hex()
+        self.name = raw[64:80].split(b"\0")[0].decode(errors="replace")
+        self.run_time_ns, self.run_cnt, self.recursion_misses = struct.unpack_from("<QQQ", raw, 192)
+
+
+def prog_info(fd) -> ProgInfo:
+    info = ctypes.create_string_buffer(256)
+    bpf(OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", fd, 256, _addr(info)), "BPF_OBJ_GET_INFO_BY_FD")
+    return ProgInfo(info.raw)
+
+
+def iter_prog_ids():
+    start = 0
+    while True:
+        buf = ctypes.create_string_buffer(struct.pack("<II", start, 0), 128)
+        ret = _sys(SYS_BPF, ctypes.c_long(PROG_GET_NEXT_ID), buf, ctypes.c_uint(128))
+        if ret < 0:
+            return
+        start = struct.unpack_from("<I", buf.raw, 4)[0]
+        yield start
+
+
+def prog_fd_by_id(prog_id):
+    return bpf(PROG_GET_FD_BY_ID, struct.pack("<I", prog_id), "BPF_PROG_GET_FD_BY_ID")[0]
+
+
+def enable_stats():
+    """BPF_ENABLE_STATS(RUN_TIME): run_time_ns/run_cnt are counted while the
+    returned fd stays open (bpftop's way: off again when lstrace exits)."""
+    return bpf(ENABLE_STATS, struct.pack("<I", 0), "BPF_ENABLE_STATS")[0]

@@ -1,0 +1,37 @@
+"""Errors users see as one line, each with its documented exit code."""
+
+# Exit codes (README "Exit codes" lists them; sysexits.h where one fits)
+EXIT_OK = 0
+EXIT_FAILURE = 1        # runtime failure not covered below
+EXIT_USAGE = 2          # bad flag or argument (click's own code too)
+EXIT_NO_PROBE = 3       # nothing could be attached
+EXIT_UNAVAILABLE = 69   # EX_UNAVAILABLE: BCC, BTF or kernel headers missing
+EXIT_CANTCREAT = 73     # EX_CANTCREAT: cannot write an output file
+EXIT_PORT = 75          # address/port already in use (EX_TEMPFAIL)
+EXIT_PERM = 77          # EX_NOPERM: not root / missing CAP_BPF, CAP_PERFMON
+
+
+class LstraceError(Exception):
+    """A failure the user can act on: printed as 'lstrace: <message>'."""
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message, exit_code=None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(LstraceError):
+    exit_code = EXIT_USAGE
+
+
+class PermissionDenied(LstraceError):
+    exit_code = EXIT_PERM
+
+
+class Unavailable(LstraceError):
+    exit_code = EXIT_UNAVAILABLE
+
+
+class NoProbeAttached(LstraceError):
+    exit_code = EXIT_NO_PROBE

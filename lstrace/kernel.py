@@ -1,0 +1,189 @@
+"""What the running kernel offers: release, BTF, local-storage generation,
+prototypes, tracepoints and symbols.  Everything is read from the kernel
+itself (BTF, kallsyms, tracefs), never guessed from the version string.
+"""
+import os
+import platform
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from . import btf as btfmod
+from .errors import Unavailable
+
+# kernel-map.md §1
+GENERATIONS = {
+    "A": "busy counter, no _recur helpers (5.13-6.1)",
+    "B": "busy counters + _recur helpers (6.2-6.19)",
+    "C": "rqspinlock in local storage, no busy counters (7.0+)",
+}
+
+
+def decide_generation(has_func, has_var):
+    """kernel-map.md §1: `_recur` present -> B; busy VAR without `_recur` -> A;
+    neither -> C."""
+    if has_func("bpf_task_storage_get_recur"):
+        return "B"
+    if has_var("bpf_task_storage_busy"):
+        return "A"
+    return "C"
+
+
+def tracefs_root():
+    """Mount tracefs if nobody has (perf and BCC do the same)."""
+    for p in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        if os.path.isdir(f"{p}/events"):
+            return p
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"nodev", b"/sys/kernel/tracing", b"tracefs", 0, None) == 0:
+            return "/sys/kernel/tracing"
+    except OSError:
+        pass
+    return None
+
+
+@dataclass
+class Kallsyms:
+    """Text symbols sorted by address, for turning addresses into ranges.
+    Data symbols only appear with CONFIG_KALLSYMS_ALL."""
+    addrs: list = field(default_factory=list)
+    names: list = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path="/proc/kallsyms"):
+        ks = cls()
+        rows = []
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3 or "[" in line:        # skip module symbols
+                    continue
+                addr = int(parts[0], 16)
+                if addr == 0:
+                    continue
+                if parts[1] in "tTwW":
+                    rows.append((addr, parts[2]))
+                else:
+                    ks.data[parts[2]] = addr
+        rows.sort()
+        ks.addrs = [a for a, _ in rows]
+        ks.names = [n for _, n in rows]
+        return ks
+
+    @property
+    def readable(self):
+        return bool(self.addrs)
+
+    def range_of(self, name):
+        """[start, end) of a text symbol, end = the next symbol's start."""
+        try:
+            i = self.names.index(name)
+        except ValueError:
+            return None
+        end = self.addrs[i + 1] if i + 1 < len(self.addrs) else self.addrs[i] + 1
+        return self.addrs[i], end
+
+    def resolve(self, addr):
+        import bisect
+        i = bisect.bisect_right(self.addrs, addr) - 1
+        if i < 0:
+            return None
+        return self.names[i], addr - self.addrs[i]
+
+
+class Kernel:
+    """Facts about one kernel; `btf_path` and friends are overridable so
+    tests (and users) can point lstrace at other files."""
+
+    def __init__(self, btf_path="/sys/kernel/btf/vmlinux", kallsyms_path="/proc/kallsyms",
+                 release=None):
+        self.btf_path = btf_path
+        self.kallsyms_path = kallsyms_path
+        self.release = release or platform.release()
+
+    @property
+    def has_btf(self):
+        return os.path.exists(self.btf_path)
+
+    @cached_property
+    def btf(self):
+        if not self.has_btf:
+            raise Unavailable(f"no BTF at {self.btf_path}: lstrace needs a kernel built "
+                              "with CONFIG_DEBUG_INFO_BTF=y")
+        try:
+            return btfmod.BTF.load(self.btf_path)
+        except (OSError, btfmod.BTFError) as e:
+            raise Unavailable(f"cannot read BTF at {self.btf_path}: {e}")
+
+    @cached_property
+    def generation(self):
+        return decide_generation(self.btf.has_func, self.btf.has_var)
+
+    def prototype(self, func):
+        return self.btf.prototype(func)
+
+    def has_func(self, func):
+        return self.btf.has_func(func)
+
+    @cached_property
+    def kallsyms(self):
+        try:
+            return Kallsyms.load(self.kallsyms_path)
+        except OSError:
+            return Kallsyms()
+
+    def percpu_var_addr(self, name):
+        """Address of a per-CPU variable and of __per_cpu_offset, when kallsyms
+        has data symbols (CONFIG_KALLSYMS_ALL); else None."""
+        ks = self.kallsyms
+        if name in ks.data and "__per_cpu_offset" in ks.data and self.btf.has_var(name):
+            return ks.data[name], ks.data["__per_cpu_offset"]
+        return None
+
+    @cached_property
+    def tracefs(self):
+        return tracefs_root()
+
+    def has_tracepoint(self, category, event):
+        return bool(self.tracefs) and os.path.isdir(f"{self.tracefs}/events/{category}/{event}")
+
+    @cached_property
+    def possible_cpus(self):
+        return _parse_cpu_list(Path("/sys/devices/system/cpu/possible").read_text())
+
+    @cached_property
+    def online_cpus(self):
+        return _parse_cpu_list(Path("/sys/devices/system/cpu/online").read_text())
+
+    @cached_property
+    def preemption(self):
+        """'none' / 'voluntary' / 'full' / 'lazy' as the kernel runs now."""
+        for p in ("/sys/kernel/debug/sched/preempt",):
+            try:
+                text = Path(p).read_text()
+                return text[text.index("(") + 1:text.index(")")]
+            except (OSError, ValueError):
+                pass
+        v = platform.version()
+        return "full" if "PREEMPT " in v + " " and "PREEMPT_DYNAMIC" not in v else "unknown"
+
+    def summary(self):
+        return {"release": self.release, "generation": self.generation,
+                "generation_text": GENERATIONS[self.generation], "btf": self.btf_path,
+                "cpus_possible": len(self.possible_cpus), "cpus_online": len(self.online_cpus),
+                "preemption": self.preemption,
+                "kallsyms_all": bool(self.kallsyms.data.get("__per_cpu_offset"))}
+
+
+def _parse_cpu_list(text):
+    cpus = []
+    for part in text.strip().split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            cpus.extend(range(int(a), int(b) + 1))
+        elif part:
+            cpus.append(int(part))
+    return cpus

@@ -1,0 +1,99 @@
+"""The shape of lstrace's per-CPU counters, shared by the BPF C code and Python.
+
+All counters of one CPU live in one `struct counters` value of a single-slot
+BPF_PERCPU_ARRAY: one BPF_MAP_LOOKUP_ELEM returns every CPU's counters, and
+the BPF side needs no hash map (hash maps take rqspinlocks, the very locks
+lstrace watches).  Python is the single source of truth for the dimensions:
+they reach the C code as -D defines (see `cflags`).
+"""
+import errno as _errno
+
+OUTCOMES = ("ok", "busy", "deadlock", "timeout", "nomem", "not_found", "other")
+FAILURE_REASONS = OUTCOMES[1:]
+
+# log2 latency slots: slot 0 holds 0..1 ns, slot s holds (2^(s-1), 2^s] ns,
+# so a slot's upper bound 2^s is exactly a Prometheus `le`.
+NSLOTS = 40
+
+# rqspinlock failures: errno x kind x caller
+RQ_ERRNOS = ("EDEADLK", "ETIMEDOUT")
+RQ_KINDS = ("AA", "ABBA", "unknown")
+CALLERS = ("local_storage", "htab", "lru", "ringbuf", "res_spin_lock", "lpm_trie",
+           "queue_stack", "freelist", "other")
+
+# bpf() syscall errors: command x map type x errno
+BPF_CMDS = {0: "MAP_CREATE", 1: "MAP_LOOKUP_ELEM", 2: "MAP_UPDATE_ELEM", 3: "MAP_DELETE_ELEM",
+            4: "MAP_GET_NEXT_KEY", 5: "PROG_LOAD", 10: "PROG_TEST_RUN",
+            21: "MAP_LOOKUP_AND_DELETE_ELEM", 24: "MAP_LOOKUP_BATCH",
+            25: "MAP_LOOKUP_AND_DELETE_BATCH", 26: "MAP_UPDATE_BATCH", 27: "MAP_DELETE_BATCH",
+            28: "LINK_CREATE"}
+CMD_NAMES = tuple(BPF_CMDS.values()) + ("other",)
+MAP_ELEM_CMDS = (1, 2, 3, 4, 21, 24, 25, 26, 27)
+# enum bpf_map_type -> bucket; the buckets are the rqspinlock / local-storage users
+MAP_TYPE_BUCKETS = ("none", "task_storage", "cgrp_storage", "sk_storage", "inode_storage",
+                    "hash", "other_rqspinlock", "other")
+_MAP_TYPES = {29: "task_storage", 32: "cgrp_storage", 24: "sk_storage", 28: "inode_storage",
+              1: "hash", 5: "hash", 9: "hash", 10: "hash", 13: "hash",
+              11: "other_rqspinlock", 22: "other_rqspinlock", 23: "other_rqspinlock",
+              27: "other_rqspinlock"}
+SYS_ERRNOS = ("EPERM", "ENOENT", "E2BIG", "EBADF", "EAGAIN", "ENOMEM", "EFAULT", "EBUSY",
+              "EEXIST", "EINVAL", "ENOSPC", "EDEADLK", "ETIMEDOUT", "EOPNOTSUPP", "other")
+
+# busy-counter sampling (generations A/B)
+BUSY_COUNTERS = ("task", "cgrp")
+
+
+def errno_index(table, err):
+    """Index of errno number `err` in a table of names ending in "other"."""
+    name = _errno.errorcode.get(err, "other")
+    return table.index(name) if name in table else len(table) - 1
+
+
+def outcome_of_errno(err):
+    """Outcome of a helper or kernel function that failed with -err."""
+    return {_errno.EBUSY: "busy", _errno.EDEADLK: "deadlock", _errno.ETIMEDOUT: "timeout",
+            _errno.ENOMEM: "nomem", _errno.ENOENT: "not_found"}.get(err, "other")
+
+
+def map_type_bucket(map_type):
+    return _MAP_TYPES.get(map_type, "other")
+
+
+class Layout:
+    """Offsets (in u64 words) of each counter block in one CPU's value."""
+
+    def __init__(self, nprobes):
+        self.nprobes = nprobes
+        blocks = [("helper", nprobes * len(OUTCOMES)),
+                  ("lat", nprobes * NSLOTS),
+                  ("rq", len(RQ_ERRNOS) * len(RQ_KINDS) * len(CALLERS)),
+                  ("rq_wait", NSLOTS),
+                  ("sys", len(CMD_NAMES) * len(MAP_TYPE_BUCKETS) * len(SYS_ERRNOS)),
+                  ("busy_samples", 1),
+                  ("busy_held", len(BUSY_COUNTERS)),
+                  ("guard_skips", 1)]
+        self.offsets, pos = {}, 0
+        for name, n in blocks:
+            self.offsets[name] = (pos, n)
+            pos += n
+        self.words = pos
+
+    @property
+    def value_size(self):
+        return self.words * 8
+
+    def cflags(self):
+        """-D defines that give the C code the same shape."""
+        d = {"N_PROBES": self.nprobes, "N_OUTCOMES": len(OUTCOMES), "N_SLOTS": NSLOTS,
+             "N_RQ_ERRNO": len(RQ_ERRNOS), "N_RQ_KIND": len(RQ_KINDS), "N_CALLER": len(CALLERS),
+             "N_CMD": len(CMD_NAMES), "N_MAPTYPE": len(MAP_TYPE_BUCKETS),
+             "N_SYSERR": len(SYS_ERRNOS), "N_BUSY": len(BUSY_COUNTERS)}
+        for i, o in enumerate(OUTCOMES):
+            d[f"OUT_{o.upper()}"] = i
+        for i, k in enumerate(RQ_KINDS):
+            d[f"KIND_{k.upper()}"] = i
+        return [f"-D{k}={v}" for k, v in d.items()]
+
+    def block(self, words, name):
+        off, n = self.offsets[name]
+        return words[off:off + n]

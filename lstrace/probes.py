@@ -1,0 +1,81 @@
+"""The catalogue of probe points (kernel-map.md §2-§4).
+
+A *helper probe* is a kernel function probed at entry and exit (fentry/fexit,
+else kprobe/kretprobe); its return value is classified into an outcome.  A
+*tracepoint probe* watches lock and syscall tracepoints, which work on every
+kernel, including hosts that forbid kprobes and trampolines.
+"""
+from dataclasses import dataclass
+
+# how a function reports failure
+RET_PTR_OR_NULL = "ptr_or_null"     # BPF_CALL helper returning a pointer as u64, NULL = failed
+RET_ERRNO = "errno"                 # 0 or -errno (helpers return it as u64)
+RET_ERR_PTR = "err_ptr"             # pointer or ERR_PTR(-errno)
+RET_ERR_PTR_OR_NULL = "err_ptr_or_null"  # pointer, NULL (not found) or ERR_PTR(-errno)
+RET_VOID = "void"                   # calls only
+
+
+@dataclass(frozen=True)
+class HelperProbe:
+    name: str          # public probe name (metric label, --probes)
+    func: str          # kernel function
+    ret: str           # RET_* above (the int/void variants are decided from BTF)
+    role: str          # "get", "delete", "update" or "" (no nesting role)
+    busy_capable: tuple = ()   # generations in which this function can fail on busy
+    doc: str = ""
+
+
+HELPERS = (
+    HelperProbe("task_storage_get", "bpf_task_storage_get", RET_PTR_OR_NULL, "get", ("A",),
+                "bpf_task_storage_get(); gen B/C: the non-recursive variant (LSM, iterators)"),
+    HelperProbe("task_storage_get_recur", "bpf_task_storage_get_recur", RET_PTR_OR_NULL,
+                "get", ("B",), "bpf_task_storage_get() from tracing programs (gen B)"),
+    HelperProbe("task_storage_delete", "bpf_task_storage_delete", RET_ERRNO, "delete", ("A",)),
+    HelperProbe("task_storage_delete_recur", "bpf_task_storage_delete_recur", RET_ERRNO,
+                "delete", ("B",)),
+    HelperProbe("cgrp_storage_get", "bpf_cgrp_storage_get", RET_PTR_OR_NULL, "get", ("B",)),
+    HelperProbe("cgrp_storage_delete", "bpf_cgrp_storage_delete", RET_ERRNO, "delete", ("B",)),
+    HelperProbe("inode_storage_get", "bpf_inode_storage_get", RET_PTR_OR_NULL, "get"),
+    HelperProbe("sk_storage_get", "bpf_sk_storage_get", RET_PTR_OR_NULL, "get"),
+    HelperProbe("local_storage_update", "bpf_local_storage_update", RET_ERR_PTR, "update",
+                doc="creates/updates an element; ERR_PTR(-EDEADLK/-ETIMEDOUT) on gen C"),
+    HelperProbe("selem_unlink", "bpf_selem_unlink", RET_ERRNO, "",
+                doc="gen C: returns the lock error; void before 7.0 (calls only)"),
+    HelperProbe("selem_link_map", "bpf_selem_link_map", RET_ERRNO, "",
+                doc="gen C: returns the bucket lock error; void before 7.0"),
+    HelperProbe("task_storage_syscall_lookup", "bpf_pid_task_storage_lookup_elem",
+                RET_ERR_PTR_OR_NULL, "", doc="bpf(BPF_MAP_LOOKUP_ELEM) on a pidfd key"),
+    HelperProbe("task_storage_syscall_update", "bpf_pid_task_storage_update_elem", RET_ERRNO, ""),
+    HelperProbe("task_storage_syscall_delete", "bpf_pid_task_storage_delete_elem", RET_ERRNO, ""),
+    HelperProbe("cgrp_storage_syscall_lookup", "bpf_cgrp_storage_lookup_elem",
+                RET_ERR_PTR_OR_NULL, ""),
+    HelperProbe("cgrp_storage_syscall_update", "bpf_cgrp_storage_update_elem", RET_ERRNO, ""),
+    HelperProbe("cgrp_storage_syscall_delete", "bpf_cgrp_storage_delete_elem", RET_ERRNO, ""),
+)
+
+
+@dataclass(frozen=True)
+class TracepointProbe:
+    name: str
+    events: tuple      # ((category, event), ...) all must exist
+    doc: str
+
+
+TRACEPOINTS = (
+    TracepointProbe("rqspinlock", (("lock", "contention_begin"), ("lock", "contention_end")),
+                    "rqspinlock failures (-EDEADLK/-ETIMEDOUT) at lock:contention_end, "
+                    "queued path only, by kind and caller"),
+    TracepointProbe("bpf_syscall", (("syscalls", "sys_enter_bpf"), ("syscalls", "sys_exit_bpf")),
+                    "bpf() errors by command, map type and errno"),
+    TracepointProbe("busy_sampler", (("irq_vectors", "local_timer_entry"),),
+                    "samples the task/cgroup storage busy counters at each timer tick"),
+)
+
+ALL_NAMES = tuple(p.name for p in HELPERS) + tuple(p.name for p in TRACEPOINTS)
+
+
+def helper(name):
+    for p in HELPERS:
+        if p.name == name:
+            return p
+    raise KeyError(name)

@@ -1,0 +1,137 @@
+"""Open, load and attach a compiled BPF object through libbpf.so.1 (ctypes).
+
+BCC cannot call kfuncs (bpf_res_spin_lock), so the workloads are plain
+libbpf objects; this is the smallest wrapper that loads them.
+"""
+import ctypes
+import ctypes.util
+import os
+
+_c = ctypes.c_void_p
+
+
+class LibbpfMissing(RuntimeError):
+    pass
+
+
+class LoadError(OSError):
+    """Opening, loading or attaching failed; .log is libbpf's (verifier) output."""
+
+    def __init__(self, err, what, log=""):
+        super().__init__(err, f"{what}: {os.strerror(err)}")
+        self.log = log
+
+    def reason(self) -> str:
+        """The most telling line of the log, for a one-line 'cannot run' reason."""
+        for key in ("failed to find", "unknown func", "invalid func", "Permission denied",
+                    "not supported", "Invalid argument"):
+            for line in self.log.splitlines():
+                if key in line:
+                    return line.strip()[:200]
+        return self.strerror or ""
+
+
+_lib = None
+_log = []
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+def _printer(level, fmt, ap):
+    # va_list is a pointer on x86_64: let libc's vsnprintf expand it.
+    buf = ctypes.create_string_buffer(4096)
+    _libc.vsnprintf(buf, len(buf), fmt, ctypes.c_void_p(ap))
+    _log.append(buf.value.decode(errors="replace"))
+    return 0
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+_print_cb = _PRINT_FN(_printer)
+
+
+def lib():
+    global _lib
+    if _lib is None:
+        try:
+            _lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+        except OSError as e:
+            raise LibbpfMissing(str(e)) from None
+        sig = {
+            "bpf_object__open_file": (_c, [ctypes.c_char_p, _c]),
+            "bpf_object__load": (ctypes.c_int, [_c]),
+            "bpf_object__close": (None, [_c]),
+            "bpf_object__find_program_by_name": (_c, [_c, ctypes.c_char_p]),
+            "bpf_object__find_map_by_name": (_c, [_c, ctypes.c_char_p]),
+            "bpf_program__fd": (ctypes.c_int, [_c]),
+            "bpf_program__set_autoload": (ctypes.c_int, [_c, ctypes.c_bool]),
+            "bpf_program__attach": (_c, [_c]),
+            "bpf_link__destroy": (ctypes.c_int, [_c]),
+            "bpf_map__fd": (ctypes.c_int, [_c]),
+            "libbpf_set_print": (_c, [_c]),
+        }
+        for name, (res, args) in sig.items():
+            f = getattr(_lib, name)
+            f.restype, f.argtypes = res, args
+        _lib.libbpf_set_print(ctypes.cast(_print_cb, _c))
+    return _lib
+
+
+class Object:
+    """One loaded BPF object; programs are loaded together, attached on demand."""
+
+    def __init__(self, path, skip=()):
+        L = lib()
+        _log.clear()
+        self._links = []
+        self._obj = L.bpf_object__open_file(os.fsencode(path), None)
+        if not self._obj:
+            raise LoadError(ctypes.get_errno() or 22, f"open {path}", "".join(_log))
+        for name in skip:          # programs this kernel cannot verify
+            p = L.bpf_object__find_program_by_name(self._obj, name.encode())
+            if p:
+                L.bpf_program__set_autoload(p, False)
+        _log.clear()
+        err = L.bpf_object__load(self._obj)
+        if err:
+            log = "".join(_log)
+            L.bpf_object__close(self._obj)
+            self._obj = None
+            raise LoadError(-err, f"load {os.path.basename(path)}", log)
+
+    def _prog(self, name):
+        p = lib().bpf_object__find_program_by_name(self._obj, name.encode())
+        if not p:
+            raise KeyError(f"no program {name}")
+        return p
+
+    def prog_fd(self, name) -> int:
+        return lib().bpf_program__fd(self._prog(name))
+
+    def map_fd(self, name) -> int:
+        m = lib().bpf_object__find_map_by_name(self._obj, name.encode())
+        if not m:
+            raise KeyError(f"no map {name}")
+        return lib().bpf_map__fd(m)
+
+    def attach(self, name):
+        """Attach by section name (raw_tp/..., fentry/...); detached on close()."""
+        _log.clear()
+        link = lib().bpf_program__attach(self._prog(name))
+        if not link:
+            raise LoadError(ctypes.get_errno() or 22, f"attach {name}", "".join(_log))
+        self._links.append(link)
+
+    def close(self):
+        L = lib()
+        for link in self._links:
+            L.bpf_link__destroy(link)
+        self._links = []
+        if self._obj:
+            L.bpf_object__close(self._obj)
+            self._obj = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
