@@ -1,0 +1,66 @@
+#!/bin/sh
+# PID 1 of a lab guest (see tests/lab/run). The root file system is the host's, read-only over
+# virtiofs. Makes a scratch system around it, runs the command the runner left in the lab share,
+# writes its exit code there and powers off. Kernel messages go to ttyS0 (the console log on the
+# host), the command's output to ttyS1 (the runner's stdout).
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+LAB=/run/lab
+
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+exec </dev/null >/dev/console 2>&1
+off() { sync; echo o >/proc/sysrq-trigger; sleep 10; }
+die() { echo "lab-init: $*"; off; }
+
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=755 tmpfs /run
+mkdir $LAB && mount -t virtiofs lab $LAB || die "cannot mount the lab share"
+# LAB_CWD, LAB_KEEP, LAB_MODDIR, LAB_BUILD, LAB_SOURCE and the command's exported environment
+. $LAB/env || die "cannot read $LAB/env"
+
+# A fresh tmpfs over $1; host directories in $LAB_KEEP below it (the working directory, the kernel
+# tree) are bound back at the same path so a checkout or cache under /tmp stays visible.
+scratch() {
+	kept=
+	n=0
+	for p in $LAB_KEEP; do
+		case "$p/" in "$1"/*)
+			n=$((n + 1))
+			mkdir -p /run/keep/$n && mount --bind "$p" /run/keep/$n && kept="$kept $n:$p" ;;
+		esac
+	done
+	mount -t tmpfs -o mode=1777 tmpfs "$1" || die "tmpfs on $1"
+	for k in $kept; do
+		mkdir -p "${k#*:}" && mount --move /run/keep/${k%%:*} "${k#*:}"
+	done
+}
+for d in /tmp /var/tmp /dev/shm; do scratch $d; done
+
+mount -t bpf bpf /sys/fs/bpf
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+
+# The guest kernel's modules and headers where modprobe and BCC look for them.
+R=$(uname -r)
+mount -t tmpfs -o mode=755 tmpfs /usr/lib/modules
+mkdir /usr/lib/modules/$R
+for f in "$LAB_MODDIR"/*; do
+	case "${f##*/}" in build | source) ;; *) ln -s "$f" /usr/lib/modules/$R/ ;; esac
+done
+ln -s "$LAB_BUILD" /usr/lib/modules/$R/build
+ln -s "$LAB_SOURCE" /usr/lib/modules/$R/source
+
+hostname lab
+ulimit -l unlimited
+stty -F /dev/ttyS1 115200 raw -echo || die "no /dev/ttyS1 for the command's output"
+cd "$LAB_CWD" || die "cannot cd to $LAB_CWD"
+
+: >$LAB/started
+# A subshell, so the last close of ttyS1 (at its exit) waits for the UART to drain.
+(. $LAB/cmd) </dev/null >/dev/ttyS1 2>&1
+echo $? >$LAB/exit.part && mv $LAB/exit.part $LAB/exit
+off

@@ -1,0 +1,246 @@
+"""Boot one lab guest under qemu (TCG) with the host root over virtiofs and run one command in it.
+
+Host side of a run (a temp directory, removed at the end):
+  RUN/share/        second virtiofs share, /run/lab in the guest: env, cmd, started, exit, out/
+  RUN/console.log   ttyS0: the kernel's and guest-init's messages
+  RUN/*.sock, RUN/*.log   virtiofsd sockets and logs, qemu's stderr
+The command's output comes over ttyS1 on qemu's stdout and is streamed to our stdout.
+"""
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+QEMU = "qemu-system-x86_64"
+VIRTIOFSD = next((p for p in ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd",
+                              "/usr/bin/virtiofsd") if os.path.exists(p)), "virtiofsd")
+HERE = Path(__file__).resolve().parent
+GUEST_INIT = HERE / "guest-init.sh"
+GUEST_LAB = "/run/lab"
+BOOT_DEADLINE = 240  # seconds from qemu start to the command starting (TCG boots take 5-15 s)
+TAIL_LINES = 60
+# Crashes worth one more boot (TCG flakiness); failures that would only repeat are not.
+CRASH = re.compile(r"Kernel panic|Oops|BUG: |general protection fault|KVM internal error|"
+                   r"invalid opcode")
+DETERMINISTIC = re.compile(r"Requested init|No working init|Unable to mount root|lab-init:|"
+                           r"lab-initramfs:")
+# Host variables the command sees; everything else in the guest is set by guest-init.sh.
+PASS_ENV = ("PATH", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "PYTHONUNBUFFERED",
+            "PYTHONWARNINGS", "PYTEST_ADDOPTS", "CI", "NO_COLOR")
+PASS_PREFIXES = ("LSTRACE_",)
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM/SIGHUP arrived: clean up, then exit 128+signum."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(signum)
+
+
+def install_signal_handlers():
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _on_signal)
+
+
+class Result:
+    def __init__(self, status, code=None, boot_s=None, run_s=None, tail=""):
+        self.status = status  # "ok" | "boot" | "timeout" | "died"
+        self.code, self.boot_s, self.run_s, self.tail = code, boot_s, run_s, tail
+
+
+def guest_env(kernel_key, extra):
+    env = {k: v for k, v in os.environ.items() if k in PASS_ENV or k.startswith(PASS_PREFIXES)}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.update(HOME="/tmp", PYTHONDONTWRITEBYTECODE="1", LAB_KERNEL=kernel_key,
+               LAB_OUT=f"{GUEST_LAB}/out")
+    # The checkout is read-only in the guest: no .pytest_cache.
+    env["PYTEST_ADDOPTS"] = (env.get("PYTEST_ADDOPTS", "") + " -p no:cacheprovider").strip()
+    env.update(extra)
+    return env
+
+
+class Guest:
+    def __init__(self, tree, kernel_key, cpus=2, mem=2048, append=(), initrd=None):
+        self.tree, self.key, self.cpus, self.mem = tree, kernel_key, cpus, mem
+        self.append, self.initrd = list(append), initrd
+        self.procs = []  # (name, Popen), each leading its own process group
+
+    # ------------------------------------------------------------ processes
+    def _spawn(self, name, argv, **kw):
+        p = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, **kw)
+        self.procs.append((name, p))
+        return p
+
+    def _virtiofsd(self, run, tag, source, cache):
+        sock = run / f"{tag}.sock"
+        log = open(run / f"virtiofsd-{tag}.log", "wb")
+        # sandbox=chroot: the default namespace sandbox cannot pivot_root on /.
+        self._spawn(f"virtiofsd-{tag}", [VIRTIOFSD, f"--socket-path={sock}", "-o", f"source={source}",
+                                         "-o", f"cache={cache}", "-o", "sandbox=chroot"],
+                    stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return sock
+
+    def _qemu_argv(self, run, root_sock, lab_sock, hard_limit):
+        cpu = "max,-cx16" if self.tree.needs_cx16_hidden else "max"
+        cmdline = ["console=ttyS0", "root=hostroot", "rootfstype=virtiofs", "ro",
+                   f"init={GUEST_INIT}", "panic=-1"] + self.append
+        argv = ["timeout", "--kill-after=10", str(int(hard_limit)), QEMU,
+                # single-threaded TCG: KVM here is kvm_pvm (Debian kernels die in its emulator)
+                # and multi-threaded TCG crashed guests now and then.
+                "-accel", "tcg,thread=single", "-cpu", cpu, "-smp", str(self.cpus),
+                "-m", f"{self.mem}M", "-object",
+                f"memory-backend-memfd,id=mem,size={self.mem}M,share=on",
+                "-numa", "node,memdev=mem",
+                "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
+                "-kernel", str(self.tree.vmlinuz), "-append", " ".join(cmdline),
+                "-chardev", f"socket,id=fsroot,path={root_sock}",
+                "-device", "vhost-user-fs-pci,chardev=fsroot,tag=hostroot",
+                "-chardev", f"socket,id=fslab,path={lab_sock}",
+                "-device", "vhost-user-fs-pci,chardev=fslab,tag=lab",
+                "-serial", f"file:{run / 'console.log'}", "-serial", "stdio"]
+        if self.initrd:
+            argv += ["-initrd", str(self.initrd)]
+        return argv
+
+    def stop(self):
+        """qemu first (virtiofsd then exits by itself), then whatever is left, by process group."""
+        for name, p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    p.wait()
+        self.procs.clear()
+
+    # ------------------------------------------------------------ one boot
+    def boot(self, run: Path, deadline, out=sys.stdout.buffer):
+        share = run / "share"
+        for f in ("started", "exit"):
+            (share / f).unlink(missing_ok=True)
+        (run / "console.log").unlink(missing_ok=True)
+        root_sock = self._virtiofsd(run, "hostroot", "/", "always")
+        lab_sock = self._virtiofsd(run, "lab", share, "none")
+        t_wait = time.monotonic() + 10
+        while not (root_sock.exists() and lab_sock.exists()):
+            dead = [n for n, p in self.procs if p.poll() is not None]
+            if dead or time.monotonic() > t_wait:
+                logs = "".join((run / f"{n}.log").read_text(errors="replace")
+                               for n, _ in self.procs if (run / f"{n}.log").exists())
+                self.stop()
+                return Result("boot", tail=f"virtiofsd did not start:\n{logs}")
+            time.sleep(0.05)
+
+        t0 = time.monotonic()
+        hard = max(deadline - t0, 1) + 15  # backstop if this process dies without cleaning up
+        qerr = open(run / "qemu.err", "wb")
+        qemu = self._spawn("qemu", self._qemu_argv(run, root_sock, lab_sock, hard),
+                           stdout=subprocess.PIPE, stderr=qerr)
+        qerr.close()
+        pump = threading.Thread(target=_pump, args=(qemu.stdout, out), daemon=True)
+        pump.start()
+
+        boot_deadline = min(t0 + BOOT_DEADLINE, deadline)
+        started_at = None
+        status = None
+        while qemu.poll() is None:
+            now = time.monotonic()
+            if started_at is None and (share / "started").exists():
+                started_at = now
+            if started_at is None and now > boot_deadline:
+                status = "boot"
+                break
+            if now > deadline:
+                status = "timeout"
+                break
+            time.sleep(0.1)
+        if started_at is None and (share / "started").exists():
+            started_at = time.monotonic()
+        end = time.monotonic()
+        self.stop()
+        pump.join(timeout=5)
+
+        tail = _tail(run)
+        boot_s = (started_at or end) - t0
+        run_s = end - started_at if started_at else None
+        code_file = share / "exit"
+        if code_file.exists():
+            return Result("ok", int(code_file.read_text().strip() or 1), boot_s, run_s, tail)
+        if status is None:
+            status = "died" if started_at else "boot"
+        return Result(status, None, boot_s, run_s, tail)
+
+
+def _pump(src, dst):
+    """Copy the command's output (ttyS1) to our stdout as it comes."""
+    while True:
+        chunk = os.read(src.fileno(), 65536)
+        if not chunk:
+            break
+        dst.write(chunk)
+        dst.flush()
+
+
+def _tail(run: Path):
+    text = ""
+    for name in ("console.log", "qemu.err"):
+        f = run / name
+        if f.exists():
+            text += f.read_text(errors="replace").replace("\r", "")
+    return "\n".join(text.splitlines()[-TAIL_LINES:])
+
+
+def prepare(run: Path, argv, cwd, env, tree):
+    """Write what guest-init.sh reads: the command, its environment and where things are."""
+    share = run / "share"
+    (share / "out").mkdir(parents=True)
+    os.chmod(share / "out", 0o1777)
+    q = shlex.quote
+    lines = [f"export {k}={q(v)}" for k, v in sorted(env.items())]
+    lines += [f"LAB_CWD={q(str(cwd))}", f"LAB_MODDIR={q(str(tree.moddir))}",
+              f"LAB_BUILD={q(str(tree.build))}", f"LAB_SOURCE={q(str(tree.source))}",
+              f"LAB_KEEP={q(' '.join([str(cwd), str(tree.root)]))}"]
+    (share / "env").write_text("\n".join(lines) + "\n")
+    (share / "cmd").write_text("exec " + " ".join(q(a) for a in argv) + "\n")
+
+
+def run_command(guest, argv, cwd, env, timeout, out_dir=None, log=print):
+    """Boot (retrying once on a crash before the command started) and run argv. -> Result."""
+    run = Path(tempfile.mkdtemp(prefix="lstrace-lab."))
+    try:
+        prepare(run, argv, cwd, env, guest.tree)
+        deadline = time.monotonic() + timeout
+        for attempt in (1, 2):
+            res = guest.boot(run, deadline)
+            retry = (res.status in ("boot", "died") and res.run_s is None and attempt == 1
+                     and CRASH.search(res.tail) and not DETERMINISTIC.search(res.tail)
+                     and time.monotonic() < deadline - 5)
+            if not retry:
+                break
+            log(f"guest crashed while booting; retrying once. Console tail:\n{res.tail}")
+        if out_dir:
+            shutil.copytree(run / "share" / "out", out_dir, dirs_exist_ok=True)
+        return res
+    finally:
+        guest.stop()
+        shutil.rmtree(run, ignore_errors=True)
