@@ -81,16 +81,19 @@ BPF_PERCPU_ARRAY(events, struct ring, 1);
 
 /* Sorted address ranges of the kernel's rqspinlock users, filled from
  * kallsyms by user space; binary-searched to attribute a lock failure. */
-struct range {
+struct caller_range {
 	u64 start;
 	u64 end;
 	u64 caller;
 };
-BPF_ARRAY(callers, struct range, N_RANGES);
+BPF_ARRAY(callers, struct caller_range, N_RANGES);
 
 static __always_inline int guard_enter(struct cpu_state *s, struct counters *c)
 {
-	if (__sync_fetch_and_add(&s->nest, 1) >= MAX_NEST) {
+	/* BCC's clang targets BPF v1/v2: no fetch-and-add return value, so add,
+	 * then read; a nested program in between leaves the value as it was. */
+	__sync_fetch_and_add(&s->nest, 1);
+	if (s->nest > MAX_NEST) {
 		__sync_fetch_and_add(&s->nest, -1);
 		__sync_fetch_and_add(&c->guard_skips, 1);
 		return 0;
@@ -158,7 +161,8 @@ static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var)
 	struct counters *c = counters.lookup(&zero);
 	if (!s || !c || !guard_enter(s, c))
 		return 0;
-	u32 d = __sync_fetch_and_add(&s->depth, 1);
+	__sync_fetch_and_add(&s->depth, 1);
+	u32 d = s->depth - 1;
 	if (d < MAX_DEPTH) {
 		struct frame *f = &s->f[d];
 		f->probe = probe;
@@ -207,9 +211,10 @@ static __always_inline void record_event(void *ctx, u32 what, u32 outcome)
 	struct ring *r = events.lookup(&zero);
 	if (!r)
 		return;
-	u64 seq = __sync_fetch_and_add(&r->head, 1);
-	struct event *e = &r->ev[seq % N_EVENTS];
-	e->seq = seq + 1;
+	__sync_fetch_and_add(&r->head, 1);
+	u64 seq = r->head;
+	struct event *e = &r->ev[(seq - 1) % N_EVENTS];
+	e->seq = seq;
 	e->ts = bpf_ktime_get_ns();
 	e->what = what;
 	e->outcome = outcome;
@@ -274,6 +279,7 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 	return 0;
 }
 
+#if WITH_RQSPINLOCK
 /* ---- rqspinlock failures at lock:contention_begin/end (raw tracepoints,
  * which unlike perf-based tracepoints also run inside bpf() map syscalls) */
 
@@ -283,7 +289,8 @@ int lst_contention_begin(struct bpf_raw_tracepoint_args *ctx)
 	struct cpu_state *s = state.lookup(&zero);
 	if (!s)
 		return 0;
-	u32 d = __sync_fetch_and_add(&s->lock_depth, 1);
+	__sync_fetch_and_add(&s->lock_depth, 1);
+	u32 d = s->lock_depth - 1;
 	if (d < 4) {
 		s->lock[d] = ctx->args[0];
 		s->lock_flags[d] = ctx->args[1];
@@ -297,22 +304,21 @@ int lst_contention_begin(struct bpf_raw_tracepoint_args *ctx)
 static __always_inline u64 caller_of(u64 ip)
 {
 	u32 lo = 0, hi = N_RANGES;
+	u64 found = N_CALLER;   /* none */
 #pragma unroll
 	for (int i = 0; i < RANGE_STEPS; i++) {
-		if (lo >= hi)
-			break;
 		u32 mid = (lo + hi) / 2;
-		struct range *r = callers.lookup(&mid);
-		if (!r)
-			break;
-		if (ip < r->start)
-			hi = mid;
-		else if (ip >= r->end)
-			lo = mid + 1;
-		else
-			return r->caller;
+		struct caller_range *r = callers.lookup(&mid);
+		if (lo < hi && r && found == N_CALLER) {
+			if (ip < r->start)
+				hi = mid;
+			else if (ip >= r->end)
+				lo = mid + 1;
+			else
+				found = r->caller;
+		}
 	}
-	return N_CALLER;   /* none */
+	return found;
 }
 
 /* Was the failing lock already held by this CPU (AA)?  Needs the per-CPU
@@ -402,6 +408,9 @@ out:
 	return 0;
 }
 
+#endif /* WITH_RQSPINLOCK */
+
+#if WITH_BPF_SYSCALL
 /* ---- bpf() errors by command, map type and errno */
 
 static __always_inline u32 cmd_index(u32 cmd)
@@ -466,7 +475,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_bpf)
 		bpf_probe_read_user(&fd, sizeof(fd), (void *)args->uattr);
 		mt = map_bucket(map_type_of_fd(fd));
 	}
-	u32 d = __sync_fetch_and_add(&s->depth, 1);
+	__sync_fetch_and_add(&s->depth, 1);
+	u32 d = s->depth - 1;
 	if (d < MAX_DEPTH) {
 		struct frame *f = &s->f[d];
 		f->probe = SYSCALL_FRAME;
@@ -500,6 +510,9 @@ TRACEPOINT_PROBE(syscalls, sys_exit_bpf)
 	return 0;
 }
 
+#endif /* WITH_BPF_SYSCALL */
+
+#if WITH_BUSY_SAMPLER
 /* ---- busy counters sampled at the timer tick (raw tracepoint: runs even
  * while a bpf() map syscall holds the counter) */
 int lst_busy_sample(struct bpf_raw_tracepoint_args *ctx)
@@ -515,3 +528,4 @@ int lst_busy_sample(struct bpf_raw_tracepoint_args *ctx)
 		__sync_fetch_and_add(&c->busy_held[1], 1);
 	return 0;
 }
+#endif /* WITH_BUSY_SAMPLER */

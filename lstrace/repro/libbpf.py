@@ -23,11 +23,14 @@ class LoadError(OSError):
 
     def reason(self) -> str:
         """The most telling line of the log, for a one-line 'cannot run' reason."""
-        for key in ("failed to find", "unknown func", "invalid func", "Permission denied",
-                    "not supported", "Invalid argument"):
-            for line in self.log.splitlines():
+        lines = [l.strip() for l in self.log.splitlines() if l.strip()]
+        for key in ("failed to find", "unknown func", "invalid func"):
+            for line in lines:
                 if key in line:
-                    return line.strip()[:200]
+                    return line[:200]
+        for i, line in enumerate(lines):     # the verifier's last word
+            if line.startswith("processed ") and i:
+                return lines[i - 1][:200]
         return self.strerror or ""
 
 

@@ -65,9 +65,10 @@ def percpu_u64(map_fd, key: int, ncpus: int) -> list:
     return list(struct.unpack(f"<{ncpus}Q", raw))
 
 
-def test_run(prog_fd, data: bytes = b"", ctx: bytes = b"", repeat=1, cpu=None):
+def test_run(prog_fd, data: bytes = b"", ctx: bytes = b"", repeat=0, cpu=None):
     """BPF_PROG_TEST_RUN: (ret, retval as signed int).
 
+    repeat: 0 means once (raw_tp refuses anything else).
     cpu: pass BPF_F_TEST_RUN_ON_CPU (raw_tp only); other types run on the
     calling thread's CPU, so their callers pin the thread instead.
     """

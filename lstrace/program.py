@@ -1,0 +1,177 @@
+"""Generate lstrace's BPF program for the running kernel from a plan.
+
+bpf/lstrace.bpf.c holds the logic; this module appends one entry and one
+exit program per planned helper probe, declared with the exact argument
+count and return type read from BTF (an fexit program must match the
+prototype: bpf_local_storage_update has had 4, 5 and 6 arguments), and
+computes the -D defines: dimensions, kernel struct offsets from BTF,
+addresses from kallsyms.
+"""
+import errno
+import sys
+from pathlib import Path
+
+from . import layout, probes
+from .probes import RET_ERR_PTR, RET_ERR_PTR_OR_NULL, RET_ERRNO, RET_PTR_OR_NULL, RET_VOID
+
+RET_KIND_CODE = {RET_PTR_OR_NULL: 0, RET_ERRNO: 1, RET_ERR_PTR: 2, RET_ERR_PTR_OR_NULL: 3,
+                 RET_VOID: 4}
+ROLE_CODE = {"": 0, "get": 1, "delete": 2, "update": 3}
+N_RANGES = 1024
+SYSCALL_FRAME = 0xfffe
+
+# symbol-name prefixes of the kernel's rqspinlock users, most specific first
+CALLER_PREFIXES = (
+    ("res_spin_lock", ("bpf_res_spin_",)),
+    ("local_storage", ("bpf_local_storage", "bpf_selem_", "__bpf_selem", "bpf_task_storage",
+                       "bpf_cgrp_storage", "bpf_sk_storage", "bpf_inode_storage",
+                       "task_storage_", "cgroup_storage_", "bpf_pid_task_storage",
+                       "sk_storage_", "inode_storage_", "__bpf_local_storage")),
+    ("lru", ("bpf_lru_", "htab_lru_", "__bpf_lru", "prealloc_lru_pop", "__htab_lru")),
+    ("htab", ("htab_", "__htab_", "alloc_htab_elem", "free_htab_elem", "pcpu_init_value",
+              "check_and_free_fields")),
+    ("ringbuf", ("__bpf_ringbuf", "bpf_ringbuf_", "ringbuf_")),
+    ("lpm_trie", ("trie_", "lpm_trie_")),
+    ("queue_stack", ("queue_stack_map", "__queue_map_get", "__stack_map_get", "queue_map_",
+                     "stack_map_")),
+    ("freelist", ("pcpu_freelist", "__pcpu_freelist", "___pcpu_freelist")),
+)
+
+
+def source_dir():
+    """bpf/ beside the package (checkout, editable install) or installed data."""
+    for d in (Path(__file__).resolve().parent.parent / "bpf",
+              Path(sys.prefix) / "share" / "lstrace" / "bpf"):
+        if (d / "lstrace.bpf.c").exists():
+            return d
+    raise FileNotFoundError("bpf/lstrace.bpf.c not found")
+
+
+def helper_index(name):
+    return [p.name for p in probes.HELPERS].index(name)
+
+
+def _ret_decl(proto):
+    if proto.ret == "void":
+        return None
+    return "int ret" if proto.ret_size == 4 and not proto.returns_pointer else "long ret"
+
+
+def _ret_kind(hp, proto):
+    return RET_VOID if proto.ret == "void" else hp.ret
+
+
+def _busy_var(hp):
+    return "BUSY_CGRP" if hp.name.startswith("cgrp") else "BUSY_TASK"
+
+
+def helper_glue(plan, kernel, create_null_busy):
+    """C text of the entry and exit programs of one helper probe."""
+    hp = probes.helper(plan.name)
+    proto = plan.proto
+    idx, role = helper_index(hp.name), ROLE_CODE[hp.role]
+    kind = RET_KIND_CODE[_ret_kind(hp, proto)]
+    busy = _busy_var(hp) if hp.role == "get" else "0"
+    create_null = "OUT_BUSY" if create_null_busy and kernel.generation in hp.busy_capable \
+        else "OUT_OTHER"
+    flags_arg = 3 if hp.role == "get" else None
+    ret_decl = _ret_decl(proto)
+    rc = "(s64)ret" if ret_decl else "0"
+    if plan.mode == "fentry":
+        args = ", ".join(f"u64 a{i}" for i in range(len(proto.params)))
+        exit_args = ", ".join(x for x in (args, ret_decl) if x)
+        flags = f"a{flags_arg}" if flags_arg is not None else "0"
+        return (f"KFUNC_PROBE({hp.func}, {args})\n"
+                f"{{ return on_entry({idx}, {role}, {flags}, {busy}); }}\n"
+                f"KRETFUNC_PROBE({hp.func}, {exit_args})\n"
+                f"{{ return on_exit(ctx, {idx}, {kind}, {rc}, {create_null}); }}\n")
+    flags = f"PT_REGS_PARM{flags_arg + 1}(ctx)" if flags_arg is not None else "0"
+    cast = {"int ret": "(s64)(int)PT_REGS_RC(ctx)", "long ret": "(s64)PT_REGS_RC(ctx)"}.get(
+        ret_decl, "0")
+    return (f"int lst_kp_{hp.name}(struct pt_regs *ctx)\n"
+            f"{{ return on_entry({idx}, {role}, {flags}, {busy}); }}\n"
+            f"int lst_krp_{hp.name}(struct pt_regs *ctx)\n"
+            f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}); }}\n")
+
+
+def entry_exit_names(plan):
+    """BCC function names of a helper probe's two programs."""
+    hp = probes.helper(plan.name)
+    if plan.mode == "fentry":
+        return f"kfunc__{hp.func}", f"kretfunc__{hp.func}"
+    return f"lst_kp_{hp.name}", f"lst_krp_{hp.name}"
+
+
+def caller_ranges(kallsyms):
+    """Sorted, merged [start, end) ranges of rqspinlock users -> caller index."""
+    rows = []
+    for i, (addr, name) in enumerate(zip(kallsyms.addrs, kallsyms.names)):
+        for cat, prefixes in CALLER_PREFIXES:
+            if name.startswith(prefixes):
+                end = kallsyms.addrs[i + 1] if i + 1 < len(kallsyms.addrs) else addr + 1
+                rows.append([addr, end, layout.CALLERS.index(cat)])
+                break
+    merged = []
+    for r in rows:
+        if merged and merged[-1][2] == r[2] and merged[-1][1] == r[0]:
+            merged[-1][1] = r[1]
+        else:
+            merged.append(r)
+    return merged[:N_RANGES]
+
+
+def _cases(mapping):
+    return " ".join(f"case {k}: return {v};" for k, v in mapping.items())
+
+
+def defines(kernel, plans):
+    btf = kernel.btf
+    names = {p.name for p in plans if p.available}
+    d = {"N_RANGES": N_RANGES, "RANGE_STEPS": N_RANGES.bit_length() + 1,
+         "SYSCALL_FRAME": SYSCALL_FRAME,
+         "WITH_RQSPINLOCK": int("rqspinlock" in names),
+         "WITH_BPF_SYSCALL": int("bpf_syscall" in names),
+         "WITH_BUSY_SAMPLER": int("busy_sampler" in names)}
+    offsets = kernel.percpu_var_addr("bpf_task_storage_busy")
+    d["PCPU_OFFSETS"] = f"{offsets[1]:#x}ULL" if offsets else 0
+    for define, var in (("BUSY_TASK", "bpf_task_storage_busy"),
+                        ("BUSY_CGRP", "bpf_cgrp_storage_busy"),
+                        ("HELD_LOCKS", "rqspinlock_held_locks")):
+        a = kernel.percpu_var_addr(var)
+        d[define] = f"{a[0]:#x}ULL" if a else 0
+        if a and not offsets:
+            d["PCPU_OFFSETS"] = f"{a[1]:#x}ULL"
+    rq = kernel.kallsyms.range_of("resilient_queued_spin_lock_slowpath") or (0, 0)
+    d["RQ_SLOWPATH_START"], d["RQ_SLOWPATH_END"] = f"{rq[0]:#x}ULL", f"{rq[1]:#x}ULL"
+    for define, (struct, member) in {
+            "OFF_TASK_FILES": ("task_struct", "files"), "OFF_FILES_FDT": ("files_struct", "fdt"),
+            "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"), "OFF_FDT_FD": ("fdtable", "fd"),
+            "OFF_FILE_PRIVATE": ("file", "private_data"),
+            "OFF_MAP_TYPE": ("bpf_map", "map_type")}.items():
+        off = btf.member_offset(struct, member)
+        d[define] = off if off is not None else 0
+    cmd_idx = {c: i for i, c in enumerate(layout.BPF_CMDS)}
+    d["CMD_CASES"] = _cases(cmd_idx)
+    err_idx = {getattr(errno, n): i for i, n in enumerate(layout.SYS_ERRNOS) if n != "other"}
+    d["SYSERR_CASES"] = _cases(err_idx)
+    mt_idx = {t: layout.MAP_TYPE_BUCKETS.index(layout.map_type_bucket(t)) for t in range(64)}
+    d["MAPTYPE_CASES"] = _cases(mt_idx)
+    d["IS_MAP_ELEM_CMD(c)"] = "(" + " || ".join(f"(c) == {c}" for c in layout.MAP_ELEM_CMDS) + ")"
+    return d
+
+
+def build(kernel, plans):
+    """(C text, cflags, layout) for the planned probes."""
+    lay = layout.Layout(len(probes.HELPERS))
+    text = (source_dir() / "lstrace.bpf.c").read_text()
+    avail = {p.name for p in plans if p.available}
+    # a NULL from get(F_CREATE) is "busy" only if we would have seen the nested update
+    create_null_busy = "local_storage_update" in avail
+    glue = [helper_glue(p, kernel, create_null_busy) for p in plans
+            if p.kind == "helper" and p.available]
+    text += "\n/* ---- generated probe glue */\n" + "\n".join(glue)
+    # macros with spaces (switch cases) go into the text, the rest are -D flags
+    d = defines(kernel, plans)
+    head = "".join(f"#define {k} {v}\n" for k, v in d.items() if " " in str(v))
+    flags = ["-Wno-pass-failed"] + lay.cflags() + [f"-D{k}={v}" for k, v in d.items() if " " not in str(v)]
+    return head + text, flags, lay

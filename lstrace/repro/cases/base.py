@@ -1,0 +1,45 @@
+"""What every case shares: the Case interface and loading its object."""
+import struct
+
+from .. import build, libbpf
+from .. import sys as bsys
+
+
+class NotRunnable(Exception):
+    """This kernel or host cannot run the case; str() is the reason."""
+
+
+class Case:
+    name = ""
+    summary = ""
+    applies = ""        # which kernels, for --list
+
+    def check(self):
+        """None when runnable here, else the reason (cheap: BTF look-ups only)."""
+        return None
+
+    def run(self, duration, cpus, **params):
+        raise NotImplementedError
+
+
+def load(obj_name, skip=()):
+    """Compile (cached) and load bpf/repro/<obj_name>.bpf.c.
+
+    EPERM at load is what this host answers for fentry/LSM: say so plainly.
+    """
+    path = build.object_path(obj_name)
+    try:
+        return libbpf.Object(path, skip=skip)
+    except libbpf.LoadError as e:
+        if e.errno == 1:
+            raise NotRunnable(f"loading {obj_name} was refused (EPERM): "
+                              f"{e.reason()}") from None
+        raise NotRunnable(f"{obj_name} does not load on this kernel: {e.reason()}") from None
+
+
+def set_cfg(obj, *vals):
+    """Fill struct cfg (repro.h): up to 8 u64 parameters."""
+    vals = list(vals) + [0] * (8 - len(vals))
+    ret = bsys.map_update(obj.map_fd("cfg"), struct.pack("<I", 0), struct.pack("<8Q", *vals))
+    if ret < 0:
+        raise OSError(-ret, "cfg update failed")

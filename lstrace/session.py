@@ -1,0 +1,271 @@
+"""The API every command shares: start probes -> read snapshots -> stop.
+
+    with Session(probes=["rqspinlock"]) as s:
+        snap = s.snapshot()
+
+Start-up checks turn each missing prerequisite (root, BCC, BTF, headers) into
+one clear error; a probe that fails to attach is reported in the snapshot and
+the others keep running.
+"""
+import array
+import ctypes
+import os
+import struct
+import time
+
+from . import bpfsys, layout, probes
+from . import headers as headersmod
+from . import plan as planmod
+from . import program
+from .errors import NoProbeAttached, PermissionDenied, Unavailable
+from .kernel import Kernel
+from .snapshot import FailureEvent, ProbeStatus, ProgramStats, Snapshot
+
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+N_EVENTS, STACK_DEPTH = 16, 8
+EVENT = struct.Struct("<QQII16s" + "Q" * STACK_DEPTH)
+# frames that are lstrace's or the tracing machinery's, not the lock's user
+_HOOK_PREFIXES = ("bpf_prog_", "bpf_trampoline", "__bpf_trace", "bpf_trace_run", "__traceiter",
+                  "bpf_get_stack", "____bpf_get_stack", "bpf_get_stackid", "kretprobe",
+                  "arch_rethook", "rethook", "perf_", "resilient_queued_spin_lock_slowpath",
+                  "trace_contention", "__bpf_prog_enter", "__bpf_prog_exit", "ftrace",
+                  "__x64_sys_bpf", "do_syscall", "entry_SYSCALL")
+
+
+def effective_caps():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def check_privileges():
+    caps = effective_caps()
+    has = lambda c: bool(caps & (1 << c))  # noqa: E731
+    if os.geteuid() == 0 and has(CAP_SYS_ADMIN):
+        return
+    if has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON)):
+        return
+    raise PermissionDenied("lstrace needs root (or CAP_BPF and CAP_PERFMON) to load BPF "
+                           "programs: run it with sudo")
+
+
+def import_bcc():
+    try:
+        import bcc
+    except ImportError:
+        raise Unavailable("BCC is not installed for this Python: apt-get install python3-bpfcc "
+                          "(Debian/Ubuntu; the PyPI package named bcc is something else) and "
+                          "use a venv made with --system-site-packages")
+    return bcc
+
+
+def prepare_headers(kernel):
+    h = headersmod.find(kernel.release)
+    if h is None:
+        raise Unavailable(f"no kernel headers for {kernel.release} and none to fall back to: "
+                          "install linux-headers-$(uname -r), or any linux-headers package "
+                          "(scripts/install.sh does this)")
+    headersmod.wire_for_bcc(h, kernel.release)
+    return h
+
+
+class Session:
+    def __init__(self, kernel=None, probes=None, mode="auto", bpf_stats=False):
+        self.kernel = kernel or Kernel()
+        self.wanted = probes
+        self.mode = mode
+        self.bpf_stats = bpf_stats
+        self.plans = []
+        self.headers = None
+        self.bpf = None
+        self.layout = None
+        self._stats_fd = None
+        self._our_tags = set()
+        self.started = 0.0
+
+    # ---- lifecycle
+    def start(self):
+        check_privileges()
+        bcc = import_bcc()
+        self.kernel.btf   # raises Unavailable without BTF
+        self.headers = prepare_headers(self.kernel)
+        self.plans = planmod.make_plan(self.kernel, self.wanted, self.mode)
+        if not any(p.available for p in self.plans):
+            raise NoProbeAttached("no probe can attach on this kernel: " + "; ".join(
+                f"{p.name}: {p.reason}" for p in self.plans))
+        text, cflags, self.layout = program.build(self.kernel, self.plans)
+
+        class _BPF(bcc.BPF):
+            def _trace_autoload(self):
+                pass      # lstrace attaches each program itself, one failure at a time
+
+        try:
+            self.bpf = _BPF(text=text, cflags=cflags)
+        except Exception as e:
+            raise Unavailable(f"BCC could not compile lstrace's BPF program against "
+                              f"{self.headers.build}: {e}")
+        self._fill_callers()
+        for p in self.plans:
+            if p.available:
+                self._attach(p)
+        if not any(p.available for p in self.plans):
+            self.stop()
+            raise NoProbeAttached("no probe could be attached: " + "; ".join(
+                f"{p.name}: {p.reason}" for p in self.plans))
+        self._our_tags = {bpfsys.prog_info(f.fd).tag for f in self.bpf.funcs.values()}
+        if self.bpf_stats:
+            try:
+                self._stats_fd = bpfsys.enable_stats()
+            except bpfsys.BPFError:
+                self._stats_fd = None
+        self.started = time.monotonic()
+        return self
+
+    def _attach(self, p):
+        b = self.bpf
+        try:
+            if p.kind == "helper":
+                entry, exit_ = program.entry_exit_names(p)
+                if p.mode == "fentry":
+                    b.attach_kfunc(fn_name=entry)
+                    b.attach_kretfunc(fn_name=exit_)
+                else:
+                    b.attach_kprobe(event=p.func, fn_name=entry)
+                    b.attach_kretprobe(event=p.func, fn_name=exit_, maxactive=64)
+            elif p.name == "rqspinlock":
+                b.attach_raw_tracepoint(tp=b"contention_begin", fn_name=b"lst_contention_begin")
+                b.attach_raw_tracepoint(tp=b"contention_end", fn_name=b"lst_contention_end")
+            elif p.name == "bpf_syscall":
+                b.attach_tracepoint(tp=b"syscalls:sys_enter_bpf",
+                                    fn_name=b"tracepoint__syscalls__sys_enter_bpf")
+                b.attach_tracepoint(tp=b"syscalls:sys_exit_bpf",
+                                    fn_name=b"tracepoint__syscalls__sys_exit_bpf")
+            elif p.name == "busy_sampler":
+                b.attach_raw_tracepoint(tp=b"local_timer_entry", fn_name=b"lst_busy_sample")
+        except Exception as e:       # BCC raises bare Exceptions
+            p.tried[p.mode] = str(e)
+            p.reason = f"{p.mode} attach failed: {e}"
+            p.mode = "unavailable"
+
+    def _fill_callers(self):
+        table = self.bpf["callers"]
+        ranges = program.caller_ranges(self.kernel.kallsyms)
+        top = (1 << 64) - 1
+        for i in range(program.N_RANGES):
+            start, end, cat = ranges[i] if i < len(ranges) else (top, top, 0)
+            table[ctypes.c_int(i)] = table.Leaf(start, end, cat)
+
+    def stop(self):
+        if self.bpf is not None:
+            self.bpf.cleanup()
+            self.bpf = None
+        if self._stats_fd is not None:
+            os.close(self._stats_fd)
+            self._stats_fd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- reading
+    def statuses(self):
+        return [ProbeStatus(p.name, p.kind, p.mode, p.available,
+                            p.reason or p.blind_spots, p.func) for p in self.plans]
+
+    def _percpu(self, name, size):
+        ncpu = len(self.kernel.possible_cpus)
+        stride = (size + 7) // 8 * 8
+        raw = bpfsys.map_lookup_raw(self.bpf[name].map_fd, b"\0\0\0\0", stride * ncpu)
+        return [raw[i * stride:(i + 1) * stride] for i in range(ncpu)]
+
+    def snapshot(self):
+        lay = self.layout
+        snap = Snapshot(taken=time.monotonic(), cpus=list(self.kernel.possible_cpus),
+                        kernel={"release": self.kernel.release,
+                                "generation": self.kernel.generation},
+                        probes=self.statuses(), started=self.started)
+        helpers = [p.name for p in probes.HELPERS]
+        attached = {p.name for p in self.plans if p.available}
+        for cpu, raw in zip(snap.cpus, self._percpu("counters", lay.value_size)):
+            words = array.array("Q", raw)
+            self._decode_counters(snap, cpu, words, helpers, attached)
+        self._read_events(snap)
+        snap.programs = self.program_stats()
+        return snap
+
+    def _decode_counters(self, snap, cpu, words, helpers, attached):
+        lay, no, ns = self.layout, len(layout.OUTCOMES), layout.NSLOTS
+        hb, lb = lay.block(words, "helper"), lay.block(words, "lat")
+        for i, name in enumerate(helpers):
+            if name in attached:
+                snap.helper[(name, cpu)] = dict(zip(layout.OUTCOMES, hb[i * no:(i + 1) * no]))
+                snap.latency[(name, cpu)] = list(lb[i * ns:(i + 1) * ns])
+        if "rqspinlock" in attached:
+            rq = lay.block(words, "rq")
+            nk, nc = len(layout.RQ_KINDS), len(layout.CALLERS)
+            for ei, err in enumerate(layout.RQ_ERRNOS):
+                for ki, kind in enumerate(layout.RQ_KINDS):
+                    for ci, caller in enumerate(layout.CALLERS):
+                        n = rq[(ei * nk + ki) * nc + ci]
+                        if n:
+                            snap.rq_failures[(cpu, err, kind, caller)] = n
+            snap.rq_wait[cpu] = list(lay.block(words, "rq_wait"))
+        if "bpf_syscall" in attached:
+            sysb = lay.block(words, "sys")
+            nm, ne = len(layout.MAP_TYPE_BUCKETS), len(layout.SYS_ERRNOS)
+            for i, n in enumerate(sysb):
+                if n:
+                    ci, rest = divmod(i, nm * ne)
+                    mi, ei = divmod(rest, ne)
+                    snap.syscall_errors[(cpu, layout.CMD_NAMES[ci], layout.MAP_TYPE_BUCKETS[mi],
+                                         layout.SYS_ERRNOS[ei])] = n
+        if "busy_sampler" in attached:
+            held = lay.block(words, "busy_held")
+            snap.busy_samples[cpu] = (lay.block(words, "busy_samples")[0],
+                                      dict(zip(layout.BUSY_COUNTERS, held)))
+        snap.guard_skips[cpu] = lay.block(words, "guard_skips")[0]
+
+    def _read_events(self, snap):
+        size = 8 + N_EVENTS * EVENT.size
+        helpers = [p.name for p in probes.HELPERS]
+        ks = self.kernel.kallsyms
+        for cpu, raw in zip(snap.cpus, self._percpu("events", size)):
+            for i in range(N_EVENTS):
+                seq, ts, what, outcome, comm, *ips = EVENT.unpack_from(raw, 8 + i * EVENT.size)
+                if not seq:
+                    continue
+                source = helpers[what] if what < len(helpers) else "rqspinlock"
+                prog, caller = "", ""
+                for ip in ips:
+                    sym = ks.resolve(ip) if ip else None
+                    if not sym:
+                        continue
+                    name = sym[0]
+                    if name.startswith("bpf_prog_") and not prog:
+                        parts = name.split("_", 3)     # bpf_prog_<tag>_<name>
+                        if len(parts) == 4 and parts[2] not in self._our_tags:
+                            prog = parts[3]
+                    elif not caller and not name.startswith(_HOOK_PREFIXES):
+                        caller = name
+                snap.events.append(FailureEvent(
+                    seq, cpu, ts, source, layout.OUTCOMES[min(outcome, len(layout.OUTCOMES) - 1)],
+                    comm.split(b"\0")[0].decode(errors="replace"), prog, caller))
+        snap.events.sort(key=lambda e: e.ts_ns)
+
+    def program_stats(self):
+        out = []
+        for f in (self.bpf.funcs.values() if self.bpf else ()):
+            try:
+                i = bpfsys.prog_info(f.fd)
+            except bpfsys.BPFError:
+                continue
+            out.append(ProgramStats(i.id, f.name.decode() if isinstance(f.name, bytes) else f.name,
+                                    i.run_cnt, i.run_time_ns, i.recursion_misses))
+        return out

@@ -1,0 +1,129 @@
+"""Snapshots: everything lstrace counted, at one instant, as plain data.
+
+`top`, `hist` and `serve` read snapshots and never touch BPF maps, so they
+can be tested with snapshots built by hand.  Counters are totals since the
+session started; rates come from two snapshots (`delta`).
+"""
+from dataclasses import dataclass, field
+
+from .layout import NSLOTS, OUTCOMES
+
+
+@dataclass(frozen=True)
+class ProbeStatus:
+    name: str
+    kind: str          # helper | tracepoint
+    mode: str          # fentry | kprobe | tracepoint | unavailable
+    attached: bool
+    reason: str = ""   # why not attached / what the mode cannot see
+    func: str = ""
+
+
+@dataclass(frozen=True)
+class ProgramStats:
+    id: int
+    name: str
+    run_cnt: int
+    run_time_ns: int
+    recursion_misses: int
+    ours: bool = True
+
+
+@dataclass(frozen=True)
+class FailureEvent:
+    seq: int
+    cpu: int
+    ts_ns: int
+    source: str        # probe name, or "rqspinlock"
+    outcome: str       # busy, deadlock, timeout, ...
+    comm: str
+    program: str       # BPF program that called the helper ("" if none)
+    caller: str        # first kernel function outside lstrace's hooks
+
+
+@dataclass
+class Snapshot:
+    taken: float                        # time.monotonic() when read
+    cpus: list                          # CPU ids, one row each
+    kernel: dict                        # release, generation, ...
+    probes: list                        # of ProbeStatus
+    helper: dict = field(default_factory=dict)          # (probe, cpu) -> {outcome: n}
+    latency: dict = field(default_factory=dict)         # (probe, cpu) -> [NSLOTS]
+    rq_failures: dict = field(default_factory=dict)     # (cpu, errno, kind, caller) -> n
+    rq_wait: dict = field(default_factory=dict)         # cpu -> [NSLOTS]
+    syscall_errors: dict = field(default_factory=dict)  # (cpu, cmd, map_type, errno) -> n
+    busy_samples: dict = field(default_factory=dict)    # cpu -> (samples, {counter: held})
+    guard_skips: dict = field(default_factory=dict)     # cpu -> n
+    programs: list = field(default_factory=list)        # of ProgramStats
+    events: list = field(default_factory=list)          # of FailureEvent, oldest first
+    started: float = 0.0                                # time.monotonic() of attach
+
+    # ---- derived views (all pure functions of the data above)
+    def calls(self, probe, cpu):
+        return sum(self.helper.get((probe, cpu), {}).values())
+
+    def failures(self, probe, cpu, reason=None):
+        out = self.helper.get((probe, cpu), {})
+        if reason:
+            return out.get(reason, 0)
+        return sum(n for o, n in out.items() if o not in ("ok", "not_found"))
+
+    def helper_probes(self):
+        return [p.name for p in self.probes if p.kind == "helper" and p.attached]
+
+    def per_cpu_totals(self):
+        """cpu -> {"calls", "busy", "deadlock", "timeout", "failures"} over all
+        helper probes, with rqspinlock failures added to deadlock/timeout."""
+        rows = {}
+        for cpu in self.cpus:
+            row = {"calls": 0, "busy": 0, "deadlock": 0, "timeout": 0, "failures": 0}
+            for probe in self.helper_probes():
+                counts = self.helper.get((probe, cpu), {})
+                row["calls"] += sum(counts.values())
+                for r in ("busy", "deadlock", "timeout"):
+                    row[r] += counts.get(r, 0)
+                row["failures"] += sum(n for o, n in counts.items() if o not in ("ok", "not_found"))
+            rows[cpu] = row
+        for (cpu, err, _kind, _caller), n in self.rq_failures.items():
+            if cpu in rows:
+                rows[cpu]["deadlock" if err == "EDEADLK" else "timeout"] += n
+                rows[cpu]["failures"] += n
+        return rows
+
+    def delta(self, older):
+        """A snapshot holding the counts between `older` and self."""
+        def sub(new, old):
+            return {k: _minus(v, old.get(k)) for k, v in new.items()}
+        return Snapshot(
+            taken=self.taken, cpus=self.cpus, kernel=self.kernel, probes=self.probes,
+            helper=sub(self.helper, older.helper), latency=sub(self.latency, older.latency),
+            rq_failures=sub(self.rq_failures, older.rq_failures),
+            rq_wait=sub(self.rq_wait, older.rq_wait),
+            syscall_errors=sub(self.syscall_errors, older.syscall_errors),
+            busy_samples={c: (s - older.busy_samples.get(c, (0, {}))[0],
+                              {k: v - older.busy_samples.get(c, (0, {}))[1].get(k, 0)
+                               for k, v in h.items()})
+                          for c, (s, h) in self.busy_samples.items()},
+            guard_skips=sub(self.guard_skips, older.guard_skips),
+            programs=self.programs,
+            events=[e for e in self.events
+                    if e.seq > max((o.seq for o in older.events if o.cpu == e.cpu), default=0)],
+            started=self.started)
+
+
+def _minus(new, old):
+    if old is None:
+        return new
+    if isinstance(new, dict):
+        return {k: v - old.get(k, 0) for k, v in new.items()}
+    if isinstance(new, list):
+        return [a - b for a, b in zip(new, old)]
+    return new - old
+
+
+def empty_outcomes():
+    return {o: 0 for o in OUTCOMES}
+
+
+def empty_slots():
+    return [0] * NSLOTS
