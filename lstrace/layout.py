@@ -97,3 +97,15 @@ class Layout:
     def block(self, words, name):
         off, n = self.offsets[name]
         return words[off:off + n]
+
+
+def slot_of(ns):
+    """The log2 slot the BPF side puts `ns` in (mirrors log2_slot() in C)."""
+    if ns <= 1:
+        return 0
+    return min((ns - 1).bit_length(), NSLOTS - 1)
+
+
+def slot_upper_ns(slot):
+    """Inclusive upper bound of a slot in ns: 2^slot (slot 0: 1 ns)."""
+    return 1 << slot

@@ -105,7 +105,7 @@ class Session:
                 pass      # lstrace attaches each program itself, one failure at a time
 
         try:
-            self.bpf = _BPF(text=text, cflags=cflags)
+            self.bpf = _BPF(text=text.encode(), cflags=cflags)
         except Exception as e:
             raise Unavailable(f"BCC could not compile lstrace's BPF program against "
                               f"{self.headers.build}: {e}")
@@ -153,7 +153,7 @@ class Session:
             p.mode = "unavailable"
 
     def _fill_callers(self):
-        table = self.bpf["callers"]
+        table = self.bpf[b"callers"]
         ranges = program.caller_ranges(self.kernel.kallsyms)
         top = (1 << 64) - 1
         for i in range(program.N_RANGES):
@@ -182,7 +182,7 @@ class Session:
     def _percpu(self, name, size):
         ncpu = len(self.kernel.possible_cpus)
         stride = (size + 7) // 8 * 8
-        raw = bpfsys.map_lookup_raw(self.bpf[name].map_fd, b"\0\0\0\0", stride * ncpu)
+        raw = bpfsys.map_lookup_raw(self.bpf[name.encode()].map_fd, b"\0\0\0\0", stride * ncpu)
         return [raw[i * stride:(i + 1) * stride] for i in range(ncpu)]
 
     def snapshot(self):

@@ -36,9 +36,8 @@ def bpf(cmd, attr: bytes) -> int:
 
 def _elem(cmd, map_fd, key: bytes, value, flags=0):
     kbuf = ctypes.create_string_buffer(key, len(key))
-    vbuf = value if value is not None else ctypes.create_string_buffer(8)
-    attr = struct.pack("<IIQQQ", map_fd, 0, ctypes.addressof(kbuf),
-                       ctypes.addressof(vbuf), flags)
+    vaddr = ctypes.addressof(value) if value is not None else 0   # delete: must be 0
+    attr = struct.pack("<IIQQQ", map_fd, 0, ctypes.addressof(kbuf), vaddr, flags)
     return bpf(cmd, attr)
 
 

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install lstrace and everything it needs on a Debian/Ubuntu host (run as root).
+#   scripts/install.sh          runtime: BCC, bpftool, kernel headers, a venv in .venv
+#   scripts/install.sh --test   also what the test suite needs (qemu lab, prometheus,
+#                               tmux, clang/libbpf for the reproducer workloads)
+# Kernel headers: the exact linux-headers-$(uname -r) when the distribution has it,
+# otherwise the distribution's default headers; lstrace links the nearest ones
+# for BCC at run time (lstrace doctor shows which), so nothing is linked by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_tests=0
+[ "${1:-}" = "--test" ] && want_tests=1
+if [ "$(id -u)" != 0 ]; then
+    echo "install.sh: run as root (sudo $0 $*)" >&2
+    exit 77
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt_install() { apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
+apt-get update -q >/dev/null
+pkgs=(python3 python3-venv python3-pip python3-bpfcc bpftool)
+arch=$(dpkg --print-architecture)
+if apt-cache show "linux-headers-$(uname -r)" >/dev/null 2>&1; then
+    pkgs+=("linux-headers-$(uname -r)")
+else
+    echo "install.sh: no linux-headers-$(uname -r) in the archive; installing linux-headers-$arch" \
+         "(lstrace uses the nearest headers: its programs take struct offsets from BTF)" >&2
+    pkgs+=("linux-headers-$arch")
+fi
+if [ $want_tests = 1 ]; then
+    pkgs+=(qemu-system-x86 busybox-static zstd cpio prometheus tmux clang llvm libbpf-dev)
+fi
+apt_install "${pkgs[@]}"
+# Debian's prometheus package may start a server on :9090; the tests run their own.
+if [ $want_tests = 1 ] && command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then
+    systemctl stop prometheus || true
+fi
+# BCC is a Debian package: the venv must see the system site-packages.
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+extra=""
+[ $want_tests = 1 ] && extra="[test]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+.venv/bin/python -c 'import bcc' || { echo "install.sh: python3-bpfcc is not importable" >&2; exit 69; }
+echo "install.sh: lstrace installed in $(pwd)/.venv (run: sudo .venv/bin/lstrace doctor)"
