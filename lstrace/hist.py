@@ -1,0 +1,178 @@
+"""`lstrace hist`: log2 latency histograms (BCC funclatency / runqlen -C look).
+
+    lstrace hist PROBE [--per-cpu | --cpu N] [-d SECONDS] [-i SECONDS]
+                       [--unit ns|us|ms] [--json]
+    lstrace hist --list
+
+PROBE is a helper probe (entry -> exit latency of the kernel function, fentry
+or kprobe mode) or `rqspinlock` (wait of a contended rqspinlock,
+lock:contention_begin -> contention_end, queued path, tracepoint mode).
+Slot s covers (2^(s-1), 2^s] ns, slot 0 covers 0..1 ns (lstrace.render_hist).
+
+Without -i one histogram is printed when -d ends (or at Ctrl-C); with -i one
+per interval, each of that interval only.  --per-cpu prints one histogram per
+CPU ("cpu = N" sections like runqlen -C), --cpu N only that CPU; the default
+sums the CPUs.  Each histogram ends with count and p50/p99 estimates
+(linear inside the slot).
+
+--json prints one object per histogram period:
+    {"probe", "mode", "what", "unit", "interval_s",
+     "histograms": [{"cpu": N or "all", "count", "p50", "p99",
+                     "buckets": [{"slot", "gt_ns", "le_ns", "count"}]}]}
+(p50/p99 in `unit`, null when empty; only non-empty buckets).
+
+Exit codes: 2 unknown probe or one without a histogram, 3 probe unavailable
+on this kernel (the reason is printed), 77 not root.
+"""
+import json
+import time
+
+import click
+from tabulate import tabulate
+
+from . import plan as planmod
+from . import probes as probesmod
+from . import render_hist as rh
+from .cli import friendly_errors
+from .errors import NoProbeAttached, UsageError
+from .kernel import Kernel
+from .session import Session, check_privileges
+
+NO_HIST = {"bpf_syscall": "bpf_syscall counts errors only, it has no latency histogram",
+           "busy_sampler": "busy_sampler samples counters, it has no latency histogram"}
+
+
+def what_of(name):
+    if name == "rqspinlock":
+        return "rqspinlock wait, lock:contention_begin -> contention_end (queued path)"
+    return f"latency of {probesmod.helper(name).func}(), entry -> exit"
+
+
+def check_name(name):
+    if name not in probesmod.ALL_NAMES:
+        raise UsageError(f"unknown probe {name!r}; `lstrace hist --list` names the probes "
+                         "with a histogram")
+    if name in NO_HIST:
+        raise UsageError(NO_HIST[name])
+
+
+def histograms(snap, name, per_cpu=False, cpu=None):
+    """[(cpu or "all", slots)] from a (delta) snapshot."""
+    if name == "rqspinlock":
+        by_cpu = {c: snap.rq_wait.get(c) or [0] * 40 for c in snap.cpus}
+    else:
+        by_cpu = {c: snap.latency.get((name, c)) or [0] * 40 for c in snap.cpus}
+    if cpu is not None:
+        return [(cpu, by_cpu.get(cpu, [0] * 40))]
+    if per_cpu:
+        return sorted(by_cpu.items())
+    total = []
+    for c in sorted(by_cpu):
+        total = rh.add_slots(total, by_cpu[c])
+    return [("all", total or [0] * 40)]
+
+
+def text_of(hists, unit):
+    out = []
+    for cpu, slots in hists:
+        if cpu != "all":
+            out.append(f"\ncpu = {cpu}")
+        lines = rh.hist_lines(slots, unit)
+        out.extend(lines if lines else [f"     {rh.UNITS[unit][1]:<19} : (no events)"])
+        out.append(rh.summary_line(slots, unit))
+    return "\n".join(out)
+
+
+def json_of(name, mode, hists, unit, secs):
+    return {"probe": name, "mode": mode, "what": what_of(name), "unit": unit,
+            "interval_s": round(secs, 3),
+            "histograms": [dict({"cpu": cpu}, **rh.hist_json(slots, unit))
+                           for cpu, slots in hists]}
+
+
+def list_rows(kernel):
+    check_privileges()
+    names = [p.name for p in probesmod.HELPERS] + ["rqspinlock"]
+    rows = []
+    for p in planmod.make_plan(kernel, names):
+        rows.append({"probe": p.name, "mode": p.mode, "what": what_of(p.name),
+                     "reason": p.reason if not p.available else ""})
+    return rows
+
+
+@click.command()
+@click.argument("probe", required=False)
+@click.option("--per-cpu", is_flag=True, help="One histogram per CPU (like runqlen -C).")
+@click.option("--cpu", type=int, default=None, help="Only this CPU.")
+@click.option("-d", "--duration", type=float, default=0,
+              help="Stop after SECONDS (default: Ctrl-C).")
+@click.option("-i", "--interval", type=float, default=0,
+              help="Print a histogram every SECONDS (of that interval only).")
+@click.option("--unit", type=click.Choice(["ns", "us", "ms"]), default="ns", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per histogram period.")
+@click.option("--list", "list_", is_flag=True, help="Name what can be histogrammed here.")
+@friendly_errors
+def hist(probe, per_cpu, cpu, duration, interval, unit, as_json, list_):
+    """Log2 histograms of helper latency or rqspinlock wait, per CPU."""
+    if list_:
+        rows = list_rows(Kernel())
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        else:
+            click.echo(tabulate([(r["probe"], r["mode"], r["what"], r["reason"] or "ok")
+                                 for r in rows], headers=["probe", "mode", "histogram", "notes"],
+                                maxcolwidths=[None, None, 50, 60]))
+        return
+    if not probe:
+        raise UsageError("name a PROBE (or --list)")
+    check_name(probe)
+    if per_cpu and cpu is not None:
+        raise UsageError("--per-cpu and --cpu are exclusive")
+    if duration < 0 or interval < 0:
+        raise UsageError("--duration and --interval must be >= 0")
+    kernel = Kernel()
+    if cpu is not None and cpu not in kernel.possible_cpus:
+        raise UsageError(f"no CPU {cpu} (possible: {kernel.possible_cpus[0]}-"
+                         f"{kernel.possible_cpus[-1]})")
+    with Session(kernel=kernel, probes=[probe]) as s:
+        st = next(p for p in s.statuses() if p.name == probe)
+        if not st.attached:
+            raise NoProbeAttached(f"{probe} is unavailable on this kernel: {st.reason}")
+        start = time.monotonic()
+        prev = s.snapshot()
+        first = True
+
+        def emit(cur, prev):
+            nonlocal first
+            hists = histograms(cur.delta(prev), probe, per_cpu, cpu)
+            if as_json:
+                click.echo(json.dumps(json_of(probe, st.mode, hists, unit,
+                                              cur.taken - prev.taken)))
+            else:
+                if not first:
+                    click.echo()
+                click.echo(time.strftime("%H:%M:%S") + f"  {probe}: {what_of(probe)}")
+                click.echo(text_of(hists, unit))
+            first = False
+
+        try:
+            while True:
+                step = interval or duration or 3600
+                end = (start + duration) if duration else float("inf")
+                deadline = min(prev.taken + step, end)
+                while time.monotonic() < deadline:
+                    time.sleep(min(deadline - time.monotonic(), 0.2) if
+                               deadline > time.monotonic() else 0)
+                cur = s.snapshot()
+                if interval:
+                    emit(cur, prev)
+                    prev = cur
+                if time.monotonic() >= end:
+                    break
+        except KeyboardInterrupt:
+            cur = s.snapshot()
+            if interval:
+                emit(cur, prev)
+                return
+        if not interval:
+            emit(cur, prev)

@@ -1,0 +1,143 @@
+"""`lstrace top`: a live, full-screen table of local-storage and rqspinlock
+failures per CPU and per probe point (bpftop's layout, refreshed from two
+snapshots every interval).
+
+Screens (tabulate tables, see lstrace.render): per CPU (calls/s, busy/s,
+deadlock/s, timeout/s, failures/s, bpf() errors/s, failure ratio, worst
+probe) with a total row; per probe point (mode, rates, totals); the top
+failure sources of the last interval (comm, BPF program, kernel caller);
+rqspinlock failures by errno/kind/caller; bpf() syscall errors.
+
+Keys: q quit, s cycle sort (cpu, calls, failures, ratio), c switch the
+focus between per-CPU and per-probe, p pause.  Rows with failures are red
+(bold without colours; a '!' marks them in plain text).
+
+--once prints one table set, sampled over one interval, and exits.  --json
+prints one JSON object per interval (keys: see lstrace.render).  Without a
+terminal, top prints a --once-style table set per interval.
+"""
+import json
+import sys
+import time
+
+import click
+
+from . import render
+from .cli import friendly_errors
+from .errors import UsageError
+from .plan import parse_probe_list
+from .session import Session
+
+
+def _sleep_until(deadline):
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.2))
+
+
+def _stream(session, interval, duration, once, emit):
+    """Non-interactive loop: emit(model) once per interval."""
+    start = time.monotonic()
+    prev = session.snapshot()
+    while True:
+        _sleep_until(prev.taken + interval)
+        cur = session.snapshot()
+        emit(render.top_model(cur, prev))
+        prev = cur
+        if once or (duration and time.monotonic() - start >= duration - 1e-3):
+            return
+
+
+def _curses_loop(stdscr, session, interval, duration):
+    import curses
+    curses.curs_set(0) if hasattr(curses, "curs_set") else None
+    stdscr.nodelay(False)
+    hi = curses.A_BOLD
+    if curses.has_colors():
+        try:
+            curses.start_color()
+            curses.use_default_colors()
+            curses.init_pair(1, curses.COLOR_RED, -1)
+            hi = curses.color_pair(1) | curses.A_BOLD
+        except curses.error:
+            pass
+    sort, focus, paused = 0, 0, False
+    start = time.monotonic()
+    prev = session.snapshot()
+    model = render.top_model(prev, prev)
+    next_at = prev.taken + interval
+
+    def draw():
+        stdscr.erase()
+        h, w = stdscr.getmaxyx()
+        lines = render.top_lines(model, render.SORTS[sort], render.FOCUS[focus], paused)
+        for y, (text, bad) in enumerate(lines[:h]):
+            try:
+                stdscr.addnstr(y, 0, text, w - 1, hi if bad else curses.A_NORMAL)
+            except curses.error:
+                pass
+        stdscr.refresh()
+
+    draw()
+    while True:
+        now = time.monotonic()
+        if duration and now - start >= duration:
+            return
+        if now >= next_at:
+            cur = session.snapshot()
+            if not paused:
+                model = render.top_model(cur, prev)
+            prev, next_at = cur, cur.taken + interval
+            draw()
+            continue
+        stdscr.timeout(max(10, int(min(next_at - now, 0.25) * 1000)))
+        ch = stdscr.getch()
+        if ch in (ord("q"), ord("Q")):
+            return
+        if ch == ord("s"):
+            sort = (sort + 1) % len(render.SORTS)
+        elif ch == ord("c"):
+            focus = (focus + 1) % len(render.FOCUS)
+        elif ch == ord("p"):
+            paused = not paused
+        elif ch != curses.KEY_RESIZE:
+            continue
+        draw()
+
+
+@click.command()
+@click.option("-i", "--interval", type=float, default=1.0, show_default=True,
+              help="Seconds between refreshes.")
+@click.option("-d", "--duration", type=float, default=0,
+              help="Stop after SECONDS (default: until q or Ctrl-C).")
+@click.option("--once", is_flag=True, help="Print one table set (one interval) and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per interval.")
+@click.option("--probes", default="", help="Comma-separated probe points (default: all).")
+@friendly_errors
+def top(interval, duration, once, as_json, probes):
+    """Live per-CPU failure rates of BPF local storage and rqspinlocks."""
+    if interval <= 0:
+        raise UsageError("--interval must be > 0")
+    if duration < 0:
+        raise UsageError("--duration must be >= 0")
+    names = parse_probe_list(probes)
+    tty = sys.stdout.isatty() and sys.stdin.isatty()
+    with Session(probes=names) as s:
+        if as_json:
+            _stream(s, interval, duration, once, lambda m: click.echo(json.dumps(m)))
+        elif once or not tty:
+            color = sys.stdout.isatty()
+            first = [True]
+
+            def emit(m):
+                if not first[0]:
+                    click.echo()
+                first[0] = False
+                click.echo(render.top_text(m, color=color))
+                sys.stdout.flush()
+            _stream(s, interval, duration, once, emit)
+        else:
+            import curses
+            curses.wrapper(_curses_loop, s, interval, duration)
