@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Generates dashboards/lstrace.json (run it after editing; the JSON is committed).
+
+Every query filters on the job / instance / cpu template variables and uses
+$__rate_interval; tests/test_serve_e2e.py runs each expression against a real
+Prometheus scraping `lstrace serve`.
+"""
+import json
+import os
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+SEL = 'job=~"$job",instance=~"$instance"'
+CSEL = SEL + ',cpu=~"$cpu"'
+RI = "[$__rate_interval]"
+
+
+def target(expr, legend="", ref="A", **kw):
+    t = {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref, "range": True}
+    t.update(kw)
+    return t
+
+
+_id = [0]
+
+
+def panel(title, kind, targets, x, y, w=12, h=8, desc="", **kw):
+    _id[0] += 1
+    p = {"id": _id[0], "title": title, "type": kind, "datasource": DS, "description": desc,
+         "gridPos": {"x": x, "y": y, "w": w, "h": h}, "targets": targets}
+    p.update(kw)
+    return p
+
+
+def timeseries(title, targets, x, y, unit="short", desc="", **kw):
+    return panel(title, "timeseries", targets, x, y, desc=desc,
+                 fieldConfig={"defaults": {"unit": unit}, "overrides": []}, **kw)
+
+
+def heatmap(title, metric, x, y, extra_sel, desc):
+    return panel(title, "heatmap",
+                 [target(f'sum by (le) (rate({metric}_bucket{{{CSEL}{extra_sel}}}{RI}))',
+                         "{{le}}", format="heatmap")],
+                 x, y, desc=desc, repeat="cpu", repeatDirection="h", maxPerRow=4,
+                 options={"calculate": False, "yAxis": {"unit": "s"},
+                          "cellGap": 1, "color": {"mode": "scheme", "scheme": "Oranges"}})
+
+
+def variable(name, query, label, multi=True, include_all=True):
+    return {"name": name, "label": label, "type": "query", "datasource": DS,
+            "query": {"query": query, "refId": name}, "definition": query,
+            "refresh": 2, "sort": 3 if name == "cpu" else 1, "multi": multi,
+            "includeAll": include_all, "allValue": ".*",
+            "current": {"selected": True, "text": "All", "value": "$__all"}}
+
+
+def build():
+    panels = [
+        timeseries("Helper failures/s by reason",
+                   [target(f'sum by (reason) (rate(lstrace_helper_failures_total{{{CSEL},'
+                           f'reason!="not_found"}}{RI}))', "{{reason}}")], 0, 0, "ops",
+                   "Failed local-storage helper calls (not_found is a normal miss and left out)."),
+        timeseries("Failures/s by CPU (helpers + rqspinlock)",
+                   [target(f'sum by (cpu) (rate(lstrace_helper_failures_total{{{CSEL},'
+                           f'reason!="not_found"}}{RI}))', "helpers cpu {{cpu}}"),
+                    target(f'sum by (cpu) (rate(lstrace_rqspinlock_failures_total{{{CSEL}}}{RI}))',
+                           "rqspinlock cpu {{cpu}}", "B")], 12, 0, "ops"),
+        timeseries("Busy ratio per helper (busy failures / calls)",
+                   [target(f'sum by (probe) (rate(lstrace_helper_failures_total{{{CSEL},'
+                           f'reason="busy"}}{RI})) / sum by (probe) (rate('
+                           f'lstrace_helper_calls_total{{{CSEL}}}{RI}))', "{{probe}}")],
+                   0, 8, "percentunit",
+                   "Share of calls that failed because the CPU's busy counter was held "
+                   "(generation A/B recursion guard)."),
+        timeseries("rqspinlock deadlocks and timeouts by kind and caller",
+                   [target(f'sum by (errno, kind, caller) (rate(lstrace_rqspinlock_failures_total'
+                           f'{{{CSEL}}}{RI}))', "{{errno}} {{kind}} {{caller}}")], 12, 8, "ops",
+                   "EDEADLK: AA/ABBA deadlock detected and the acquisition aborted; "
+                   "ETIMEDOUT: gave up after the timeout."),
+        heatmap("Helper latency, CPU $cpu", "lstrace_helper_latency_seconds", 0, 16,
+                ',probe=~"$probe"', "log2 buckets of helper call latency (selected probes)."),
+        heatmap("rqspinlock wait, CPU $cpu", "lstrace_rqspinlock_wait_seconds", 0, 24, "",
+                "Time spent in the rqspinlock slow path."),
+        panel("Probe status", "table",
+              [target(f'max by (instance, probe, mode) (lstrace_probe_attached{{{SEL}}})', "",
+                      format="table", instant=True, range=False),
+               target(f'max by (instance, release, generation) (lstrace_kernel_info{{{SEL}}})',
+                      "", "B", format="table", instant=True, range=False)],
+              0, 32, w=12, h=10, desc="How each probe is attached (fentry, kprobe, tracepoint) "
+              "or unavailable; kernel release and local-storage generation.",
+              transformations=[{"id": "organize", "options": {
+                  "excludeByName": {"Time": True},
+                  "renameByName": {"Value #A": "attached", "Value #B": "kernel"}}}]),
+        timeseries("bpf() syscall errors/s",
+                   [target(f'sum by (cmd, errno, map_type) (rate(lstrace_bpf_syscall_errors_total'
+                           f'{{{CSEL}}}{RI}))', "{{cmd}} {{map_type}} {{errno}}")], 12, 32, "ops"),
+        timeseries("BPF program runs/s",
+                   [target(f'sum by (program) (rate(lstrace_bpf_program_runs_total{{{SEL}}}{RI}))',
+                           "{{program}}")], 0, 42, "ops"),
+        timeseries("BPF program average run time",
+                   [target(f'sum by (program) (rate(lstrace_bpf_program_run_seconds_total{{{SEL}}}'
+                           f'{RI})) / sum by (program) (rate(lstrace_bpf_program_runs_total'
+                           f'{{{SEL}}}{RI}))', "{{program}}")], 12, 42, "s"),
+        timeseries("BPF program recursion misses/s",
+                   [target(f'sum by (program) (rate(lstrace_bpf_program_recursion_misses_total'
+                           f'{{{SEL}}}{RI}))', "{{program}}")], 0, 50, "ops",
+                   "Runs the kernel skipped because the program was already running on the CPU."),
+        timeseries("lstrace scrape duration",
+                   [target(f'lstrace_scrape_duration_seconds{{{SEL}}}', "{{instance}}")],
+                   12, 50, "s"),
+    ]
+    return {
+        "title": "lstrace: BPF local storage and rqspinlock",
+        "uid": "lstrace",
+        "tags": ["lstrace", "bpf", "ebpf"],
+        "timezone": "",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "__inputs": [],
+        "templating": {"list": [
+            {"name": "datasource", "label": "Data source", "type": "datasource",
+             "query": "prometheus", "current": {}, "hide": 0, "refresh": 1},
+            variable("job", "label_values(lstrace_build_info, job)", "Job"),
+            variable("instance", 'label_values(lstrace_build_info{job=~"$job"}, instance)',
+                     "Instance"),
+            variable("cpu", f'label_values(lstrace_guard_skips_total{{{SEL}}}, cpu)', "CPU"),
+            variable("probe", f'label_values(lstrace_probe_attached{{{SEL}}}, probe)', "Probe"),
+        ]},
+        "panels": panels,
+    }
+
+
+if __name__ == "__main__":
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lstrace.json")
+    with open(out, "w") as f:
+        json.dump(build(), f, indent=2)
+        f.write("\n")

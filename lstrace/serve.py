@@ -1,0 +1,237 @@
+"""`lstrace serve`: a Prometheus exporter (HTTP /metrics, or node_exporter textfile).
+
+Default listen address :9477.  Prometheus' "default port allocations" wiki
+list hands out 9100-9999 to exporters and that range is now fully taken;
+9477 is not the port of any exporter we know of (ebpf_exporter, the
+closest relative, is 9435; node_exporter 9100; process-exporter 9256), so
+lstrace uses it until it is registered there.  Override with --listen.
+
+Every scrape reads one fresh snapshot of lstrace's per-CPU maps (no background
+polling); see lstrace.exporter for the metric names and the histogram rules.
+
+Lifecycle: the listen address (or textfile directory) is checked *before*
+anything is loaded, so bad input leaves nothing attached.  Then every probe
+the kernel allows is attached (the others are logged on stderr and exported
+as lstrace_probe_attached{mode="unavailable"} 0), BPF run-time statistics are
+turned on for as long as the daemon runs, and the process drops every
+capability except CAP_BPF and CAP_PERFMON (plus CAP_SYS_ADMIN with
+--all-programs: walking other programs' ids needs it).  SIGTERM / SIGINT
+detach everything and exit 0.
+
+Exit codes: 2 bad --listen / --probes / --interval, 73 --textfile not
+writable, 75 listen address in use, 3 no probe attached, 69/77 as every
+command (lstrace.errors).
+"""
+import ctypes
+import errno
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+import click
+
+from .cli import friendly_errors
+from .errors import EXIT_CANTCREAT, EXIT_PORT, LstraceError, UsageError
+
+DEFAULT_PORT = 9477
+DEFAULT_LISTEN = f":{DEFAULT_PORT}"
+
+CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 2, 21, 38, 39
+
+
+def parse_listen(text):
+    """'HOST:PORT', ':PORT' or '[v6]:PORT' -> (host, port); anything else is a usage error."""
+    text = (text or "").strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"bad --listen {text!r}: expected HOST:PORT, :PORT or [IPv6]:PORT "
+                         f"with a port 1-65535 (default {DEFAULT_LISTEN})")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"bad --listen {text!r}: write IPv6 addresses in brackets, [::1]:PORT")
+    return host or "0.0.0.0", int(port)
+
+
+def bind_server(host, port, app):
+    """Bind the HTTP server now (serving starts later): a taken port or an
+    address that does not resolve is reported before any BPF is loaded."""
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+    try:
+        from prometheus_client.exposition import _SilentHandler as Handler
+    except ImportError:       # private in prometheus_client; any WSGI handler works
+        from wsgiref.simple_server import WSGIRequestHandler as Handler
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(f"bad --listen {host}:{port}: {e.strerror}")
+
+    class Server(ThreadingWSGIServer):
+        address_family = infos[0][0]
+        allow_reuse_address = True
+
+    try:
+        return make_server(infos[0][4][0], port, app, Server, handler_class=Handler)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise LstraceError(f"cannot listen on {host}:{port}: address already in use "
+                               f"(another exporter? pick one with --listen)", EXIT_PORT)
+        if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            raise UsageError(f"bad --listen {host}:{port}: {e.strerror}")
+        if e.errno == errno.EACCES:
+            raise LstraceError(f"cannot listen on {host}:{port}: {e.strerror}", EXIT_PORT)
+        raise
+
+
+def check_textfile(path):
+    """Fail now (exit 73) if `path` cannot be written atomically (temp file + rename)."""
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    probe = os.path.join(d, f".{os.path.basename(path)}.lstrace-check.{os.getpid()}")
+    if os.path.isdir(path):
+        raise LstraceError(f"cannot write --textfile {path}: it is a directory", EXIT_CANTCREAT)
+    try:
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        raise LstraceError(f"cannot write --textfile {path}: {e.strerror} ({d})",
+                           EXIT_CANTCREAT)
+
+
+# ---- capabilities (capset(2) via ctypes: the daemon keeps only what reads need)
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_CAP_V3 = 0x20080522
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
+
+
+def drop_capabilities(keep):
+    """Keep only the capabilities in `keep` (effective+permitted), empty the
+    inheritable, ambient and bounding sets, set no_new_privs.  Returns the
+    kept mask, or raises OSError."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    mask = 0
+    for c in keep:
+        mask |= 1 << c
+    # bounding set first (needs CAP_SETPCAP, which we still hold)
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    for c in range(last + 1):
+        if not mask & (1 << c):
+            libc.prctl(PR_CAPBSET_DROP, c, 0, 0, 0)
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    hdr = _CapHeader(_CAP_V3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        word = (mask >> (32 * i)) & 0xFFFFFFFF
+        data[i].effective = data[i].permitted = word
+        data[i].inheritable = 0
+    if libc.capset(ctypes.byref(hdr), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+    return mask
+
+
+def _log(msg):
+    click.echo(f"lstrace: {msg}", err=True)
+
+
+@click.command()
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help=f"Serve /metrics here (default {DEFAULT_LISTEN}).")
+@click.option("--probes", "probe_list", default=None, metavar="LIST",
+              help="Comma-separated probes to attach (default: every one the kernel allows).")
+@click.option("--textfile", default=None, metavar="PATH",
+              help="Write node_exporter textfile format to PATH (atomically) every --interval "
+                   "seconds instead of serving HTTP (both with an explicit --listen).")
+@click.option("--interval", default=15.0, show_default=True, type=float, metavar="S",
+              help="Seconds between --textfile writes.")
+@click.option("--once", is_flag=True, help="Print one exposition on stdout and exit.")
+@click.option("--all-programs", is_flag=True,
+              help="Also export run counts of every BPF program on the host (by name).")
+@friendly_errors
+def serve(listen, probe_list, textfile, interval, once, all_programs):
+    """Prometheus exporter: per-CPU helper failures, rqspinlock failures, bpf() errors."""
+    from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+    from prometheus_client import write_to_textfile
+
+    from .exporter import SnapshotCollector
+    from .plan import parse_probe_list
+    from .session import Session
+
+    # 1. every input check before anything is loaded into the kernel
+    names = parse_probe_list(probe_list)
+    if interval <= 0:
+        raise UsageError(f"bad --interval {interval}: must be > 0 seconds")
+    serve_http = not once and (textfile is None or listen is not None)
+    host, port = parse_listen(listen or DEFAULT_LISTEN)
+    if textfile:
+        check_textfile(textfile)
+    registry = CollectorRegistry(auto_describe=False)
+    httpd = bind_server(host, port, make_wsgi_app(registry)) if serve_http else None
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    session = Session(probes=names, bpf_stats=True)
+    serving = False
+    try:
+        # signals only set a flag: the finally below always detaches
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        session.start()
+        for s in session.statuses():
+            if not s.attached:
+                _log(f"probe {s.name} not attached: {s.reason}")
+        attached = [f"{s.name} ({s.mode})" for s in session.statuses() if s.attached]
+        _log("attached " + ", ".join(attached))
+        if session._stats_fd is None:
+            _log("BPF run-time statistics unavailable: program run counts stay 0")
+        keep = [CAP_BPF, CAP_PERFMON] + ([CAP_SYS_ADMIN] if all_programs else [])
+        try:
+            drop_capabilities(keep)
+        except OSError as e:
+            _log(f"could not drop capabilities ({e}); continuing with the current set")
+        registry.register(SnapshotCollector(session.snapshot, all_programs=all_programs))
+
+        if once:
+            sys.stdout.write(generate_latest(registry).decode())
+            sys.stdout.flush()
+            return
+        if httpd is not None:
+            threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
+            serving = True
+            _log(f"serving http://{host if ':' not in host else '[' + host + ']'}:{port}/metrics")
+        if textfile:
+            _log(f"writing {textfile} every {interval:g}s")
+        while not stop.is_set():
+            if textfile:
+                try:
+                    write_to_textfile(textfile, registry)
+                except OSError as e:
+                    raise LstraceError(f"cannot write --textfile {textfile}: {e.strerror}",
+                                       EXIT_CANTCREAT)
+                stop.wait(interval)
+            else:
+                stop.wait(3600)
+        _log("signal received: detaching")
+    finally:
+        if httpd is not None:
+            if serving:
+                httpd.shutdown()
+            httpd.server_close()
+        session.stop()
