@@ -117,7 +117,7 @@ class Guest:
 
     def stop(self):
         """qemu first (virtiofsd then exits by itself), then whatever is left, by process group."""
-        for name, p in self.procs:
+        for name, p in reversed(self.procs):
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGTERM)
@@ -168,7 +168,7 @@ class Guest:
             if started_at is None and (share / "started").exists():
                 started_at = now
             if started_at is None and now > boot_deadline:
-                status = "boot"
+                status = "timeout" if now > deadline else "boot"
                 break
             if now > deadline:
                 status = "timeout"
