@@ -1,6 +1,6 @@
 /* Shared by the repro workloads: each program counts its own helper returns
  * in a per-CPU array, so the counts are exact ground truth per CPU.
- * Slot = group * NCAT + category; Python (lstrace/repro/stats.py) reads it. */
+ * Key = group, value = one counter per category; lstrace/repro/stats.py reads it. */
 #ifndef LSTRACE_REPRO_H
 #define LSTRACE_REPRO_H
 
@@ -18,50 +18,71 @@
 enum cat { C_CALLS, C_OK, C_BUSY, C_DEADLOCK, C_TIMEOUT, C_NOMEM, C_NOT_FOUND, C_OTHER, NCAT };
 #define NGROUPS 16
 
+struct counts {
+	__u64 c[NCAT];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NGROUPS * NCAT);
+	__uint(max_entries, NGROUPS);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct counts);
 } stats SEC(".maps");
 
-static __always_inline void bump(__u32 group, __u32 cat)
+/* This CPU's counters of one group. Look it up before taking a
+ * bpf_res_spin_lock: no helper may be called while one is held. */
+static __always_inline struct counts *group(__u32 g)
 {
-	__u32 key = group * NCAT + cat;
-	__u64 *v = bpf_map_lookup_elem(&stats, &key);
-
-	if (v)
-		*v += 1;
+	return bpf_map_lookup_elem(&stats, &g);
 }
 
-/* One call that returned an int (0 or -errno). */
-static __always_inline void count_ret(__u32 group, long ret)
+/* One call that returned an int (0 or -errno); plain stores only. */
+static __always_inline void tally(struct counts *s, long ret)
 {
 	__u32 cat;
 
-	switch (ret) {
-	case 0: cat = C_OK; break;
-	case -EBUSY: cat = C_BUSY; break;
-	case -EDEADLK: cat = C_DEADLOCK; break;
-	case -ETIMEDOUT: cat = C_TIMEOUT; break;
-	case -ENOMEM: cat = C_NOMEM; break;
-	case -ENOENT: cat = C_NOT_FOUND; break;
-	default: cat = C_OTHER;
-	}
-	bump(group, C_CALLS);
-	bump(group, cat);
+	if (ret == 0)
+		cat = C_OK;
+	else if (ret == -EBUSY)
+		cat = C_BUSY;
+	else if (ret == -EDEADLK)
+		cat = C_DEADLOCK;
+	else if (ret == -ETIMEDOUT)
+		cat = C_TIMEOUT;
+	else if (ret == -ENOMEM)
+		cat = C_NOMEM;
+	else if (ret == -ENOENT)
+		cat = C_NOT_FOUND;
+	else
+		cat = C_OTHER;
+	s->c[C_CALLS]++;
+	s->c[cat]++;
+}
+
+static __always_inline void count_ret(__u32 g, long ret)
+{
+	struct counts *s = group(g);
+
+	if (s)
+		tally(s, ret);
 }
 
 /* One get call: NULL without F_CREATE means "absent"; NULL with F_CREATE is
  * counted as busy (generation A/B: the only cause besides ENOMEM; Python
  * relabels it on generation C, where the errno is lost). */
-static __always_inline void count_get(__u32 group, void *ptr, __u64 flags)
+static __always_inline void count_get(__u32 g, void *ptr, __u64 flags)
 {
-	bump(group, C_CALLS);
+	struct counts *s = group(g);
+
+	if (!s)
+		return;
+	s->c[C_CALLS]++;
 	if (ptr)
-		bump(group, C_OK);
+		s->c[C_OK]++;
+	else if (flags & F_CREATE)
+		s->c[C_BUSY]++;
 	else
-		bump(group, (flags & F_CREATE) ? C_BUSY : C_NOT_FOUND);
+		s->c[C_NOT_FOUND]++;
 }
 
 /* Parameters written by Python before the run. */

@@ -1,4 +1,6 @@
 """Read the workloads' per-CPU `stats` array (layout in bpf/repro/repro.h)."""
+import struct
+
 from . import sys as bsys
 
 CATS = ("calls", "ok", "busy", "deadlock", "timeout", "nomem", "not_found", "other")
@@ -9,16 +11,16 @@ def zero() -> dict:
 
 
 def read_groups(map_fd, groups: dict, cpus) -> dict:
-    """{group name: {cpu: {cat: n}}} for the given group indexes and CPUs."""
+    """{group name: {cpu: {cat: n}}} for the given group keys and CPUs."""
     ncpu = bsys.possible_cpus()
+    size = 8 * len(CATS)
     out = {}
     for name, g in groups.items():
-        per = {cpu: zero() for cpu in cpus}
-        for i, cat in enumerate(CATS):
-            vals = bsys.percpu_u64(map_fd, g * len(CATS) + i, ncpu)
-            for cpu in cpus:
-                per[cpu][cat] = vals[cpu]
-        out[name] = per
+        ret, raw = bsys.map_lookup(map_fd, struct.pack("<I", g), size * ncpu)
+        if ret < 0:
+            raise OSError(-ret, "stats lookup failed")
+        out[name] = {cpu: dict(zip(CATS, struct.unpack_from(f"<{len(CATS)}Q", raw, size * cpu)))
+                     for cpu in cpus}
     return out
 
 

@@ -56,14 +56,6 @@ def map_lookup(map_fd, key: bytes, value_size: int):
     return ret, vbuf.raw
 
 
-def percpu_u64(map_fd, key: int, ncpus: int) -> list:
-    """One u64 slot of a per-CPU array, for every possible CPU."""
-    ret, raw = map_lookup(map_fd, struct.pack("<I", key), 8 * ncpus)
-    if ret < 0:
-        raise OSError(-ret, f"map lookup: {os.strerror(-ret)}")
-    return list(struct.unpack(f"<{ncpus}Q", raw))
-
-
 def test_run(prog_fd, data: bytes = b"", ctx: bytes = b"", repeat=0, cpu=None):
     """BPF_PROG_TEST_RUN: (ret, retval as signed int).
 
@@ -140,3 +132,12 @@ class Pinned:
 
     def __exit__(self, *exc):
         os.sched_setaffinity(0, self.old)
+
+
+def prog_recursion_misses(prog_fd) -> int:
+    """bpf_prog_info.recursion_misses (offset 208): runs the trampoline skipped."""
+    info = ctypes.create_string_buffer(256)
+    ret = bpf(OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", prog_fd, 256, ctypes.addressof(info)))
+    if ret < 0:
+        raise OSError(-ret, "BPF_OBJ_GET_INFO_BY_FD failed")
+    return struct.unpack_from("<Q", info.raw, 208)[0]

@@ -1,0 +1,129 @@
+"""rqspinlock: make bpf_res_spin_lock fail with -EDEADLK / -ETIMEDOUT on purpose.
+
+Kinds (programs in bpf/repro/rqspin.bpf.c):
+  aa         per-CPU lock taken twice: pending-bit path, no contention tracepoint
+  abba       A->B on even, B->A on odd CPUs of the list: pending path on 2 CPUs
+  timeout    34 nested locks then AA: -ETIMEDOUT after 250 ms, pending path
+  aa-queued  all CPUs on one lock; the holder retakes it only once another
+             CPU spins on it: the failure goes through the queued path and
+             is the one kind lock:contention_end(ret < 0) sees.
+result.visible[cpu] counts those queued-path failures (aa-queued failures).
+It is exact on two CPUs: with more, ABBA and the setup locks may queue too
+(extra["visible_exact"] says which).
+"""
+from .. import kernel, stats
+from .. import sys as bsys
+from ..result import CaseResult
+from .base import Case, NotRunnable, load
+from .helper_calls import PKT
+from .threads import on_cpus
+
+KINDS = ("aa", "abba", "timeout", "aa-queued")
+# kind -> (stats group of setup locks, of the provoking call)
+GROUPS = {"aa": (0, 1), "abba": (2, 3), "timeout": (4, 5), "aa-queued": (6, 7)}
+G_LONELY = 8
+REPEAT = 10        # runs per test-run call: bounds how far a thread overshoots
+
+
+def _loop(fd, repeat=None):
+    import time
+
+    def work(deadline):
+        while time.monotonic() < deadline:
+            ret, retval = bsys.test_run(fd, data=PKT, repeat=repeat or REPEAT)
+            if ret < 0 or retval:
+                raise RuntimeError(f"test run failed: ret={ret} retval={retval}")
+    return work
+
+
+class Rqspinlock(Case):
+    name = "rqspinlock"
+    summary = "bpf_res_spin_lock AA / ABBA -EDEADLK and -ETIMEDOUT, incl. a queued-path AA"
+    applies = "6.15+ (bpf_res_spin_lock kfuncs)"
+
+    def check(self):
+        if not kernel.has("func", "bpf_res_spin_lock"):
+            return "needs 6.15+ for bpf_res_spin_lock (not in this kernel's BTF)"
+        return None
+
+    def run(self, duration, cpus, kinds=KINDS, timeouts=1):
+        reason = self.check()
+        if reason:
+            raise NotRunnable(reason)
+        unknown = set(kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown rqspinlock kinds {sorted(unknown)}; known: {KINDS}")
+        cpus = list(cpus)
+        r = CaseResult(self.name, cpus=cpus, duration=duration,
+                       params={"kinds": list(kinds), "timeouts": timeouts})
+        timed = [k for k in kinds if k != "timeout"]
+        share = duration / max(1, len(timed))
+        skipped = {}
+        with load("rqspin") as obj:
+            fds = {p: obj.prog_fd(p) for p in ("aa", "ab", "ba", "timeout", "aa_queued")}
+            for kind in kinds:
+                if kind in ("abba", "aa-queued") and len(cpus) < 2:
+                    skipped[kind] = "needs two CPUs"
+                    continue
+                if kind == "aa":
+                    on_cpus(lambda c: _loop(fds["aa"]), cpus, share)
+                elif kind == "abba":
+                    on_cpus(lambda c: _loop(fds["ab" if cpus.index(c) % 2 == 0 else "ba"]),
+                            cpus, share)
+                elif kind == "aa-queued":
+                    on_cpus(lambda c: _loop(fds["aa_queued"]), cpus, share)
+                else:
+                    for cpu in cpus:    # one at a time: 250 ms each, same locks
+                        with bsys.Pinned(cpu):
+                            for _ in range(timeouts):
+                                ret, retval = bsys.test_run(fds["timeout"], data=PKT, repeat=1)
+                                if ret < 0 or retval:
+                                    raise RuntimeError(f"timeout run failed: {ret} {retval}")
+            names = {}
+            for kind in kinds:
+                if kind in skipped:
+                    continue
+                setup, fail = GROUPS[kind]
+                names[f"bpf_res_spin_lock:{kind}"] = fail
+                names[f"bpf_res_spin_lock:{kind}:setup"] = setup
+            r.groups = stats.read_groups(obj.map_fd("stats"), names, cpus)
+            lonely = stats.read_groups(obj.map_fd("stats"), {"l": G_LONELY}, cpus)["l"]
+            r.extra["lock_addrs"] = self._addrs(obj)
+        r.sum_groups()
+        aaq = r.groups.get("bpf_res_spin_lock:aa-queued", {})
+        r.visible = {c: aaq.get(c, {}).get("deadlock", 0) + aaq.get(c, {}).get("timeout", 0)
+                     for c in cpus}
+        setup_fail = sum(c["deadlock"] + c["timeout"] + c["other"]
+                         for g, per in r.groups.items() if g.endswith(":setup")
+                         for c in per.values())
+        r.extra["visible_exact"] = len(cpus) <= 2 and setup_fail == 0
+        r.extra["aa_queued_lonely"] = {c: lonely[c]["calls"] for c in cpus}
+        r.extra["skipped"] = skipped
+        r.functions = ["bpf_res_spin_lock", "bpf_res_spin_lock_irqsave",
+                       "resilient_queued_spin_lock_slowpath",
+                       "lock:contention_begin", "lock:contention_end"]
+        r.affected = any(c["deadlock"] or c["timeout"] for c in r.per_cpu.values())
+        r.verdict = self.verdict(r)
+        return r
+
+    @staticmethod
+    def _addrs(obj):
+        import struct
+        ret, raw = bsys.map_lookup(obj.map_fd("shared"), struct.pack("<I", 0), 40)
+        shared_, a, b = struct.unpack_from("<3Q", raw, 8) if ret == 0 else (0, 0, 0)
+        return {"shared": shared_, "A": a, "B": b}
+
+    @staticmethod
+    def verdict(r):
+        parts = []
+        for g, per in r.groups.items():
+            if g.endswith(":setup"):
+                continue
+            kind = g.split(":", 1)[1]
+            t = stats.total(per)
+            by_cpu = ", ".join(f"CPU {c}: {v['deadlock']}+{v['timeout']}" for c, v in per.items())
+            parts.append(f"{kind}: {t['deadlock']} -EDEADLK, {t['timeout']} -ETIMEDOUT "
+                         f"of {t['calls']} ({by_cpu})")
+        vis = sum(r.visible.values())
+        return ("bpf_res_spin_lock failed as provoked: " + "; ".join(parts) +
+                f"; {vis} of them reached lock:contention_end")

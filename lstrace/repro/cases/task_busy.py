@@ -1,0 +1,146 @@
+"""task-busy: spurious busy NULL / -EBUSY of local storage helpers (gen A/B).
+
+Threads pinned to one CPU keep that CPU inside the storage lock with pidfd
+(or cgroup fd) map updates and deletes; a raw_tp program on
+local_timer_entry calls get(F_CREATE) + delete on the interrupted thread's
+task (or cgroup). Every NULL it gets is a busy failure: the storage is
+always missing there (each IRQ deletes what it created), and a missing
+element with F_CREATE is the one case _recur/trylock gets return NULL for.
+mode "prog" (default) runs the updates from a syscall program through
+bpf_sys_bpf (the CPU is in the locked section far more often); mode
+"python" issues the bpf() calls from Python.
+"""
+import os
+import struct
+import time
+
+from .. import kernel, stats
+from .. import sys as bsys
+from ..result import CaseResult
+from .base import Case, NotRunnable, load, set_cfg
+from .syscall_errors import cgroup2_dir
+from .threads import on_cpus
+
+VAR = {"task": "bpf_task_storage_busy", "cgrp": "bpf_cgrp_storage_busy"}
+
+
+class TaskBusy(Case):
+    name = "task-busy"
+    summary = "timer-IRQ get(F_CREATE)/delete vs pinned map updates: spurious busy failures"
+    applies = "kernels with bpf_task_storage_busy (5.13-6.19); cgroup part: 6.2-6.19"
+
+    def check(self):
+        if not kernel.has("var", "bpf_task_storage_busy"):
+            return "no bpf_task_storage_busy in BTF: this kernel has no busy counter (7.0+)"
+        return None
+
+    def run(self, duration, cpus, kinds=("task", "cgrp"), cpu=None, threads=2, mode="prog",
+            batch=500):
+        reason = self.check()
+        if reason:
+            raise NotRunnable(reason)
+        if mode not in ("prog", "python"):
+            raise ValueError("mode is 'prog' or 'python'")
+        cpus = list(cpus)
+        cpu = cpus[0] if cpu is None else cpu
+        if cpu not in cpus:
+            cpus.append(cpu)
+        r = CaseResult(self.name, cpus=cpus, duration=duration,
+                       params={"kinds": list(kinds), "cpu": cpu, "threads": threads,
+                               "mode": mode, "batch": batch})
+        todo = [k for k in kinds if kernel.has("var", VAR[k])]
+        skipped = {k: f"no {VAR[k]} in BTF" for k in kinds if k not in todo}
+        for kind in todo:
+            try:
+                self._one(r, kind, duration / len(todo), cpu, threads, mode, batch)
+            except NotRunnable as e:
+                skipped[kind] = str(e)
+        if not r.groups:
+            raise NotRunnable("; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        r.extra["skipped"] = skipped
+        r.sum_groups()
+        busy = {c: sum(per.get(c, {}).get("busy", 0) for g, per in r.groups.items()
+                       if not g.startswith("hammer")) for c in cpus}
+        r.extra["busy_per_cpu"] = busy
+        r.affected = any(busy.values())
+        r.verdict = self.verdict(r)
+        return r
+
+    def _one(self, r, kind, duration, cpu, threads, mode, batch):
+        gen = kernel.generation()
+        with load(f"busy_{kind}") as obj:
+            set_cfg(obj, 0, 0, 0, os.getpid())
+            map_fd = obj.map_fd("hammered")
+            if kind == "task":
+                key_fd = bsys.pidfd_open(os.getpid())
+            else:
+                cg = cgroup2_dir()
+                if not cg:
+                    raise NotRunnable("no cgroup2 mount")
+                key_fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
+            py = {}      # python mode: {(cmd, errno): n} per thread, merged below
+            try:
+                obj.attach("irq")
+                if mode == "prog":
+                    fd = obj.prog_fd("hammer")
+                    args = struct.pack("<iiI", map_fd, key_fd, batch)
+
+                    def work_for(_c):
+                        def work(deadline):
+                            while time.monotonic() < deadline:
+                                ret, _ = bsys.test_run(fd, ctx=args)
+                                if ret < 0:
+                                    raise OSError(-ret, "hammer test run failed")
+                        return work
+                else:
+                    key, val = struct.pack("<i", key_fd), struct.pack("<Q", 1)
+
+                    def work_for(_c):
+                        def work(deadline):
+                            mine = {}
+                            while time.monotonic() < deadline:
+                                for _ in range(100):
+                                    for cmd, ret in ((bsys.MAP_UPDATE_ELEM,
+                                                      bsys.map_update(map_fd, key, val)),
+                                                     (bsys.MAP_DELETE_ELEM,
+                                                      bsys.map_delete(map_fd, key))):
+                                        mine[(cmd, ret)] = mine.get((cmd, ret), 0) + 1
+                            for k, n in mine.items():
+                                py[k] = py.get(k, 0) + n
+                        return work
+                on_cpus(work_for, [cpu] * threads, duration)
+            finally:
+                os.close(key_fd)
+            names = {f"bpf_{kind}_storage_get": 0, f"bpf_{kind}_storage_delete": 1}
+            if mode == "prog":
+                names.update({f"hammer-{kind}:map_update_elem": 2,
+                              f"hammer-{kind}:map_delete_elem": 3})
+            g = stats.read_groups(obj.map_fd("stats"), names, r.cpus)
+        if mode == "python":
+            from .syscall_errors import ERR_CAT
+            for (cmd, ret), n in py.items():
+                c = g.setdefault(f"hammer-{kind}:{bsys.CMD_NAMES[cmd]}",
+                                 {x: stats.zero() for x in r.cpus})[cpu]
+                c["calls"] += n
+                c[ERR_CAT.get(-ret if ret < 0 else 0, "other")] += n
+        r.groups.update(g)
+        if kind == "task" and gen == "B":
+            r.functions += ["bpf_task_storage_get_recur", "bpf_task_storage_delete_recur"]
+        else:
+            r.functions += [f"bpf_{kind}_storage_get", f"bpf_{kind}_storage_delete"]
+        r.functions += ["bpf_pid_task_storage_update_elem", "bpf_pid_task_storage_delete_elem"] \
+            if kind == "task" else ["bpf_cgrp_storage_update_elem", "bpf_cgrp_storage_delete_elem"]
+
+    @staticmethod
+    def verdict(r):
+        parts = []
+        for kind in ("task", "cgrp"):
+            for op in ("get(F_CREATE)", "delete"):
+                g = f"bpf_{kind}_storage_{op.split('(')[0]}"
+                if g not in r.groups:
+                    continue
+                for c, v in r.groups[g].items():
+                    if v["calls"]:
+                        parts.append(f"{kind} storage {op} failed spuriously {v['busy']} of "
+                                     f"{v['calls']} times on CPU {c}")
+        return "; ".join(parts) or "the timer interrupt never hit the pinned threads"

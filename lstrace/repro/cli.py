@@ -1,0 +1,100 @@
+"""`lstrace repro`: is my kernel affected?
+
+Runs workloads that make BPF local-storage helpers and rqspinlock fail (or
+show they do not), counting every result per CPU from inside the workload.
+Exit status: 0 whether or not the kernel is affected; 2 bad arguments;
+69 clang/bpftool/libbpf missing (the message names the apt-get command);
+77 not root; 1 any other error. Never a traceback.
+
+--json prints one object:
+  version      1
+  kernel       {"release", "generation" (A|B|C), "res_spin_lock", "cgrp_storage",
+                "task_storage_busy", "cgrp_storage_busy"}
+  duration     seconds given to each timed case
+  cpus         CPU numbers used
+  affected     true when any case saw a busy/deadlock/timeout failure
+  cases        {name: case}, each case:
+    name, runnable, reason ("" when it ran), cpus, duration, params,
+    functions  kernel functions / tracepoints the case exercised
+    per_cpu    {"<cpu>": {"calls","ok","busy","deadlock","timeout","nomem",
+                          "not_found","other"}}: summed over groups
+    groups     {"<helper, kfunc or syscall>": {"<cpu>": same counts}}
+    errnos     syscall-errors: {"<cpu>": {"<map kind>:<cmd>": {"ok"|"EEXIST"|...: n}}}
+    visible    rqspinlock: {"<cpu>": failures that reach lock:contention_end}
+    expected   helper-calls, syscall-errors: the counts the case is built to give, per CPU
+    extra      case specifics (skipped parts, lock_addrs, busy_per_cpu,
+               recursion_misses, visible_exact, ...)
+    affected, verdict (one line)
+"""
+import sys
+
+import click
+
+CASE_HELP = "case to run (repeatable); default: every case that applies here"
+
+
+def _fail(code, msg):
+    click.echo(f"lstrace repro: {msg}", err=True)
+    sys.exit(code)
+
+
+@click.command("repro")
+@click.option("--case", "cases", multiple=True, metavar="NAME", help=CASE_HELP)
+@click.option("--duration", type=float, default=5.0, show_default=True,
+              help="seconds for each timed case")
+@click.option("--cpus", metavar="LIST", help="CPUs to use, e.g. 0,1 or 0-3 (default: all)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--list", "list_only", is_flag=True, help="list the cases and exit")
+def repro(cases, duration, cpus, as_json, list_only):
+    """Provoke local-storage / rqspinlock failures and count them per CPU."""
+    try:
+        _main(cases, duration, cpus, as_json, list_only)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        _fail(130, "interrupted")
+    except Exception as e:          # one line, never a traceback
+        _fail(1, f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+def _main(cases, duration, cpus, as_json, list_only):
+    from . import CASES, NotRoot, applicable, build, libbpf, preflight, report, resolve_cpus
+    from . import run_case
+
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        _fail(2, f"unknown case {unknown[0]!r} (known: {', '.join(CASES)})")
+    if duration <= 0:
+        _fail(2, "--duration must be positive")
+    if list_only:
+        click.echo(report.list_cases(CASES, applicable()))
+        return
+    try:
+        preflight()
+    except NotRoot as e:
+        _fail(77, str(e))
+    except (build.ToolMissing, libbpf.LibbpfMissing) as e:
+        _fail(69, f"{e} (fix: `{build.FIX}`)" if isinstance(e, libbpf.LibbpfMissing) else str(e))
+    try:
+        cpu_list = resolve_cpus(cpus)
+    except ValueError as e:
+        _fail(2, f"--cpus: {e}")
+    reasons = applicable()
+    names = list(cases) or list(CASES)
+    results = []
+    for name in names:
+        if not cases and reasons[name] is not None:
+            from .result import CaseResult
+            results.append(CaseResult(name, runnable=False, reason=reasons[name], cpus=cpu_list))
+            continue
+        if not as_json:
+            click.echo(f"running {name} ...", err=True)
+        results.append(run_case(name, duration=duration, cpus=cpu_list))
+    if as_json:
+        click.echo(report.to_json(results, duration, cpu_list))
+    else:
+        click.echo(report.to_text(results))
+
+
+if __name__ == "__main__":
+    repro()
