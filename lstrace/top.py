@@ -18,6 +18,7 @@ terminal, top prints a --once-style table set per interval.
 """
 import functools
 import json
+import os
 import sys
 import time
 
@@ -150,4 +151,9 @@ def top(interval, duration, once, as_json, probes):
             _stream(s, interval, duration, once, emit)
         else:
             import curses
+            # ncurses prefers LINES/COLUMNS to the terminal's real size; stale
+            # exported values (pytest, some shells) would cut the screen short
+            os.environ.pop("LINES", None)
+            os.environ.pop("COLUMNS", None)
+
             curses.wrapper(_curses_loop, s, interval, duration)
