@@ -107,12 +107,24 @@ static __always_inline void guard_exit(struct cpu_state *s)
 }
 
 /* slot 0: v <= 1; slot s: 2^(s-1) < v <= 2^s (upper bound = Prometheus le) */
-static __always_inline u32 log2_slot(u64 v)
+static __always_inline u64 log2_slot(u64 v)
 {
 	if (v <= 1)
 		return 0;
-	u32 s = bpf_log2l(v - 1);   /* BCC: floor(log2(x)) + 1, i.e. bit length */
-	return s < N_SLOTS ? s : N_SLOTS - 1;
+	return bpf_log2l(v - 1);    /* BCC: floor(log2(x)) + 1, i.e. bit length */
+}
+
+/* Count `ns` in a log2 histogram.  u64 index and a compiler barrier keep the
+ * bounds check on the register that is used (6.1's verifier needs that). */
+static __always_inline void hist_add(u64 *slots, u64 ns)
+{
+	u64 slot = log2_slot(ns);
+	asm volatile("" : "+r"(slot));
+	if (slot >= N_SLOTS)
+		slot = N_SLOTS - 1;
+	asm volatile("" : "+r"(slot));
+	if (slot < N_SLOTS)
+		__sync_fetch_and_add(&slots[slot], 1);
 }
 
 static __always_inline u32 outcome_of_err(s64 err)
@@ -259,11 +271,8 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 		out = OUT_OTHER;
 	if (probe < N_PROBES) {
 		__sync_fetch_and_add(&c->helper[probe][out], 1);
-		if (have && f.ts) {
-			u32 slot = log2_slot(bpf_ktime_get_ns() - f.ts);
-			if (slot < N_SLOTS)
-				__sync_fetch_and_add(&c->lat[probe][slot], 1);
-		}
+		if (have && f.ts)
+			hist_add(c->lat[probe], bpf_ktime_get_ns() - f.ts);
 	}
 	/* An update nested in a get: tell the get why it returns NULL. */
 	if (ret_kind == 2 && s->depth > 0 && s->depth <= MAX_DEPTH) {
@@ -391,11 +400,8 @@ int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
 		goto out;
 	if (caller >= N_CALLER)
 		caller = N_CALLER - 1;          /* "other" */
-	if (ts) {
-		u32 slot = log2_slot(bpf_ktime_get_ns() - ts);
-		if (slot < N_SLOTS)
-			__sync_fetch_and_add(&c->rq_wait[slot], 1);
-	}
+	if (ts)
+		hist_add(c->rq_wait, bpf_ktime_get_ns() - ts);
 	if (ret == -35 || ret == -110) {
 		u32 e = ret == -35 ? 0 : 1;
 		u32 kind = lock_kind(lock);
