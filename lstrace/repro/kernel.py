@@ -10,8 +10,8 @@ _EXTRA = {1: (4, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 13: (0, 8),
 
 
 @functools.lru_cache(maxsize=1)
-def _names() -> frozenset:
-    """{(kind, name)} of every named type in vmlinux BTF."""
+def _types() -> dict:
+    """{(kind, name): type id} of every named type in vmlinux BTF."""
     with open(BTF_PATH, "rb") as f:
         data = f.read()
     magic, _ver, _fl, hdr_len, type_off, type_len, str_off, str_len = \
@@ -20,21 +20,26 @@ def _names() -> frozenset:
         raise ValueError("not BTF")
     types = hdr_len + type_off
     strs = hdr_len + str_off
-    out = set()
-    pos, end = types, types + type_len
+    out = {}
+    pos, end, tid = types, types + type_len, 0
     while pos < end:
+        tid += 1
         name_off, info, _ = struct.unpack_from("<III", data, pos)
         kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
         if name_off:
             s = data.index(b"\0", strs + name_off)
-            out.add((kind, data[strs + name_off:s].decode()))
+            out.setdefault((kind, data[strs + name_off:s].decode()), tid)
         fixed, per = _EXTRA.get(kind, (0, 0))
         pos += 12 + fixed + per * vlen
-    return frozenset(out)
+    return out
 
 
 def has(kind: str, name: str) -> bool:
-    return (KIND[kind], name) in _names()
+    return (KIND[kind], name) in _types()
+
+
+def type_id(kind: str, name: str):
+    return _types().get((KIND[kind], name))
 
 
 def generation() -> str:

@@ -16,6 +16,7 @@ SYS_PIDFD_OPEN = 434
 MAP_LOOKUP_ELEM = 1
 MAP_UPDATE_ELEM = 2
 MAP_DELETE_ELEM = 3
+PROG_LOAD = 5
 PROG_TEST_RUN = 10
 PROG_GET_FD_BY_ID = 13
 OBJ_GET_INFO_BY_FD = 15
@@ -141,3 +142,21 @@ def prog_recursion_misses(prog_fd) -> int:
     if ret < 0:
         raise OSError(-ret, "BPF_OBJ_GET_INFO_BY_FD failed")
     return struct.unpack_from("<Q", info.raw, 208)[0]
+
+
+def trial_fentry(btf_id: int) -> int:
+    """Load 'r0 = 0; exit' as fentry on a vmlinux function: 0 or -errno.
+
+    This host answers -EPERM; the lab guests load it. Cheaper than compiling.
+    """
+    insns = ctypes.create_string_buffer(struct.pack("<BBhiBBhi", 0xB7, 0, 0, 0, 0x95, 0, 0, 0))
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = bytearray(128)
+    struct.pack_into("<IIQQ", attr, 0, 26, 2, ctypes.addressof(insns), ctypes.addressof(lic))
+    struct.pack_into("<I", attr, 68, 24)          # expected_attach_type = BPF_TRACE_FENTRY
+    struct.pack_into("<I", attr, 108, btf_id)     # attach_btf_id
+    fd = bpf(PROG_LOAD, bytes(attr))
+    if fd >= 0:
+        os.close(fd)
+        return 0
+    return fd

@@ -23,8 +23,14 @@ class Recursion(Case):
     applies = "kernels that allow fentry (the lab guests); not this host"
 
     def check(self):
-        if not kernel.has("func", "bpf_local_storage_update"):
+        tid = kernel.type_id("func", "bpf_local_storage_update")
+        if tid is None:
             return "bpf_local_storage_update is not in this kernel's BTF"
+        err = bsys.trial_fentry(tid)      # try it: the only honest test
+        if err == -1:
+            return "fentry programs are forbidden here (EPERM)"
+        if err < 0:
+            return f"fentry on bpf_local_storage_update fails here ({os.strerror(-err)})"
         return None
 
     def run(self, duration, cpus, syscalls=100):

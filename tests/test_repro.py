@@ -1,0 +1,196 @@
+"""lstrace repro: real BPF workloads on this host; exact per-CPU ground truth.
+
+Needs root (skipped otherwise), clang + libbpf-dev; runs each case briefly.
+"""
+import json
+import os
+
+import pytest
+
+from lstrace.repro import CASES, run_case
+from lstrace.repro import sys as bsys
+from lstrace.repro.stats import CATS
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(os.geteuid() != 0, reason="loads BPF programs: needs root")]
+
+CPUS = bsys.usable_cpus()[:2]
+
+
+def consistent(counts):
+    """calls is the sum of the outcome categories."""
+    return counts["calls"] == sum(counts[k] for k in CATS if k != "calls")
+
+
+def test_parse_cpus():
+    assert bsys.parse_cpus("0-2,5") == [0, 1, 2, 5]
+    with pytest.raises(ValueError):
+        bsys.parse_cpus("2-1")
+
+
+def test_helper_calls_exact():
+    r = run_case("helper-calls", cpus=CPUS, n=500, nulls=200, deletes=5)
+    assert r.runnable, r.reason
+    assert "bpf_task_storage_get" in r.groups
+    for g, exp in r.expected.items():
+        for cpu in CPUS:
+            got = r.groups[g][cpu]
+            assert consistent(got)
+            for k, v in exp.items():
+                assert got[k] == v, (g, cpu, k, got)
+            assert got["busy"] == got["deadlock"] == got["timeout"] == 0
+    # per_cpu is the sum of the helpers
+    for cpu in CPUS:
+        assert r.per_cpu[cpu]["calls"] == sum(exp["calls"] for exp in r.expected.values())
+
+
+def test_syscall_errors_exact():
+    r = run_case("syscall-errors", cpus=CPUS, rounds=20)
+    assert r.runnable, r.reason
+    for cpu in CPUS:
+        e = r.errnos[cpu]
+        for kind in ("task_storage", "hash"):
+            assert e[f"{kind}:map_update_elem"] == {"ok": 20, "EEXIST": 20}
+            assert e[f"{kind}:map_lookup_elem"] == {"ok": 20, "ENOENT": 20}
+            assert e[f"{kind}:map_delete_elem"] == {"ok": 20, "ENOENT": 20}
+        assert r.per_cpu[cpu]["calls"] == 6 * 20 * len(r.expected) // 3
+
+
+@pytest.fixture(scope="module")
+def rq():
+    if CASES["rqspinlock"].check():
+        pytest.skip(CASES["rqspinlock"].check())
+    return run_case("rqspinlock", duration=1.5, cpus=CPUS)
+
+
+def test_rqspinlock_counts(rq):
+    assert rq.runnable, rq.reason
+    for g, per in rq.groups.items():
+        for cpu, c in per.items():
+            assert consistent(c), (g, cpu, c)
+            if g.endswith(":setup"):
+                assert c["calls"] == c["ok"], (g, cpu, c)    # setup locks never fail
+    for cpu in CPUS:
+        aa = rq.groups["bpf_res_spin_lock:aa"][cpu]
+        assert aa["calls"] > 0 and aa["deadlock"] == aa["calls"]
+        to = rq.groups["bpf_res_spin_lock:timeout"][cpu]
+        assert to == {**to, "calls": 1, "timeout": 1}
+    if len(CPUS) == 2:
+        total = lambda g, k: sum(c[k] for c in rq.groups[g].values())  # noqa: E731
+        assert total("bpf_res_spin_lock:abba", "deadlock") > 0
+        assert total("bpf_res_spin_lock:aa-queued", "deadlock") > 0
+        assert rq.extra["visible_exact"]
+        assert rq.visible == {c: rq.groups["bpf_res_spin_lock:aa-queued"][c]["deadlock"]
+                              for c in CPUS}
+
+
+def test_rqspinlock_contention_end_sees_exactly_the_queued_failures():
+    """A BCC raw_tp on contention_end (ret < 0) counts what `visible` says, per CPU."""
+    if len(CPUS) < 2 or CASES["rqspinlock"].check():
+        pytest.skip("needs two CPUs and bpf_res_spin_lock")
+    bcc = pytest.importorskip("bcc")
+    b = bcc.BPF(text=rb"""
+struct key_t { u64 lock; u32 cpu; };
+BPF_HASH(fails, struct key_t, u64, 1024);
+RAW_TRACEPOINT_PROBE(contention_end) {
+    struct key_t k = {.lock = ctx->args[0], .cpu = bpf_get_smp_processor_id()};
+    if ((s32)ctx->args[1] < 0)
+        fails.increment(k);
+    return 0;
+}""")
+    try:
+        r = run_case("rqspinlock", duration=1.0, cpus=CPUS, kinds=("aa", "abba", "aa-queued"))
+        seen = {}
+        for k, v in b[b"fails"].items():
+            seen[(k.lock, k.cpu)] = v.value
+    finally:
+        b.cleanup()
+    addrs = r.extra["lock_addrs"]
+    assert sum(r.visible.values()) > 0
+    for cpu in CPUS:
+        assert seen.get((addrs["shared"], cpu), 0) == r.visible[cpu]
+        # AA and ABBA on two CPUs fail on the pending path: no tracepoint
+        assert seen.get((addrs["A"], cpu), 0) == seen.get((addrs["B"], cpu), 0) == 0
+
+
+def test_task_busy_consistent():
+    if CASES["task-busy"].check():
+        pytest.skip(CASES["task-busy"].check())
+    r = run_case("task-busy", duration=1.0, cpus=CPUS, kinds=("task",))
+    assert r.runnable, r.reason
+    cpu = r.params["cpu"]
+    get, delete = r.groups["bpf_task_storage_get"], r.groups["bpf_task_storage_delete"]
+    assert r.groups["hammer-task:map_update_elem"][cpu]["calls"] > 0
+    assert get[cpu]["calls"] > 0          # the timer interrupted the hammer threads
+    for c in r.cpus:
+        assert consistent(get[c]) and consistent(delete[c])
+        assert get[c]["not_found"] == 0   # every get asked F_CREATE
+        assert delete[c]["calls"] == get[c]["ok"]    # delete only after a successful get
+    assert r.extra["busy_per_cpu"][cpu] == get[cpu]["busy"] + delete[cpu]["busy"]
+
+
+def test_recursion_reports_why_not():
+    r = run_case("recursion", cpus=CPUS[:1])
+    if r.runnable:
+        assert r.extra["recursion_misses"]["on_update"] >= 0
+    else:
+        assert r.reason and "\n" not in r.reason
+
+
+def test_unrunnable_case_has_reason():
+    r = run_case("recursion", cpus=CPUS[:1])
+    assert r.runnable or r.reason
+
+
+# ---- CLI ----
+
+def _cli(args, **kw):
+    from click.testing import CliRunner
+
+    from lstrace.repro.cli import repro
+    return CliRunner().invoke(repro, args, **kw)
+
+
+def test_cli_json_keys():
+    res = _cli(["--json", "--case", "helper-calls", "--case", "syscall-errors",
+                "--cpus", ",".join(map(str, CPUS))])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert {"version", "kernel", "duration", "cpus", "affected", "cases"} <= set(doc)
+    assert {"release", "generation"} <= set(doc["kernel"])
+    case = doc["cases"]["helper-calls"]
+    for key in ("name", "runnable", "reason", "cpus", "functions", "per_cpu", "groups",
+                "errnos", "visible", "expected", "extra", "affected", "verdict"):
+        assert key in case
+    assert set(case["per_cpu"][str(CPUS[0])]) == set(CATS)
+    assert doc["cases"]["syscall-errors"]["errnos"][str(CPUS[0])]
+
+
+def test_cli_unknown_case_one_line():
+    res = _cli(["--case", "nosuch"])
+    assert res.exit_code == 2
+    assert len(res.output.strip().splitlines()) == 1 and "nosuch" in res.output
+
+
+def test_cli_bad_cpus():
+    res = _cli(["--case", "helper-calls", "--cpus", "999"])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+
+
+def test_cli_list():
+    res = _cli(["--list"])
+    assert res.exit_code == 0 and "rqspinlock" in res.output
+
+
+def test_cli_not_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    res = _cli(["--case", "helper-calls"])
+    assert res.exit_code == 77 and len(res.output.strip().splitlines()) == 1
+
+
+def test_cli_missing_clang(monkeypatch):
+    import shutil
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda t: None if t == "clang" else real(t))
+    res = _cli(["--case", "helper-calls"])
+    assert res.exit_code == 69 and "apt-get install -y clang llvm libbpf-dev" in res.output
