@@ -120,13 +120,19 @@ def test_task_busy_consistent():
     assert r.runnable, r.reason
     cpu = r.params["cpu"]
     get, delete = r.groups["bpf_task_storage_get"], r.groups["bpf_task_storage_delete"]
+    create = r.extra["by_flags"]["bpf_task_storage_get(F_CREATE)"]
+    lookup = r.extra["by_flags"]["bpf_task_storage_get(0)"]
     assert r.groups["hammer-task:map_update_elem"][cpu]["calls"] > 0
-    assert get[cpu]["calls"] > 0          # the timer interrupted the hammer threads
+    assert lookup[cpu]["calls"] > 0       # the timer interrupted the hammer threads
     for c in r.cpus:
-        assert consistent(get[c]) and consistent(delete[c])
-        assert get[c]["not_found"] == 0   # every get asked F_CREATE
-        assert delete[c]["calls"] == get[c]["ok"]    # delete only after a successful get
-    assert r.extra["busy_per_cpu"][cpu] == get[cpu]["busy"] + delete[cpu]["busy"]
+        for counts in (get[c], delete[c], create[c], lookup[c]):
+            assert consistent(counts)
+        # each tick: one lookup, then a delete if found, else a create
+        assert lookup[c]["ok"] == delete[c]["calls"]
+        assert lookup[c]["not_found"] == create[c]["calls"]
+        assert lookup[c]["busy"] == create[c]["not_found"] == 0
+        assert get[c]["calls"] == lookup[c]["calls"] + create[c]["calls"]
+    assert r.extra["busy_per_cpu"][cpu] == create[cpu]["busy"] + delete[cpu]["busy"]
 
 
 def test_recursion_reports_why_not():

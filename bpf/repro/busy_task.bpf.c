@@ -5,15 +5,16 @@
  *          updates and deletes on `hammered` through bpf_sys_bpf, so the CPU
  *          spends most of its time inside bpf_task_storage_lock().
  * irq      raw_tp on local_timer_entry: when the timer interrupts one of our
- *          threads, bpf_task_storage_get(F_CREATE) on it (no storage: the
- *          previous IRQ deleted it) then bpf_task_storage_delete. A NULL
- *          there is a busy failure: the interrupted syscall held the counter.
+ *          threads, look its task's storage up (get without F_CREATE): if
+ *          the last tick created it, bpf_task_storage_delete it (-EBUSY
+ *          when the interrupted syscall holds the counter), else
+ *          bpf_task_storage_get(F_CREATE) (NULL then: busy).
  * Both count their own returns per CPU. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "repro.h"
 
-enum { G_GET, G_DELETE, G_UPDATE_SYS, G_DELETE_SYS };
+enum { G_GET, G_DELETE, G_UPDATE_SYS, G_DELETE_SYS, G_LOOKUP };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -38,10 +39,13 @@ int irq(void *ctx)
 
 	if (!c || bpf_get_current_pid_tgid() >> 32 != c->tgid)
 		return 0;
-	p = bpf_task_storage_get(&in_irq, task, 0, F_CREATE);
-	count_get(G_GET, p, F_CREATE);
+	/* alternate per owner: delete what the last tick created, else create */
+	p = bpf_task_storage_get(&in_irq, task, 0, 0);
+	count_get(G_LOOKUP, p, 0);
 	if (p)
 		count_ret(G_DELETE, bpf_task_storage_delete(&in_irq, task));
+	else
+		count_get(G_GET, bpf_task_storage_get(&in_irq, task, 0, F_CREATE), F_CREATE);
 	return 0;
 }
 
