@@ -12,7 +12,7 @@ mountpoint -q /sys || mount -t sysfs sysfs /sys
 mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
 exec </dev/null >/dev/console 2>&1
 off() { sync; echo o >/proc/sysrq-trigger; sleep 10; }
-die() { echo "lab-init: $*"; off; }
+die() { echo "lab-init: error: $*"; off; }
 
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
@@ -59,6 +59,7 @@ ulimit -l unlimited
 stty -F /dev/ttyS1 115200 raw -echo || die "no /dev/ttyS1 for the command's output"
 cd "$LAB_CWD" || die "cannot cd to $LAB_CWD"
 
+echo "lab-init: running the command"
 : >$LAB/started
 # A subshell, so the last close of ttyS1 (at its exit) waits for the UART to drain.
 (. $LAB/cmd) </dev/null >/dev/ttyS1 2>&1

@@ -26,11 +26,13 @@ GUEST_INIT = HERE / "guest-init.sh"
 GUEST_LAB = "/run/lab"
 BOOT_DEADLINE = 240  # seconds from qemu start to the command starting (TCG boots take 5-15 s)
 TAIL_LINES = 60
+STARTED = "lab-init: running the command"  # printed by guest-init.sh on the console
+SPLAT = re.compile(r"WARNING:|BUG:|Oops|Call Trace|Kernel panic|RIP: |INFO: task|rcu_.*stall")
 # Crashes worth one more boot (TCG flakiness); failures that would only repeat are not.
 CRASH = re.compile(r"Kernel panic|Oops|BUG: |general protection fault|KVM internal error|"
                    r"invalid opcode")
-DETERMINISTIC = re.compile(r"Requested init|No working init|Unable to mount root|lab-init:|"
-                           r"lab-initramfs:")
+DETERMINISTIC = re.compile(r"Requested init|No working init|Unable to mount root|"
+                           r"lab-init: error|lab-initramfs: error")
 # Host variables the command sees; everything else in the guest is set by guest-init.sh.
 PASS_ENV = ("PATH", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "PYTHONUNBUFFERED",
             "PYTHONWARNINGS", "PYTEST_ADDOPTS", "CI", "NO_COLOR")
@@ -55,9 +57,18 @@ def install_signal_handlers():
 
 
 class Result:
-    def __init__(self, status, code=None, boot_s=None, run_s=None, tail=""):
+    def __init__(self, status, code=None, boot_s=None, run_s=None, console=""):
         self.status = status  # "ok" | "boot" | "timeout" | "died"
-        self.code, self.boot_s, self.run_s, self.tail = code, boot_s, run_s, tail
+        self.code, self.boot_s, self.run_s, self.console = code, boot_s, run_s, console
+
+    @property
+    def tail(self):
+        return "\n".join(self.console.splitlines()[-TAIL_LINES:])
+
+    def splats(self):
+        """Kernel warnings, oopses and the like printed while the command ran."""
+        after = self.console.partition(STARTED)[2]
+        return [l for l in after.splitlines() if SPLAT.search(l)]
 
 
 def guest_env(kernel_key, extra):
@@ -87,9 +98,9 @@ class Guest:
         sock = run / f"{tag}.sock"
         log = open(run / f"virtiofsd-{tag}.log", "wb")
         # sandbox=chroot: the default namespace sandbox cannot pivot_root on /.
-        self._spawn(f"virtiofsd-{tag}", [VIRTIOFSD, f"--socket-path={sock}", "-o", f"source={source}",
-                                         "-o", f"cache={cache}", "-o", "sandbox=chroot"],
-                    stdout=log, stderr=subprocess.STDOUT)
+        argv = [VIRTIOFSD, f"--socket-path={sock}", "-o", f"source={source}",
+                "-o", f"cache={cache}", "-o", "sandbox=chroot"]
+        self._spawn(f"virtiofsd-{tag}", argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         return sock
 
@@ -148,7 +159,7 @@ class Guest:
                 logs = "".join((run / f"{n}.log").read_text(errors="replace")
                                for n, _ in self.procs if (run / f"{n}.log").exists())
                 self.stop()
-                return Result("boot", tail=f"virtiofsd did not start:\n{logs}")
+                return Result("boot", console=f"virtiofsd did not start:\n{logs}")
             time.sleep(0.05)
 
         t0 = time.monotonic()
@@ -180,15 +191,15 @@ class Guest:
         self.stop()
         pump.join(timeout=5)
 
-        tail = _tail(run)
+        console = _console(run)
         boot_s = (started_at or end) - t0
         run_s = end - started_at if started_at else None
         code_file = share / "exit"
         if code_file.exists():
-            return Result("ok", int(code_file.read_text().strip() or 1), boot_s, run_s, tail)
+            return Result("ok", int(code_file.read_text().strip() or 1), boot_s, run_s, console)
         if status is None:
             status = "died" if started_at else "boot"
-        return Result(status, None, boot_s, run_s, tail)
+        return Result(status, None, boot_s, run_s, console)
 
 
 def _pump(src, dst):
@@ -201,13 +212,14 @@ def _pump(src, dst):
         dst.flush()
 
 
-def _tail(run: Path):
+def _console(run: Path):
+    """ttyS0 (kernel and guest-init messages), then anything qemu said."""
     text = ""
     for name in ("console.log", "qemu.err"):
         f = run / name
         if f.exists():
             text += f.read_text(errors="replace").replace("\r", "")
-    return "\n".join(text.splitlines()[-TAIL_LINES:])
+    return text
 
 
 def prepare(run: Path, argv, cwd, env, tree):

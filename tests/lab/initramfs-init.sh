@@ -5,7 +5,7 @@
 export PATH=/bin
 mount -t proc proc /proc
 mount -t devtmpfs devtmpfs /dev
-fail() { echo "lab-initramfs: $*"; poweroff -f; sleep 10; }
+fail() { echo "lab-initramfs: error: $*"; poweroff -f; sleep 10; }
 
 for m in $(cat /modules/load); do
 	insmod "/modules/$m" || fail "insmod $m failed"

@@ -222,7 +222,11 @@ def _unpack(cache, apt, pkgs, release, version):
     for pkg, ver in pkgs:
         if not list(debs.glob(f"{pkg}_*.deb")):
             note(f"downloading {pkg} {ver}")
-            apt.download(pkg, ver, debs)
+            # into a temporary directory first: an interrupted download leaves no .deb behind
+            with tempfile.TemporaryDirectory(dir=debs) as part:
+                apt.download(pkg, ver, Path(part))
+                for deb in Path(part).glob("*.deb"):
+                    deb.rename(debs / deb.name)
     final = cache / "kernels" / name
     # Unpack into a temporary sibling and rename: a half-unpacked tree has no tree.json and
     # is never mistaken for a complete one.
@@ -272,16 +276,17 @@ def fetch(key, cache: Path) -> Tree:
         if tree:
             return tree
         apt = Apt(cache, pin.suite)
-        try:
-            apt.update()
+        for fresh in (False, True):
             try:
+                apt.update(force=fresh)
                 release, version = _resolve(apt, key, pin)
-            except FetchError:
-                apt.update(force=True)  # a day-old index may name files already gone
-                release, version = _resolve(apt, key, pin)
-            tree = load_tree(cache / "kernels" / f"{release}_{version}")
-            if tree:
-                return tree
-            return _unpack(cache, apt, _packages(apt, pin, release, version), release, version)
-        except subprocess.CalledProcessError as e:
-            raise FetchError(str(e)) from e
+                tree = load_tree(cache / "kernels" / f"{release}_{version}")
+                if tree:
+                    return tree
+                return _unpack(cache, apt, _packages(apt, pin, release, version),
+                               release, version)
+            except FetchError as e:
+                if fresh:
+                    raise
+                # a day-old index may name files the mirror no longer has
+                note(f"{e}\nretrying with a fresh index")
