@@ -105,8 +105,9 @@ RAW_TRACEPOINT_PROBE(contention_end) {
             seen[(k.lock, k.cpu)] = v.value
     finally:
         b.cleanup()
+        del b         # a failing assert must not make pytest repr a dead BCC object
     addrs = r.extra["lock_addrs"]
-    assert sum(r.visible.values()) > 0
+    assert sum(r.visible.values()) > 0, seen
     for cpu in CPUS:
         assert seen.get((addrs["shared"], cpu), 0) == r.visible[cpu]
         # AA and ABBA on two CPUs fail on the pending path: no tracepoint

@@ -4,8 +4,9 @@
  *
  *   aa         lock a per-CPU lock twice: -EDEADLK on the pending-bit path,
  *              which fires no lock:contention_* tracepoint.
- *   ab / ba    two CPUs take A then B / B then A: ABBA -EDEADLK (also the
- *              pending path when only two CPUs contend).
+ *   ab / ba    two CPUs take A then B / B then A, each waiting (bounded)
+ *              until the other holds its first lock: ABBA -EDEADLK (the
+ *              pending path too when only two CPUs contend).
  *   timeout    hold 34 locks (the held-lock table has 31 slots), then retake
  *              one: AA goes unseen, -ETIMEDOUT after 250 ms (pending path).
  *   aa_queued  every CPU runs it on one shared lock: the holder waits until
@@ -40,6 +41,7 @@ enum { G_AA_SETUP, G_AA, G_ABBA_SETUP, G_ABBA, G_TO_SETUP, G_TO, G_AAQ_SETUP, G_
 #define NTO 34
 #define SPIN 16384  /* polls for a contender, then give up (LONELY) */
 #define SETTLE 2048 /* polls after one is seen: its pending bit gets set */
+#define SPIN_ABBA 2048 /* polls for the other side's first lock */
 
 struct elem {
 	struct bpf_res_spin_lock lock;
@@ -56,6 +58,7 @@ struct shared {
 	__u32 waiters;	/* CPUs between "about to lock" and "got it" */
 	__u32 sink;
 	__u64 addr[4];	/* kernel addresses of the shared, A and B locks for tracers */
+	__u32 hold[4];	/* ab/ba: holds its first lock (by key) */
 };
 
 struct {
@@ -104,7 +107,7 @@ static __always_inline int abba(__u32 first, __u32 second)
 	struct counts *setup = group(G_ABBA_SETUP), *fail = group(G_ABBA);
 	struct elem *e1 = lock_at(first), *e2 = lock_at(second);
 	struct shared *sh = get_shared();
-	int r;
+	int r, i;
 
 	if (!setup || !fail || !e1 || !e2 || !sh)
 		return 1;
@@ -113,10 +116,15 @@ static __always_inline int abba(__u32 first, __u32 second)
 	tally(setup, r);
 	if (r)
 		return 0;
+	sh->hold[first & 3] = 1;
+	for (i = 0; i < SPIN_ABBA; i++)	/* make the cycle likely, not lucky */
+		if (*(volatile __u32 *)&sh->hold[second & 3])
+			break;
 	r = bpf_res_spin_lock(&e2->lock);
 	tally(fail, r);
 	if (!r)
 		bpf_res_spin_unlock(&e2->lock);
+	sh->hold[first & 3] = 0;
 	bpf_res_spin_unlock(&e1->lock);
 	return 0;
 }

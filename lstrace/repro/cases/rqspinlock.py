@@ -109,7 +109,8 @@ class Rqspinlock(Case):
     @staticmethod
     def _addrs(obj):
         import struct
-        ret, raw = bsys.map_lookup(obj.map_fd("shared"), struct.pack("<I", 0), 40)
+        # struct shared in rqspin.bpf.c: u32 waiters, u32 sink, u64 addr[4], ...
+        ret, raw = bsys.map_lookup(obj.map_fd("shared"), struct.pack("<I", 0), 56)
         shared_, a, b = struct.unpack_from("<3Q", raw, 8) if ret == 0 else (0, 0, 0)
         return {"shared": shared_, "A": a, "B": b}
 
