@@ -6,12 +6,23 @@
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 LAB=/run/lab
+# Static busybox applets start several times faster than dynamically linked tools under TCG.
+if command -v busybox >/dev/null; then
+	for t in mount mountpoint mkdir ln hostname stty mv; do eval "$t() { busybox $t \"\$@\"; }"; done
+fi
 
 mountpoint -q /proc || mount -t proc proc /proc
 mountpoint -q /sys || mount -t sysfs sysfs /sys
 mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
 exec </dev/null >/dev/console 2>&1
-off() { sync; echo o >/proc/sysrq-trigger; sleep 10; }
+# busybox's reboot(2) returns only when the machine is off; sysrq (asynchronous) is the fallback.
+# Nothing may be exec'd after that: the virtiofs root goes away during power-off.
+off() {
+	sync
+	busybox poweroff -f 2>/dev/null
+	echo o >/proc/sysrq-trigger
+	while :; do :; done
+}
 die() { echo "lab-init: error: $*"; off; }
 
 mkdir -p /dev/pts /dev/shm
@@ -59,9 +70,12 @@ ulimit -l unlimited
 stty -F /dev/ttyS1 115200 raw -echo || die "no /dev/ttyS1 for the command's output"
 cd "$LAB_CWD" || die "cannot cd to $LAB_CWD"
 
-echo "lab-init: running the command"
+read -r up _ </proc/uptime
+echo "lab-init: running the command (guest uptime $up s)"
 : >$LAB/started
 # A subshell, so the last close of ttyS1 (at its exit) waits for the UART to drain.
 (. $LAB/cmd) </dev/null >/dev/ttyS1 2>&1
 echo $? >$LAB/exit.part && mv $LAB/exit.part $LAB/exit
+read -r up _ </proc/uptime
+echo "lab-init: the command finished (guest uptime $up s)"
 off

@@ -6,6 +6,7 @@ Host side of a run (a temp directory, removed at the end):
   RUN/*.sock, RUN/*.log   virtiofsd sockets and logs, qemu's stderr
 The command's output comes over ttyS1 on qemu's stdout and is streamed to our stdout.
 """
+import ctypes
 import os
 import re
 import shlex
@@ -27,6 +28,7 @@ GUEST_LAB = "/run/lab"
 BOOT_DEADLINE = 240  # seconds from qemu start to the command starting (TCG boots take 5-15 s)
 TAIL_LINES = 60
 STARTED = "lab-init: running the command"  # printed by guest-init.sh on the console
+FINISHED = "lab-init: the command finished"
 SPLAT = re.compile(r"WARNING:|BUG:|Oops|Call Trace|Kernel panic|RIP: |INFO: task|rcu_.*stall")
 # Crashes worth one more boot (TCG flakiness); failures that would only repeat are not.
 CRASH = re.compile(r"Kernel panic|Oops|BUG: |general protection fault|KVM internal error|"
@@ -37,6 +39,11 @@ DETERMINISTIC = re.compile(r"Requested init|No working init|Unable to mount root
 PASS_ENV = ("PATH", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "PYTHONUNBUFFERED",
             "PYTHONWARNINGS", "PYTEST_ADDOPTS", "CI", "NO_COLOR")
 PASS_PREFIXES = ("LSTRACE_",)
+
+
+def _die_with_parent():
+    """In the child before exec: SIGTERM it if the runner dies, even by SIGKILL (no orphans)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Interrupted(Exception):
@@ -67,7 +74,7 @@ class Result:
 
     def splats(self):
         """Kernel warnings, oopses and the like printed while the command ran."""
-        after = self.console.partition(STARTED)[2]
+        after = self.console.partition(STARTED)[2].partition(FINISHED)[0]
         return [l for l in after.splitlines() if SPLAT.search(l)]
 
 
@@ -90,7 +97,8 @@ class Guest:
 
     # ------------------------------------------------------------ processes
     def _spawn(self, name, argv, **kw):
-        p = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, **kw)
+        p = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
+                             preexec_fn=_die_with_parent, **kw)
         self.procs.append((name, p))
         return p
 
@@ -236,9 +244,22 @@ def prepare(run: Path, argv, cwd, env, tree):
     (share / "cmd").write_text("exec " + " ".join(q(a) for a in argv) + "\n")
 
 
+def _sweep_stale():
+    """Remove run directories left by runners that were SIGKILLed (their pid is gone)."""
+    for d in Path(tempfile.gettempdir()).glob("lstrace-lab.*"):
+        try:
+            os.kill(int((d / "runner.pid").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # no pid file yet (just created) or not ours to judge
+
+
 def run_command(guest, argv, cwd, env, timeout, out_dir=None, log=print):
     """Boot (retrying once on a crash before the command started) and run argv. -> Result."""
+    _sweep_stale()
     run = Path(tempfile.mkdtemp(prefix="lstrace-lab."))
+    (run / "runner.pid").write_text(str(os.getpid()))
     try:
         prepare(run, argv, cwd, env, guest.tree)
         deadline = time.monotonic() + timeout
