@@ -4,8 +4,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))   # workload_bpf beside this file
 
 IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
 pytestmark = pytest.mark.skipif(
