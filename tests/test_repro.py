@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from lstrace.repro import CASES, run_case
+from lstrace.repro import CASES, kernel, run_case
 from lstrace.repro import sys as bsys
 from lstrace.repro.stats import CATS
 
@@ -75,13 +75,22 @@ def test_rqspinlock_counts(rq):
         assert aa["calls"] > 0 and aa["deadlock"] == aa["calls"]
         to = rq.groups["bpf_res_spin_lock:timeout"][cpu]
         assert to == {**to, "calls": 1, "timeout": 1}
+    seen = rq.extra["visible_by_kind"]
+    for kind, per in seen.items():        # what reached contention_end is ours
+        for cpu, n in per.items():
+            fails = rq.groups[f"bpf_res_spin_lock:{kind}"][cpu]
+            setup = rq.groups[f"bpf_res_spin_lock:{kind}:setup"][cpu]
+            assert n <= fails["calls"] - fails["ok"] + setup["calls"] - setup["ok"]
     if len(CPUS) == 2:
         total = lambda g, k: sum(c[k] for c in rq.groups[g].values())  # noqa: E731
         assert total("bpf_res_spin_lock:abba", "deadlock") > 0
         assert total("bpf_res_spin_lock:aa-queued", "deadlock") > 0
-        assert rq.extra["visible_exact"]
-        assert rq.visible == {c: rq.groups["bpf_res_spin_lock:aa-queued"][c]["deadlock"]
-                              for c in CPUS}
+        if kernel.generation() == "B":
+            # 6.x (6.18 here): AA is found while waiting, so the queued AA and only it
+            # reaches contention_end; 7.x finds AA before queueing (none does)
+            assert seen["aa-queued"] == {c: rq.groups["bpf_res_spin_lock:aa-queued"][c]["deadlock"]
+                                         for c in CPUS}
+            assert sum(sum(seen[k].values()) for k in ("aa", "abba", "timeout")) == 0
 
 
 def test_rqspinlock_contention_end_sees_exactly_the_queued_failures():
@@ -106,12 +115,11 @@ RAW_TRACEPOINT_PROBE(contention_end) {
     finally:
         b.cleanup()
         del b         # a failing assert must not make pytest repr a dead BCC object
-    addrs = r.extra["lock_addrs"]
-    assert sum(r.visible.values()) > 0, seen
+    a = r.extra["lock_addrs"]
     for cpu in CPUS:
-        assert seen.get((addrs["shared"], cpu), 0) == r.visible[cpu]
-        # AA and ABBA on two CPUs fail on the pending path: no tracepoint
-        assert seen.get((addrs["A"], cpu), 0) == seen.get((addrs["B"], cpu), 0) == 0
+        ours = sum(n for (lock, c), n in seen.items()
+                   if c == cpu and a["base"] <= lock < a["base"] + a["size"])
+        assert ours == r.visible[cpu], (seen, a, r.visible)
 
 
 def test_task_busy_consistent():

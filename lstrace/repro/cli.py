@@ -20,10 +20,11 @@ Exit status: 0 whether or not the kernel is affected; 2 bad arguments;
                           "not_found","other"}}: summed over groups
     groups     {"<helper, kfunc or syscall>": {"<cpu>": same counts}}
     errnos     syscall-errors: {"<cpu>": {"<map kind>:<cmd>": {"ok"|"EEXIST"|...: n}}}
-    visible    rqspinlock: {"<cpu>": failures that reach lock:contention_end}
+    visible    rqspinlock: {"<cpu>": workload failures its own raw_tp saw at
+               lock:contention_end (ret < 0)}
     expected   helper-calls, syscall-errors: the counts the case is built to give, per CPU
     extra      case specifics (skipped parts, lock_addrs, busy_per_cpu,
-               recursion_misses, visible_exact, ...)
+               recursion_misses, visible_by_kind, ...)
     affected, verdict (one line)
 """
 import sys
