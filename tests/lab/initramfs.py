@@ -1,9 +1,10 @@
 """A tiny busybox initramfs for kernels whose virtio-pci / virtiofs are modules (Debian 6.1).
 
 It loads those modules (and what modules.dep says they need), mounts the host root over virtiofs
-and switch_roots into guest-init.sh. Built once per kernel tree, cached as TREE/initramfs.cpio.
+and switch_roots into guest-init.sh. Built once per kernel tree and /init, cached as TREE/initramfs-HASH.cpio.
 """
 import gzip
+import hashlib
 import lzma
 import os
 import shutil
@@ -60,7 +61,9 @@ def _read_module(path: Path):
 
 
 def build(tree) -> Path:
-    out = tree.root / "initramfs.cpio"
+    # Named after its /init so that editing initramfs-init.sh rebuilds it.
+    init = (HERE / "initramfs-init.sh").read_bytes()
+    out = tree.root / f"initramfs-{hashlib.sha256(init).hexdigest()[:12]}.cpio"
     if out.exists():
         return out
     with tempfile.TemporaryDirectory(prefix=".initramfs.", dir=tree.root) as tmp:
@@ -68,7 +71,7 @@ def build(tree) -> Path:
         for d in ("bin", "dev", "proc", "sys", "newroot", "modules"):
             (root / d).mkdir(parents=True)
         shutil.copy2(BUSYBOX, root / "bin/busybox")
-        shutil.copy2(HERE / "initramfs-init.sh", root / "init")
+        (root / "init").write_bytes(init)
         os.chmod(root / "init", 0o755)
         names = []
         for rel in _load_order(tree.moddir):

@@ -107,3 +107,12 @@ def test_usage_errors():
     assert lab("7").returncode == 2  # no command
     listing = lab("--list")
     assert listing.returncode == 0 and "7.3.4+deb13-amd64" in listing.stdout
+
+
+def test_crash_before_command_is_retried_once():
+    # init exiting panics the kernel: a crash signature, so the runner boots a second time.
+    p = lab("6.12", "--append", "init=/bin/false", "--", "true")
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert p.stderr.count("retrying once") == 1
+    assert "Attempted to kill init" in p.stderr
+    assert not p.leftovers
