@@ -124,11 +124,16 @@ class Object:
             raise LoadError(ctypes.get_errno() or 22, f"attach {name}", "".join(_log))
         self._links.append(link)
 
-    def close(self):
+    def detach(self):
+        """Destroy every link: counters stop moving before they are read."""
         L = lib()
         for link in self._links:
             L.bpf_link__destroy(link)
         self._links = []
+
+    def close(self):
+        L = lib()
+        self.detach()
         if self._obj:
             L.bpf_object__close(self._obj)
             self._obj = None

@@ -57,6 +57,7 @@ class Recursion(Case):
                     for _ in range(syscalls):
                         os.getppid()
                     set_cfg(obj, 0, 0, 0, os.getpid(), 0)
+            obj.detach()
             r.groups = stats.read_groups(obj.map_fd("stats"), GROUPS, cpus)
             r.extra["recursion_misses"] = {
                 p: bsys.prog_recursion_misses(obj.prog_fd(p)) for p in ("on_enter", "on_update")}

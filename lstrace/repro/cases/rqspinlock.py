@@ -83,6 +83,7 @@ class Rqspinlock(Case):
                                 ret, retval = bsys.test_run(fds["timeout"], data=PKT, repeat=1)
                                 if ret < 0 or retval:
                                     raise RuntimeError(f"timeout run failed: {ret} {retval}")
+            obj.detach()
             names = {}
             for kind in kinds:
                 if kind in skipped:

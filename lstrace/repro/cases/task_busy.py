@@ -113,6 +113,7 @@ class TaskBusy(Case):
                         return work
                 on_cpus(work_for, [cpu] * threads, duration)
             finally:
+                obj.detach()     # the timer also interrupts this thread: stop counting first
                 os.close(key_fd)
             names = {f"bpf_{kind}_storage_get(F_CREATE)": 0, f"bpf_{kind}_storage_delete": 1,
                      f"bpf_{kind}_storage_get(0)": 4}
