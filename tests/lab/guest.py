@@ -216,8 +216,11 @@ def _pump(src, dst):
         chunk = os.read(src.fileno(), 65536)
         if not chunk:
             break
-        dst.write(chunk)
-        dst.flush()
+        try:
+            dst.write(chunk)
+            dst.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # reader gone (`| head`): keep draining, or the guest blocks on its UART
 
 
 def _console(run: Path):
