@@ -27,7 +27,13 @@ def load(obj_name, skip=()):
 
     EPERM at load is what this host answers for fentry/LSM: say so plainly.
     """
-    path = build.object_path(obj_name)
+    try:
+        path = build.object_path(obj_name)
+    except build.CompileError as e:
+        # e.g. 6.1's vmlinux.h has no BPF_MAP_TYPE_CGRP_STORAGE
+        errs = [line for line in str(e).splitlines() if "error:" in line]
+        raise NotRunnable(f"{obj_name}.bpf.c does not build against this kernel's BTF: "
+                          f"{(errs or [str(e)])[0].strip()[:200]}") from None
     try:
         return libbpf.Object(path, skip=skip)
     except libbpf.LoadError as e:
