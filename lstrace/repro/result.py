@@ -16,8 +16,9 @@ class CaseResult:
     functions      : kernel functions really executed (e.g. the _recur variant
                      the verifier picked), for tracers to probe.
     errnos[cpu][cmd][errno name] : syscall-errors only.
-    visible[cpu]   : rqspinlock only: failures that went through the queued
-                     slow path and so reach lock:contention_end with ret < 0.
+    visible[cpu]   : rqspinlock only: the workload's failures that reached
+                     lock:contention_end with ret < 0 (queued slow path), as its
+                     own raw_tp on that tracepoint counted them.
     expected       : what the case was built to produce (helper-calls, syscall-errors).
     """
     name: str

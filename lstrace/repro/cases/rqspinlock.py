@@ -10,8 +10,10 @@ Kinds (programs in bpf/repro/rqspin.bpf.c):
 result.visible[cpu] is measured, not assumed: the object's own raw_tp on
 lock:contention_end counts ret < 0 on the workload's own locks, per CPU
 (extra["visible_by_kind"] splits it). Measured: on 6.18 every aa-queued
-failure and nothing else shows there; on 7.3 (AA found before queueing)
-none of AA, ABBA or aa-queued does.
+failure and nothing else shows there (off by one now and then when the host
+stalls a vCPU: a setup lock times out in the queue, or an AA runs before the
+stalled waiter set the pending bit); on 7.3 (AA found before queueing) none
+of AA, ABBA or aa-queued does.
 """
 from .. import kernel, stats
 from .. import sys as bsys
