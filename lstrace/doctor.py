@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from . import headers as headersmod
 from . import plan as planmod
-from .cli import friendly_errors
+from .errors import friendly_errors
 from .errors import EXIT_NO_PROBE
 from .kernel import Kernel
 from .session import check_privileges, import_bcc

@@ -1,4 +1,6 @@
 """Errors users see as one line, each with its documented exit code."""
+import functools
+import sys
 
 # Exit codes (README "Exit codes" lists them; sysexits.h where one fits)
 EXIT_OK = 0
@@ -35,3 +37,19 @@ class Unavailable(LstraceError):
 
 class NoProbeAttached(LstraceError):
     exit_code = EXIT_NO_PROBE
+
+
+def friendly_errors(fn):
+    """Turn LstraceError (and Ctrl-C) into 'lstrace: message' + exit code.
+    Lives here, not in cli.py, so command modules can use it while cli.py
+    imports them."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LstraceError as e:
+            print(f"lstrace: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    return wrapper

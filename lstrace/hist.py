@@ -24,7 +24,6 @@ sums the CPUs.  Each histogram ends with count and p50/p99 estimates
 Exit codes: 2 unknown probe or one without a histogram, 3 probe unavailable
 on this kernel (the reason is printed), 77 not root.
 """
-import functools
 import json
 import time
 
@@ -34,7 +33,7 @@ from tabulate import tabulate
 from . import plan as planmod
 from . import probes as probesmod
 from . import render_hist as rh
-from .errors import NoProbeAttached, UsageError
+from .errors import NoProbeAttached, UsageError, friendly_errors
 from .kernel import Kernel
 from .session import Session, check_privileges
 
@@ -98,16 +97,6 @@ def list_rows(kernel):
         rows.append({"probe": p.name, "mode": p.mode, "what": what_of(p.name),
                      "reason": p.reason if not p.available else ""})
     return rows
-
-
-def friendly_errors(fn):
-    """lstrace.cli.friendly_errors, looked up at call time: cli imports this
-    module to register the command, so importing cli here would be circular."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .cli import friendly_errors as real
-        return real(fn)(*args, **kwargs)
-    return wrapper
 
 
 @click.command()

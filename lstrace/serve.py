@@ -33,7 +33,7 @@ import time
 
 import click
 
-from .cli import friendly_errors
+from .errors import friendly_errors
 from .errors import EXIT_CANTCREAT, EXIT_PORT, LstraceError, UsageError
 
 DEFAULT_PORT = 9477

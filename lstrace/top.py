@@ -16,7 +16,6 @@ focus between per-CPU and per-probe, p pause.  Rows with failures are red
 prints one JSON object per interval (keys: see lstrace.render).  Without a
 terminal, top prints a --once-style table set per interval.
 """
-import functools
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ import time
 import click
 
 from . import render
-from .errors import UsageError
+from .errors import UsageError, friendly_errors
 from .plan import parse_probe_list
 from .session import Session
 
@@ -106,16 +105,6 @@ def _curses_loop(stdscr, session, interval, duration):
         elif ch != curses.KEY_RESIZE:
             continue
         draw()
-
-
-def friendly_errors(fn):
-    """lstrace.cli.friendly_errors, looked up at call time: cli imports this
-    module to register the command, so importing cli here would be circular."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .cli import friendly_errors as real
-        return real(fn)(*args, **kwargs)
-    return wrapper
 
 
 @click.command()
