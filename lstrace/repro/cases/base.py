@@ -19,6 +19,7 @@ class Case:
         return None
 
     def run(self, duration, cpus, **params):
+        """Only called by run_case(), after check() said the case can run."""
         raise NotImplementedError
 
 

@@ -18,7 +18,7 @@ of AA, ABBA or aa-queued does.
 from .. import kernel, stats
 from .. import sys as bsys
 from ..result import CaseResult
-from .base import Case, NotRunnable, load
+from .base import Case, load
 from .helper_calls import PKT
 from .threads import on_cpus
 
@@ -52,9 +52,6 @@ class Rqspinlock(Case):
         return None
 
     def run(self, duration, cpus, kinds=KINDS, timeouts=1):
-        reason = self.check()
-        if reason:
-            raise NotRunnable(reason)
         unknown = set(kinds) - set(KINDS)
         if unknown:
             raise ValueError(f"unknown rqspinlock kinds {sorted(unknown)}; known: {KINDS}")
