@@ -1,5 +1,6 @@
+import glob
+import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,15 +31,26 @@ def run_lstrace(*args, timeout=120, **kw):
                           timeout=timeout, cwd=ROOT, **kw)
 
 
-def lstrace_programs():
-    """Names of lstrace's programs still loaded (bpftool prog list)."""
-    if not shutil.which("bpftool"):
-        return []
-    out = subprocess.run(["bpftool", "prog", "list"], capture_output=True, text=True).stdout
-    names = []
-    for line in out.splitlines():
-        if " name " in line:
-            name = line.split(" name ")[1].split()[0]
-            if name.startswith(("lst_", "tracepoint__sys", "kfunc__", "kretfunc__")):
-                names.append(name)
-    return names
+def held_prog_ids(pid="*"):
+    """IDs of the BPF programs process `pid` (default: any) holds fds of, from
+    fdinfo: bpftool's owner column is empty on this kernel, and other people's
+    lstrace sessions may run here too."""
+    ids = set()
+    for f in glob.glob(f"/proc/{pid}/fdinfo/*"):
+        try:
+            with open(f) as fh:
+                for line in fh:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    return ids
+
+
+def lstrace_prog_ids():
+    """IDs of lstrace programs loaded now (names: lst_*, tracepoint__syscalls*,
+    kfunc__*, kretfunc__*)."""
+    out = subprocess.run(["bpftool", "-j", "prog", "list"], capture_output=True, text=True)
+    return {p["id"] for p in json.loads(out.stdout or "[]")
+            if p.get("name", "").startswith(("lst_", "tracepoint__sys", "kfunc__",
+                                             "kretfunc__"))}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PY, ROOT, run_lstrace
+from conftest import PY, ROOT, held_prog_ids, lstrace_prog_ids, run_lstrace
 
 pytestmark = pytest.mark.root
 
@@ -34,37 +34,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def held_prog_ids(pid="*"):
-    """Program ids that process `pid` (default: any live process) holds an fd of,
-    from /proc/PID/fdinfo ("prog_id:").  bpftool's pids column needs a kernel
-    feature this host lacks, and other people's lstrace sessions run here too."""
-    import glob
-    ids = set()
-    for f in glob.glob(f"/proc/{pid}/fdinfo/*"):
-        try:
-            with open(f) as fh:
-                for line in fh:
-                    if line.startswith("prog_id:"):
-                        ids.add(int(line.split()[1]))
-        except OSError:
-            pass
-    return ids
-
-
-def our_prog_ids():
-    """ids of lstrace programs loaded now (names: lst_*, tracepoint__syscalls*, kfunc__*)."""
-    out = subprocess.run(["bpftool", "-j", "prog", "list"], capture_output=True, text=True)
-    return {p["id"] for p in json.loads(out.stdout or "[]")
-            if p.get("name", "").startswith(("lst_", "tracepoint__sys", "kfunc__",
-                                             "kretfunc__"))}
-
-
 def left_over(before, timeout=5.0):
     """lstrace programs loaded since `before` that no live process holds, waiting
     for the kernel's deferred free after our process exits."""
     end = time.monotonic() + timeout
     while True:
-        new = our_prog_ids() - before
+        new = lstrace_prog_ids() - before
         if new:
             new -= held_prog_ids()
         if not new or time.monotonic() > end:
@@ -165,7 +140,7 @@ def expressions():
 
 @pytest.fixture
 def served(tmp_path):
-    before = our_prog_ids()
+    before = lstrace_prog_ids()
     lport, pport = free_port(), free_port()
     proc = subprocess.Popen([PY, "-m", "lstrace", "serve", "--listen", f"127.0.0.1:{lport}"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -174,7 +149,7 @@ def served(tmp_path):
     try:
         wait_for(lambda: "lstrace_build_info" in http_get(f"http://127.0.0.1:{lport}/metrics"),
                  30, "lstrace serve")
-        mine = held_prog_ids(proc.pid) & our_prog_ids()
+        mine = held_prog_ids(proc.pid) & lstrace_prog_ids()
         assert mine, "lstrace serve holds no program"
         cfg = tmp_path / "prometheus.yml"
         cfg.write_text(
@@ -201,9 +176,9 @@ def served(tmp_path):
 
 def wait_gone(ids, timeout=5.0):
     end = time.monotonic() + timeout
-    while (ids & our_prog_ids()) and time.monotonic() < end:
+    while (ids & lstrace_prog_ids()) and time.monotonic() < end:
         time.sleep(0.2)
-    return ids & our_prog_ids()
+    return ids & lstrace_prog_ids()
 
 
 def test_prometheus_scrapes_ground_truth_and_every_expression(served):
@@ -289,7 +264,7 @@ def test_once_and_textfile(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "lstrace_probe_attached" in r.stdout and 'probe="bpf_syscall"' in r.stdout
     out = tmp_path / "lstrace.prom"
-    before = our_prog_ids()
+    before = lstrace_prog_ids()
     p = subprocess.Popen([PY, "-m", "lstrace", "serve", "--textfile", str(out),
                           "--interval", "0.5", "--probes", "bpf_syscall"], cwd=ROOT,
                          stderr=subprocess.PIPE, text=True)
@@ -303,7 +278,7 @@ def test_once_and_textfile(tmp_path):
 
 
 def _bad(args, code, words):
-    before = our_prog_ids()
+    before = lstrace_prog_ids()
     r = run_lstrace("serve", *args, timeout=60)
     assert r.returncode == code, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, held_prog_ids
 from lstrace import bpfsys, workload
 
 pytestmark = pytest.mark.root
@@ -59,26 +59,6 @@ def _wait_for(name, pred, timeout):
             return screen
         time.sleep(0.25)
     raise AssertionError(f"timed out; screen was:\n{screen}")
-
-
-def prog_ids_of(pid):
-    """IDs of the BPF programs process `pid` holds fds of (fdinfo prog_id)."""
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                for line in f:
-                    if line.startswith("prog_id:"):
-                        ids.add(int(line.split()[1]))
-        except OSError:
-            pass
-    return ids
-
-
-def loaded_prog_ids():
-    out = subprocess.run(["bpftool", "-j", "prog", "list"], capture_output=True, text=True)
-    import json
-    return {p["id"] for p in json.loads(out.stdout or "[]")}
 
 
 def _top_pid(name):
@@ -147,7 +127,7 @@ def test_top_in_tmux_shows_the_workload(tmux_top):
     _wait_for(name, lambda s: "sort: calls" in s, 5)
     _tmux("send-keys", "-t", name, "c")
     _wait_for(name, lambda s: "focus: probe" in s, 5)
-    ours = prog_ids_of(_top_pid(name))
+    ours = held_prog_ids(_top_pid(name))
     assert len(ours) >= 4          # bpf_syscall and rqspinlock: 2 programs each
     _tmux("send-keys", "-t", name, "q")
     end = time.monotonic() + 15
@@ -156,7 +136,7 @@ def test_top_in_tmux_shows_the_workload(tmux_top):
     with open(rc_file) as f:
         assert f.read().strip() == "0"
     if shutil.which("bpftool"):
-        assert not ours & loaded_prog_ids(), "top left programs loaded"
+        assert not ours & set(bpfsys.iter_prog_ids()), "top left programs loaded"
 
 
 def test_top_once_and_json_without_tty():
