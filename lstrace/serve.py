@@ -29,7 +29,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 
 import click
 

@@ -5,7 +5,6 @@ import ctypes
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -13,7 +12,6 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -140,7 +138,6 @@ def expressions():
 
 @pytest.fixture
 def served(tmp_path):
-    before = lstrace_prog_ids()
     lport, pport = free_port(), free_port()
     proc = subprocess.Popen([PY, "-m", "lstrace", "serve", "--listen", f"127.0.0.1:{lport}"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

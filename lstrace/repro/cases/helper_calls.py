@@ -4,7 +4,6 @@ Per CPU, one after another (cgroup storage is shared between threads of the
 cgroup, so runs must not overlap), the calling thread pinned to that CPU runs
 each storage type's program once with BPF_PROG_TEST_RUN.
 """
-import os
 
 from .. import kernel, stats
 from .. import sys as bsys
