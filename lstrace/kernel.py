@@ -135,12 +135,17 @@ class Kernel:
         except OSError:
             return Kallsyms()
 
+    @property
+    def percpu_offsets_addr(self):
+        """Address of __per_cpu_offset[], when kallsyms has data symbols
+        (CONFIG_KALLSYMS_ALL); else 0.  Per-CPU variables are read through it."""
+        return self.kallsyms.data.get("__per_cpu_offset", 0)
+
     def percpu_var_addr(self, name):
-        """Address of a per-CPU variable and of __per_cpu_offset, when kallsyms
-        has data symbols (CONFIG_KALLSYMS_ALL); else None."""
-        ks = self.kallsyms
-        if name in ks.data and "__per_cpu_offset" in ks.data and self.btf.has_var(name):
-            return ks.data[name], ks.data["__per_cpu_offset"]
+        """Address of a per-CPU variable lstrace can read (see
+        percpu_offsets_addr); else None."""
+        if self.percpu_offsets_addr and name in self.kallsyms.data and self.btf.has_var(name):
+            return self.kallsyms.data[name]
         return None
 
     @cached_property
@@ -175,7 +180,7 @@ class Kernel:
                 "generation_text": GENERATIONS[self.generation], "btf": self.btf_path,
                 "cpus_possible": len(self.possible_cpus), "cpus_online": len(self.online_cpus),
                 "preemption": self.preemption,
-                "kallsyms_all": bool(self.kallsyms.data.get("__per_cpu_offset"))}
+                "kallsyms_all": bool(self.percpu_offsets_addr)}
 
 
 def _parse_cpu_list(text):

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from . import bpfsys, probes
 from .errors import UsageError
 
-MODES = ("fentry", "kprobe", "tracepoint")
-
 # What each mode cannot see (lab-notes.md "Measured"), shown by doctor.
 BLIND_SPOTS = {
     "kprobe": "misses calls made while bpf_prog_active is held: inside bpf() map syscalls "

@@ -132,15 +132,12 @@ def defines(kernel, plans):
          "WITH_RQSPINLOCK": int("rqspinlock" in names),
          "WITH_BPF_SYSCALL": int("bpf_syscall" in names),
          "WITH_BUSY_SAMPLER": int("busy_sampler" in names)}
-    offsets = kernel.percpu_var_addr("bpf_task_storage_busy")
-    d["PCPU_OFFSETS"] = f"{offsets[1]:#x}ULL" if offsets else 0
+    d["PCPU_OFFSETS"] = f"{kernel.percpu_offsets_addr:#x}ULL"
     for define, var in (("BUSY_TASK", "bpf_task_storage_busy"),
                         ("BUSY_CGRP", "bpf_cgrp_storage_busy"),
                         ("HELD_LOCKS", "rqspinlock_held_locks")):
         a = kernel.percpu_var_addr(var)
-        d[define] = f"{a[0]:#x}ULL" if a else 0
-        if a and not offsets:
-            d["PCPU_OFFSETS"] = f"{a[1]:#x}ULL"
+        d[define] = f"{a:#x}ULL" if a else 0
     rq = kernel.kallsyms.range_of("resilient_queued_spin_lock_slowpath") or (0, 0)
     d["RQ_SLOWPATH_START"], d["RQ_SLOWPATH_END"] = f"{rq[0]:#x}ULL", f"{rq[1]:#x}ULL"
     for define, (struct, member) in {

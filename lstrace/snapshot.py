@@ -6,7 +6,6 @@ session started; rates come from two snapshots (`delta`).
 """
 from dataclasses import dataclass, field
 
-from .layout import NSLOTS, OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -120,10 +119,3 @@ def _minus(new, old):
         return [a - b for a, b in zip(new, old)]
     return new - old
 
-
-def empty_outcomes():
-    return {o: 0 for o in OUTCOMES}
-
-
-def empty_slots():
-    return [0] * NSLOTS
