@@ -59,7 +59,7 @@ struct cpu_state {
 	u64 lock_ts[4];
 	u64 lock_flags[4];
 	u32 lock_depth;
-	u32 pad;
+	u32 opaque_zero;     /* always 0, unknown to the verifier (caller_of) */
 };
 BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
 
@@ -310,24 +310,25 @@ int lst_contention_begin(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-static __always_inline u64 caller_of(u64 ip)
+static __always_inline u64 caller_of(u64 ip, u32 unknown_zero)
 {
-	u32 lo = 0, hi = N_RANGES;
-	u64 found = N_CALLER;   /* none */
+	/* Uniform binary search (N_RANGES is a power of two): base ends at the
+	 * last range starting at or below ip.  base starts from a value the
+	 * verifier cannot know (always 0 at run time), so it tracks one range of
+	 * values instead of one state per path: a search on constants explodes
+	 * on 7.x's verifier (1M insns, E2BIG). */
+	u32 base = unknown_zero;
 #pragma unroll
-	for (int i = 0; i < RANGE_STEPS; i++) {
-		u32 mid = (lo + hi) / 2;
-		struct caller_range *r = callers.lookup(&mid);
-		if (lo < hi && r && found == N_CALLER) {
-			if (ip < r->start)
-				hi = mid;
-			else if (ip >= r->end)
-				lo = mid + 1;
-			else
-				found = r->caller;
-		}
+	for (u32 step = N_RANGES / 2; step >= 1; step /= 2) {
+		u32 probe = base + step;
+		struct caller_range *r = callers.lookup(&probe);
+		if (r && ip >= r->start)
+			base = probe;
 	}
-	return found;
+	struct caller_range *r = callers.lookup(&base);
+	if (r && ip >= r->start && ip < r->end)
+		return r->caller;
+	return N_CALLER;     /* none */
 }
 
 /* Was the failing lock already held by this CPU (AA)?  Needs the per-CPU
@@ -388,16 +389,25 @@ int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
 	u64 ips[STACK_DEPTH] = {};
 	bpf_get_stack(ctx, ips, sizeof(ips), 0);
 	int is_rq = ret != 0;
-	u64 caller = N_CALLER;
+	u64 ip0 = 0, ip1 = 0;   /* the first two frames past the slow path */
 #pragma unroll
 	for (int i = 0; i < STACK_DEPTH; i++) {
-		if (ips[i] >= RQ_SLOWPATH_START && ips[i] < RQ_SLOWPATH_END)
+		if (ips[i] >= RQ_SLOWPATH_START && ips[i] < RQ_SLOWPATH_END) {
 			is_rq = 1;
-		else if (is_rq && caller == N_CALLER)
-			caller = caller_of(ips[i]);
+			ip0 = ip1 = 0;
+		} else if (!ip0) {
+			ip0 = ips[i];
+		} else if (!ip1) {
+			ip1 = ips[i];
+		}
 	}
 	if (!is_rq)
 		goto out;
+	/* binary searches outside the loop: inside it, 7.x's verifier walks
+	 * every combination of branches and gives up (E2BIG at 1M insns) */
+	u64 caller = caller_of(ip0, s->opaque_zero);
+	if (caller == N_CALLER && ip1)
+		caller = caller_of(ip1, s->opaque_zero);
 	if (caller >= N_CALLER)
 		caller = N_CALLER - 1;          /* "other" */
 	if (ts)

@@ -17,6 +17,8 @@ Metric names are public API (dashboards/ and dashboards/alerts.yml use them):
   lstrace_busy_samples_total{cpu}, lstrace_busy_held_samples_total{cpu,counter}
   lstrace_guard_skips_total{cpu}
   lstrace_probe_attached{probe,mode}                   1 attached, 0 not (mode "unavailable")
+  lstrace_probe_blind_spot{probe,mode,blind_spot}      1: calls this probe's mode cannot see
+  lstrace_probe_missed_calls_total{probe,mode}         calls the kernel ran without our program
   lstrace_bpf_program_runs_total{program}              needs BPF stats (serve turns them on)
   lstrace_bpf_program_run_seconds_total{program}
   lstrace_bpf_program_recursion_misses_total{program}
@@ -158,6 +160,7 @@ def families(snap, extra_programs=None):
     for p in snap.probes:
         att.add_metric([p.name, p.mode], 1 if p.attached else 0)
     out.append(att)
+    out += blind_spot_families(snap)
 
     out += program_families(list(snap.programs) + list(extra_programs or ()))
 
@@ -170,6 +173,34 @@ def families(snap, extra_programs=None):
     ki.add_metric([str(snap.kernel.get("release", "")), str(snap.kernel.get("generation", ""))], 1)
     out += [bi, ki]
     return out
+
+
+def blind_spot_families(snap):
+    """What each attached helper probe cannot see, and how much it missed.
+
+    kprobe mode is blind while bpf_prog_active is held (inside bpf() map
+    syscalls, under perf-based BPF programs); the kernel counts those skipped
+    runs as recursion_misses of the program on 6.12+ (6.1 drops them
+    silently, which the blind-spot gauge still says)."""
+    from .plan import BLIND_SPOT_KEYS
+    blind = GaugeMetricFamily("lstrace_probe_blind_spot",
+                              "1 for each class of calls an attached probe cannot see in its "
+                              "mode (blind_spot=bpf_prog_active: calls inside bpf() map "
+                              "syscalls and under kprobe/tracepoint/perf_event programs).",
+                              labels=["probe", "mode", "blind_spot"])
+    missed = CounterMetricFamily("lstrace_probe_missed_calls",
+                                 "Calls of the probed function the kernel ran without lstrace's "
+                                 "program (its exit program's recursion_misses).",
+                                 labels=["probe", "mode"])
+    modes = {p.name: p.mode for p in snap.probes if p.attached}
+    for p in snap.probes:
+        if p.attached and p.kind == "helper":
+            for key in BLIND_SPOT_KEYS.get(p.mode, ()):
+                blind.add_metric([p.name, p.mode, key], 1)
+    for prog in snap.programs:
+        if prog.role == "exit" and prog.probe in modes:
+            missed.add_metric([prog.probe, modes[prog.probe]], prog.recursion_misses)
+    return [blind, missed]
 
 
 def program_families(programs):

@@ -19,6 +19,8 @@ BLIND_SPOTS = {
     "fentry": "",
     "tracepoint": "",
 }
+# the same, as bounded metric label values (lstrace_probe_blind_spot)
+BLIND_SPOT_KEYS = {"kprobe": ("bpf_prog_active",)}
 
 
 @dataclass
@@ -41,10 +43,14 @@ class ProbePlan:
 
 
 def parse_probe_list(text):
-    """--probes a,b,c -> names; unknown names are a usage error."""
-    if not text:
+    """--probes a,b,c -> names; None (not given) -> None, meaning every probe;
+    unknown names, or a list naming none ("", ","), are a usage error."""
+    if text is None:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"bad --probes {text!r}: name at least one probe (leave --probes out "
+                         "for every probe)")
     unknown = [n for n in names if n not in probes.ALL_NAMES]
     if unknown:
         raise UsageError(f"unknown probe {', '.join(unknown)}; known probes: "

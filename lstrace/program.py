@@ -17,7 +17,7 @@ from .probes import RET_ERR_PTR, RET_ERR_PTR_OR_NULL, RET_ERRNO, RET_PTR_OR_NULL
 RET_KIND_CODE = {RET_PTR_OR_NULL: 0, RET_ERRNO: 1, RET_ERR_PTR: 2, RET_ERR_PTR_OR_NULL: 3,
                  RET_VOID: 4}
 ROLE_CODE = {"": 0, "get": 1, "delete": 2, "update": 3}
-N_RANGES = 1024
+N_RANGES = 1024          # a power of two: caller_of() is a uniform binary search
 SYSCALL_FRAME = 0xfffe
 
 # symbol-name prefixes of the kernel's rqspinlock users, most specific first
@@ -127,7 +127,7 @@ def _cases(mapping):
 def defines(kernel, plans):
     btf = kernel.btf
     names = {p.name for p in plans if p.available}
-    d = {"N_RANGES": N_RANGES, "RANGE_STEPS": N_RANGES.bit_length() + 1,
+    d = {"N_RANGES": N_RANGES,
          "SYSCALL_FRAME": SYSCALL_FRAME,
          "WITH_RQSPINLOCK": int("rqspinlock" in names),
          "WITH_BPF_SYSCALL": int("bpf_syscall" in names),

@@ -158,10 +158,13 @@ def _log(msg):
 @click.option("--interval", default=15.0, show_default=True, type=float, metavar="S",
               help="Seconds between --textfile writes.")
 @click.option("--once", is_flag=True, help="Print one exposition on stdout and exit.")
+@click.option("--mode", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto",
+              show_default=True,
+              help="Mode of function probes: the best available, or force one (to compare).")
 @click.option("--all-programs", is_flag=True,
               help="Also export run counts of every BPF program on the host (by name).")
 @friendly_errors
-def serve(listen, probe_list, textfile, interval, once, all_programs):
+def serve(listen, probe_list, textfile, interval, once, mode, all_programs):
     """Prometheus exporter: per-CPU helper failures, rqspinlock failures, bpf() errors."""
     from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
     from prometheus_client import write_to_textfile
@@ -172,8 +175,10 @@ def serve(listen, probe_list, textfile, interval, once, all_programs):
 
     # 1. every input check before anything is loaded into the kernel
     names = parse_probe_list(probe_list)
-    if interval <= 0:
-        raise UsageError(f"bad --interval {interval}: must be > 0 seconds")
+    if not 0 < interval < float("inf"):       # also refuses nan
+        raise UsageError(f"bad --interval {interval}: must be a finite number of seconds > 0")
+    if textfile is not None and not textfile.strip():
+        raise UsageError("bad --textfile '': name the file to write")
     serve_http = not once and (textfile is None or listen is not None)
     host, port = parse_listen(listen or DEFAULT_LISTEN)
     if textfile:
@@ -186,7 +191,7 @@ def serve(listen, probe_list, textfile, interval, once, all_programs):
     def on_signal(signum, _frame):
         stop.set()
 
-    session = Session(probes=names, bpf_stats=True)
+    session = Session(probes=names, mode=mode, bpf_stats=True)
     serving = False
     try:
         # signals only set a flag: the finally below always detaches

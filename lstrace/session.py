@@ -260,12 +260,21 @@ class Session:
         snap.events.sort(key=lambda e: e.ts_ns)
 
     def program_stats(self):
+        # which helper probe each program serves: its exit program's
+        # recursion_misses are calls the kernel did not let lstrace see
+        role = {}
+        for p in self.plans:
+            if p.kind == "helper" and p.available:
+                entry, exit_ = program.entry_exit_names(p)
+                role[entry], role[exit_] = (p.name, "entry"), (p.name, "exit")
         out = []
         for f in (self.bpf.funcs.values() if self.bpf else ()):
             try:
                 i = bpfsys.prog_info(f.fd)
             except bpfsys.BPFError:
                 continue
-            out.append(ProgramStats(i.id, f.name.decode() if isinstance(f.name, bytes) else f.name,
-                                    i.run_cnt, i.run_time_ns, i.recursion_misses))
+            name = f.name.decode() if isinstance(f.name, bytes) else f.name
+            probe, r = role.get(name, ("", ""))
+            out.append(ProgramStats(i.id, name, i.run_cnt, i.run_time_ns, i.recursion_misses,
+                                    probe=probe, role=r))
         return out
