@@ -51,11 +51,18 @@ class BTF:
         if magic != MAGIC:
             raise BTFError("not a BTF blob (bad magic)")
         type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        need = hdr_len + max(type_off + type_len, str_off + str_len)
+        if need > len(data):
+            raise BTFError(f"truncated BTF blob: its header needs {need} bytes, it has "
+                           f"{len(data)}")
         self._types_raw = data[hdr_len + type_off: hdr_len + type_off + type_len]
         self._strings = data[hdr_len + str_off: hdr_len + str_off + str_len]
         self._offsets = [0]       # id -> offset in _types_raw; id 0 is void
         self._by_name = {}        # (kind, name) -> id of first such type
-        self._parse_index()
+        try:
+            self._parse_index()
+        except (struct.error, ValueError, UnicodeDecodeError) as e:
+            raise BTFError(f"corrupt BTF blob: {e}")
 
     @classmethod
     def load(cls, path="/sys/kernel/btf/vmlinux"):

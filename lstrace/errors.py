@@ -1,6 +1,8 @@
 """Errors users see as one line, each with its documented exit code."""
 import functools
+import signal
 import sys
+import threading
 
 # Exit codes (README "Exit codes" lists them; sysexits.h where one fits)
 EXIT_OK = 0
@@ -39,12 +41,20 @@ class NoProbeAttached(LstraceError):
     exit_code = EXIT_NO_PROBE
 
 
+def _term_as_interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
 def friendly_errors(fn):
     """Turn LstraceError (and Ctrl-C) into 'lstrace: message' + exit code.
+    SIGTERM is Ctrl-C while the command runs (Python would die without running
+    any cleanup); commands that treat Ctrl-C as "stop" (top, hist) exit 0 then.
     Lives here, not in cli.py, so command modules can use it while cli.py
     imports them."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGTERM, _term_as_interrupt) if main else None
         try:
             return fn(*args, **kwargs)
         except LstraceError as e:
@@ -52,4 +62,7 @@ def friendly_errors(fn):
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             sys.exit(130)
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
     return wrapper

@@ -9,8 +9,8 @@ or kprobe mode) or `rqspinlock` (wait of a contended rqspinlock,
 lock:contention_begin -> contention_end, queued path, tracepoint mode).
 Slot s covers (2^(s-1), 2^s] ns, slot 0 covers 0..1 ns (lstrace.render_hist).
 
-Without -i one histogram is printed when -d ends (or at Ctrl-C); with -i one
-per interval, each of that interval only.  --per-cpu prints one histogram per
+Without -i one histogram is printed when -d ends (or at Ctrl-C or SIGTERM,
+exit 0); with -i one per interval, each of that interval only.  --per-cpu prints one histogram per
 CPU ("cpu = N" sections like runqlen -C), --cpu N only that CPU; the default
 sums the CPUs.  Each histogram ends with count and p50/p99 estimates
 (linear inside the slot).
@@ -127,8 +127,8 @@ def hist(probe, per_cpu, cpu, duration, interval, unit, as_json, list_):
     check_name(probe)
     if per_cpu and cpu is not None:
         raise UsageError("--per-cpu and --cpu are exclusive")
-    if duration < 0 or interval < 0:
-        raise UsageError("--duration and --interval must be >= 0")
+    if not (0 <= duration < float("inf") and 0 <= interval < float("inf")):   # and not nan
+        raise UsageError("--duration and --interval must be finite numbers of seconds >= 0")
     kernel = Kernel()
     if cpu is not None and cpu not in kernel.possible_cpus:
         raise UsageError(f"no CPU {cpu} (possible: {kernel.possible_cpus[0]}-"

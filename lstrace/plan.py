@@ -114,13 +114,20 @@ def plan_tracepoint(kernel, tp):
             p.reason = "generation C (7.0+) has no busy counters"
             return p
         if not kernel.percpu_var_addr("bpf_task_storage_busy"):
-            p.reason = ("busy counters not readable: kallsyms has no per-CPU data symbols "
-                        "(CONFIG_KALLSYMS_ALL off)")
+            p.reason = "busy counters not readable: " + (
+                "kallsyms has no per-CPU data symbols (CONFIG_KALLSYMS_ALL off)"
+                if kernel.kallsyms.readable else
+                "kallsyms addresses hidden (kptr_restrict; no CAP_SYSLOG)")
             return p
-    if tp.name == "rqspinlock" and not kernel.kallsyms.range_of(
-            "resilient_queued_spin_lock_slowpath"):
-        p.reason = "no rqspinlock on this kernel (before 6.15)"
-        return p
+    slowpath = "resilient_queued_spin_lock_slowpath"
+    if tp.name == "rqspinlock" and not kernel.kallsyms.range_of(slowpath):
+        if not kernel.has_func(slowpath):
+            p.reason = "no rqspinlock on this kernel (before 6.15)"
+            return p
+        # BTF has it: kallsyms hides addresses (kptr_restrict; CAP_BPF + CAP_PERFMON
+        # without CAP_SYSLOG).  Failures still count, with less detail.
+        p.reason = ("kallsyms addresses hidden: failures count with caller 'other' and kind "
+                    "'unknown', no wait histogram")
     p.mode = "tracepoint"
     return p
 

@@ -73,6 +73,9 @@ def bind_server(host, port, app):
     class Server(ThreadingWSGIServer):
         address_family = infos[0][0]
         allow_reuse_address = True
+        # socketserver's listen backlog is 5: a 6th concurrent scraper's SYN is
+        # dropped and retried 1 s, 3 s later (tests/test_reliability.py)
+        request_queue_size = 128
 
     try:
         return make_server(infos[0][4][0], port, app, Server, handler_class=Handler)

@@ -10,7 +10,8 @@ rqspinlock failures by errno/kind/caller; bpf() syscall errors.
 
 Keys: q quit, s cycle sort (cpu, calls, failures, ratio), c switch the
 focus between per-CPU and per-probe, p pause.  Rows with failures are red
-(bold without colours; a '!' marks them in plain text).
+(bold without colours; a '!' marks them in plain text).  Ctrl-C and SIGTERM
+quit too (programs detached, exit 0).
 
 --once prints one table set, sampled over one interval, and exits.  --json
 prints one JSON object per interval (keys: see lstrace.render).  Without a
@@ -114,35 +115,43 @@ def _curses_loop(stdscr, session, interval, duration):
               help="Stop after SECONDS (default: until q or Ctrl-C).")
 @click.option("--once", is_flag=True, help="Print one table set (one interval) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per interval.")
-@click.option("--probes", default="", help="Comma-separated probe points (default: all).")
+@click.option("--probes", default=None, help="Comma-separated probe points (default: all).")
 @friendly_errors
 def top(interval, duration, once, as_json, probes):
     """Live per-CPU failure rates of BPF local storage and rqspinlocks."""
-    if interval <= 0:
-        raise UsageError("--interval must be > 0")
-    if duration < 0:
-        raise UsageError("--duration must be >= 0")
+    if not 0 < interval < float("inf"):       # also refuses nan
+        raise UsageError("--interval must be a finite number of seconds > 0")
+    if not 0 <= duration < float("inf"):
+        raise UsageError("--duration must be a finite number of seconds >= 0")
     names = parse_probe_list(probes)
     tty = sys.stdout.isatty() and sys.stdin.isatty()
     with Session(probes=names) as s:
-        if as_json:
-            _stream(s, interval, duration, once, lambda m: click.echo(json.dumps(m)))
-        elif once or not tty:
-            color = sys.stdout.isatty()
-            first = [True]
+        try:
+            _run(s, interval, duration, once, as_json, tty)
+        except KeyboardInterrupt:       # Ctrl-C or SIGTERM: a normal way to quit top
+            pass
 
-            def emit(m):
-                if not first[0]:
-                    click.echo()
-                first[0] = False
-                click.echo(render.top_text(m, color=color))
-                sys.stdout.flush()
-            _stream(s, interval, duration, once, emit)
-        else:
-            import curses
-            # ncurses prefers LINES/COLUMNS to the terminal's real size; stale
-            # exported values (pytest, some shells) would cut the screen short
-            os.environ.pop("LINES", None)
-            os.environ.pop("COLUMNS", None)
 
-            curses.wrapper(_curses_loop, s, interval, duration)
+def _run(s, interval, duration, once, as_json, tty):
+    """Output loop of top, by kind of output (json, text, curses)."""
+    if as_json:
+        _stream(s, interval, duration, once, lambda m: click.echo(json.dumps(m)))
+    elif once or not tty:
+        color = sys.stdout.isatty()
+        first = [True]
+
+        def emit(m):
+            if not first[0]:
+                click.echo()
+            first[0] = False
+            click.echo(render.top_text(m, color=color))
+            sys.stdout.flush()
+        _stream(s, interval, duration, once, emit)
+    else:
+        import curses
+        # ncurses prefers LINES/COLUMNS to the terminal's real size; stale
+        # exported values (pytest, some shells) would cut the screen short
+        os.environ.pop("LINES", None)
+        os.environ.pop("COLUMNS", None)
+
+        curses.wrapper(_curses_loop, s, interval, duration)
