@@ -1,0 +1,79 @@
+"""What the benchmark modules share: statistics over repeated runs and an
+lstrace Session whose probes can be detached and re-attached cheaply."""
+import os
+import statistics
+import sys
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def summarize(xs):
+    """median, min, max and quartiles of repeated measurements."""
+    xs = sorted(xs)
+    q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
+    return {"median": statistics.median(xs), "min": xs[0], "max": xs[-1],
+            "q1": q[0], "q3": q[2], "n": len(xs)}
+
+
+def clocksource():
+    try:
+        with open("/sys/devices/system/clocksource/clocksource0/current_clocksource") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+class SessionToggle:
+    """A started lstrace Session whose BPF programs stay loaded while their
+    attachments come and go: compiling once and toggling links lets each round
+    compare adjacent runs with and without lstrace (a fresh Session per round
+    would cost a BCC compile, ~10 s in a TCG guest)."""
+
+    def __init__(self, probes, mode="auto"):
+        from lstrace.session import Session
+        self.s = Session(probes=probes, mode=mode).start()
+        self.plans = [p for p in self.s.plans if p.available]
+        self.modes = {p.name: p.mode for p in self.plans}
+        self.attached = True
+
+    def on(self):
+        if self.attached:
+            return
+        for p in self.plans:
+            mode = p.mode
+            self.s._attach(p)
+            if p.mode != mode:
+                raise RuntimeError(f"re-attaching {p.name} failed: {p.reason}")
+        self.attached = True
+
+    def off(self):
+        if not self.attached:
+            return
+        from lstrace import program
+        b = self.s.bpf
+        for p in self.plans:
+            if p.kind == "helper":
+                entry, exit_ = (n.encode() for n in program.entry_exit_names(p))
+                if p.mode == "fentry":
+                    b.detach_kfunc(fn_name=entry)
+                    b.detach_kretfunc(fn_name=exit_)
+                else:
+                    b.detach_kprobe(event=p.func.encode(), fn_name=entry)
+                    b.detach_kretprobe(event=p.func.encode(), fn_name=exit_)
+            elif p.name == "rqspinlock":
+                b.detach_raw_tracepoint(tp=b"contention_begin")
+                b.detach_raw_tracepoint(tp=b"contention_end")
+            elif p.name == "bpf_syscall":
+                b.detach_tracepoint(tp=b"syscalls:sys_enter_bpf")
+                b.detach_tracepoint(tp=b"syscalls:sys_exit_bpf")
+            elif p.name == "busy_sampler":
+                b.detach_raw_tracepoint(tp=b"local_timer_entry")
+        self.attached = False
+
+    def snapshot(self):
+        return self.s.snapshot()
+
+    def stop(self):
+        self.s.stop()

@@ -1,0 +1,244 @@
+"""What serving metrics costs: scrape formatting, daemon memory, `top` CPU.
+
+  synthetic   scrape latency and size for hand-built snapshots of 2, 64 and
+              256 CPUs: exporter.SnapshotCollector + generate_latest, the
+              formatting work only (no BPF map is read).
+  serve       a real `lstrace serve` on this host: VmRSS once it serves, and
+              after a series of HTTP scrapes (also timed, with their size).
+  top         a real `lstrace top -i 1` without a terminal: CPU time it uses
+              per second once its probes are attached (/proc/PID/task/*/schedstat).
+
+Each piece is repeated; every number comes with median and spread.
+"""
+import argparse
+import gzip
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from common import ROOT, summarize  # noqa: E402  (puts the checkout on sys.path)
+
+PYTHON = sys.executable
+
+
+# ---- synthetic snapshots
+
+def synthetic_snapshot(ncpus, seed=1):
+    """Every helper and tracepoint probe attached, every outcome, latency slot
+    and rqspinlock (errno, kind, caller) non-zero on every CPU.  bpf() errors:
+    36 label sets per CPU (3 element commands x 3 map types x 4 errnos), a busy
+    host's worth; the full command x map type x errno cube never occurs."""
+    from lstrace import layout, probes
+    from lstrace.snapshot import ProbeStatus, ProgramStats, Snapshot
+    rnd = random.Random(seed)
+    big = lambda: rnd.randrange(1, 10**9)  # noqa: E731  (realistic digit counts)
+    statuses = ([ProbeStatus(h.name, "helper", "fentry", True, "", h.func)
+                 for h in probes.HELPERS] +
+                [ProbeStatus(t.name, "tracepoint", "tracepoint", True) for t in probes.TRACEPOINTS])
+    s = Snapshot(taken=time.monotonic(), cpus=list(range(ncpus)),
+                 kernel={"release": "7.3.4+deb13-amd64", "generation": "C"}, probes=statuses)
+    for cpu in s.cpus:
+        for h in probes.HELPERS:
+            s.helper[(h.name, cpu)] = {o: big() for o in layout.OUTCOMES}
+            s.latency[(h.name, cpu)] = [big() for _ in range(layout.NSLOTS)]
+        for err in layout.RQ_ERRNOS:
+            for kind in layout.RQ_KINDS:
+                for caller in layout.CALLERS:
+                    s.rq_failures[(cpu, err, kind, caller)] = big()
+        s.rq_wait[cpu] = [big() for _ in range(layout.NSLOTS)]
+        for cmd in ("MAP_LOOKUP_ELEM", "MAP_UPDATE_ELEM", "MAP_DELETE_ELEM"):
+            for mtype in ("task_storage", "cgrp_storage", "hash"):
+                for err in ("ENOENT", "EDEADLK", "ETIMEDOUT", "ENOMEM"):
+                    s.syscall_errors[(cpu, cmd, mtype, err)] = big()
+        s.busy_samples[cpu] = (big(), {c: big() for c in layout.BUSY_COUNTERS})
+        s.guard_skips[cpu] = big()
+    pid = 100
+    for st in statuses:              # lstrace's programs: entry + exit per probe
+        for part in ("entry", "exit"):
+            pid += 1
+            s.programs.append(ProgramStats(pid, f"lst_{st.name}_{part}"[:15], big(), big(), 0))
+    return s
+
+
+def scrape_text(snap):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from lstrace.exporter import SnapshotCollector
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SnapshotCollector(lambda: snap))
+    return generate_latest(reg)
+
+
+def synthetic(cpu_counts=(2, 64, 256), reps=7, log=lambda m: None):
+    out = {}
+    for n in cpu_counts:
+        snap = synthetic_snapshot(n)
+        scrape_text(snap)                       # warm-up (imports, caches)
+        times, body = [], b""
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            body = scrape_text(snap)
+            times.append(time.perf_counter() - t0)
+        series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+        out[n] = {"seconds": summarize(times), "bytes": len(body),
+                  "gzip_bytes": len(gzip.compress(body, 6)), "series": series}
+        log(f"synthetic {n} CPUs: {summarize(times)['median'] * 1e3:.1f} ms, {len(body)} bytes")
+    return out
+
+
+# ---- real processes
+
+def vm_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid):
+    """CPU time of every thread of a process, in s (schedstat: ns, where
+    /proc/PID/stat counts 10 ms ticks, too coarse for a mostly idle top)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass        # a thread that just ended
+    return total / 1e9
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _lstrace(*args, **kw):
+    return subprocess.Popen([PYTHON, "-m", "lstrace", *args], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            text=True, **kw)
+
+
+def _wait_line(stream, pattern, timeout, what):
+    """Read `stream` until a line matches; the lines read so far on failure."""
+    seen, found = [], threading.Event()
+
+    def reader():
+        for line in stream:
+            seen.append(line)
+            if re.search(pattern, line):
+                found.set()
+                break
+
+    threading.Thread(target=reader, daemon=True).start()
+    if not found.wait(timeout):
+        raise RuntimeError(f"{what} did not start: {''.join(seen)[-800:]}")
+    return seen
+
+
+def _drain(stream):
+    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
+
+
+def _stop(p):
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def serve_once(scrapes):
+    """One daemon: RSS when it serves, scrape latencies and sizes, RSS after."""
+    port = free_port()
+    p = _lstrace("serve", "--listen", f"127.0.0.1:{port}", stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE)
+    try:
+        lines = _wait_line(p.stderr, r"serving http", 300, "lstrace serve")
+        _drain(p.stderr)
+        attached = next((l.split("attached ", 1)[1].strip() for l in lines
+                         if "attached " in l and "not attached" not in l), "")
+        rss_start = vm_kb(p.pid, "VmRSS")
+        url = f"http://127.0.0.1:{port}/metrics"
+        times, body = [], b""
+        for _ in range(scrapes):
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=30) as r:
+                body = r.read()
+            times.append(time.perf_counter() - t0)
+        series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+        return {"attached": attached, "rss_start_kb": rss_start,
+                "rss_after_kb": vm_kb(p.pid, "VmRSS"), "hwm_kb": vm_kb(p.pid, "VmHWM"),
+                "scrape_s": times, "bytes": len(body), "series": series}
+    finally:
+        _stop(p)
+
+
+def serve(runs=5, scrapes=100, log=lambda m: None):
+    rs = []
+    for i in range(runs):
+        rs.append(serve_once(scrapes))
+        log(f"serve {i + 1}/{runs}: RSS {rs[-1]['rss_start_kb']} -> {rs[-1]['rss_after_kb']} kB")
+    return {"runs": runs, "scrapes_per_run": scrapes, "attached": rs[0]["attached"],
+            "rss_start_mb": summarize([r["rss_start_kb"] / 1024 for r in rs]),
+            "rss_after_mb": summarize([r["rss_after_kb"] / 1024 for r in rs]),
+            "hwm_mb": summarize([r["hwm_kb"] / 1024 for r in rs]),
+            # one median per daemon, so a run's many scrapes do not outvote the others
+            "scrape_s": summarize([summarize(r["scrape_s"])["median"] for r in rs]),
+            "bytes": summarize([r["bytes"] for r in rs]),
+            "series": summarize([r["series"] for r in rs])}
+
+
+def top_once(window):
+    """CPU share of `lstrace top -i 1` over `window` s after its first table."""
+    p = _lstrace("top", "-i", "1", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        _wait_line(p.stdout, r"\S", 300, "lstrace top")     # first table: probes attached
+        _drain(p.stdout)
+        c0, t0 = cpu_seconds(p.pid), time.monotonic()
+        time.sleep(window)
+        c1, t1 = cpu_seconds(p.pid), time.monotonic()
+        return (c1 - c0) / (t1 - t0)
+    finally:
+        _stop(p)
+
+
+def top(runs=5, window=20, log=lambda m: None):
+    shares = []
+    for i in range(runs):
+        shares.append(top_once(window))
+        log(f"top {i + 1}/{runs}: {shares[-1] * 100:.2f} % of a CPU")
+    return {"runs": runs, "window_s": window, "cpu_share": summarize(shares)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=7, help="repetitions of each synthetic scrape")
+    ap.add_argument("--runs", type=int, default=5, help="daemons / top processes started")
+    ap.add_argument("--scrapes", type=int, default=100, help="HTTP scrapes per daemon")
+    ap.add_argument("--window", type=float, default=20, help="seconds top is measured")
+    ap.add_argument("--only", default="synthetic,serve,top")
+    a = ap.parse_args()
+    log = lambda m: print(f"# {m}", file=sys.stderr, flush=True)  # noqa: E731
+    res, only = {}, a.only.split(",")
+    if "synthetic" in only:
+        res["synthetic"] = synthetic(reps=a.reps, log=log)
+    if "serve" in only:
+        res["serve"] = serve(a.runs, a.scrapes, log=log)
+    if "top" in only:
+        res["top"] = top(a.runs, a.window, log=log)
+    print("BENCH_JSON " + json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()
