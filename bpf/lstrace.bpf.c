@@ -16,7 +16,7 @@
 #include <uapi/linux/bpf.h>
 
 #define F_CREATE 1ULL
-#define MAX_DEPTH 8      /* frames of nested probed calls per CPU */
+#define N_FRAMES 8       /* slots for entered, not yet returned calls per CPU */
 #define MAX_NEST 4       /* guard: deeper nesting of lstrace programs is skipped */
 #define STACK_DEPTH 8    /* kernel stack frames read on lock failures */
 #define N_EVENTS 16      /* recent failure events kept per CPU */
@@ -36,25 +36,24 @@ BPF_PERCPU_ARRAY(counters, struct counters, 1);
 
 /* An entered, not yet returned call on this CPU. */
 struct frame {
-	u64 ts;
+	u64 ts;         /* entry time; 0 = free slot */
 	u64 arg;        /* get: flags; syscall: cmd */
 	u32 tid;
-	u16 probe;      /* FREE_FRAME when unused */
+	u16 probe;
 	u8 role;
 	u8 busy;        /* busy counter held at entry (when readable) */
 	s32 child_err;  /* get: error of the nested update; syscall: map type */
 	u32 child_seen;
 };
-#define FREE_FRAME 0xffff
 #define ROLE_NONE 0
 #define ROLE_GET 1
 #define ROLE_DELETE 2
 #define ROLE_UPDATE 3
 
 struct cpu_state {
-	u32 depth;
 	u32 nest;
-	struct frame f[MAX_DEPTH];
+	u32 pad;
+	struct frame f[N_FRAMES];
 	u64 lock[4];        /* contention_begin: lock, ts, flags per level */
 	u64 lock_ts[4];
 	u64 lock_flags[4];
@@ -166,6 +165,28 @@ static __always_inline u32 busy_now(u64 var)
 	return v;
 }
 
+/* Frames live in N_FRAMES slots, not a stack: a call whose exit never comes
+ * (a bpf() syscall that slept and migrated, an exit program the kernel
+ * skipped as recursion) must not block the CPU's later calls.  A new frame
+ * takes a free slot, else the oldest one.  Loops first compute a value, then
+ * act on the slot holding it: the verifier then tracks a flag, not an index
+ * per path (which explodes its state count). */
+static __always_inline struct frame *push_frame(struct cpu_state *s)
+{
+	u64 oldest = ~0ULL;
+#pragma unroll
+	for (int i = 0; i < N_FRAMES; i++) {
+		if (s->f[i].ts < oldest)
+			oldest = s->f[i].ts;
+	}
+#pragma unroll
+	for (int i = 0; i < N_FRAMES; i++) {
+		if (s->f[i].ts == oldest)
+			return &s->f[i];
+	}
+	return 0;
+}
+
 static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var)
 {
 	u32 zero = 0;
@@ -173,10 +194,9 @@ static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var)
 	struct counters *c = counters.lookup(&zero);
 	if (!s || !c || !guard_enter(s, c))
 		return 0;
-	__sync_fetch_and_add(&s->depth, 1);
-	u32 d = s->depth - 1;
-	if (d < MAX_DEPTH) {
-		struct frame *f = &s->f[d];
+	struct frame *f = push_frame(s);
+	if (f) {
+		f->ts = bpf_ktime_get_ns();     /* first: claims the slot */
 		f->probe = probe;
 		f->role = role;
 		f->tid = bpf_get_current_pid_tgid();
@@ -184,37 +204,57 @@ static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var)
 		f->busy = busy_now(busy_var) ? 1 : 0;
 		f->child_err = 0;
 		f->child_seen = 0;
-		f->ts = bpf_ktime_get_ns();
-	} else {
-		__sync_fetch_and_add(&s->depth, -1);
 	}
 	guard_exit(s);
 	return 0;
 }
 
-/* Find this call's frame (top-most match), copy it out and free it; frames
- * freed out of order (preemption) are popped once they reach the top. */
+/* Find this call's frame (the newest of this probe and task), copy it out and
+ * free it.  Newer frames of the same task are calls nested in this one whose
+ * exit program the kernel skipped (that program was already running on this
+ * CPU, e.g. an IRQ nested in our own fexit): free them too. */
 static __always_inline int take_frame(struct cpu_state *s, u32 probe, u32 tid, struct frame *out)
 {
-	int found = -1;
-	u32 d = s->depth;
+	u64 newest = 0;
 #pragma unroll
-	for (int i = MAX_DEPTH - 1; i >= 0; i--) {
-		if (found < 0 && i < d && s->f[i].probe == probe && s->f[i].tid == tid)
-			found = i;
+	for (int i = 0; i < N_FRAMES; i++) {
+		if (s->f[i].ts > newest && s->f[i].probe == probe && s->f[i].tid == tid)
+			newest = s->f[i].ts;
 	}
-	if (found < 0)
+	if (!newest)
 		return 0;
-	if (found >= MAX_DEPTH)     /* for the verifier */
-		return 0;
-	*out = s->f[found];
-	s->f[found].probe = FREE_FRAME;
+	int found = 0;
 #pragma unroll
-	for (int i = MAX_DEPTH - 1; i >= 0; i--) {
-		if (i == s->depth - 1 && s->f[i].probe == FREE_FRAME)
-			__sync_fetch_and_add(&s->depth, -1);
+	for (int i = 0; i < N_FRAMES; i++) {
+		if (s->f[i].tid != tid || s->f[i].ts < newest)
+			continue;
+		if (!found && s->f[i].ts == newest && s->f[i].probe == probe) {
+			*out = s->f[i];
+			found = 1;
+		}
+		s->f[i].ts = 0;
 	}
-	return 1;
+	return found;
+}
+
+/* The newest open get of this task: the get an update is nested in. */
+static __always_inline void tell_parent_get(struct cpu_state *s, u32 tid, s64 ret)
+{
+	u64 newest = 0;
+#pragma unroll
+	for (int i = 0; i < N_FRAMES; i++) {
+		if (s->f[i].ts > newest && s->f[i].tid == tid && s->f[i].role == ROLE_GET)
+			newest = s->f[i].ts;
+	}
+	if (!newest)
+		return;
+#pragma unroll
+	for (int i = 0; i < N_FRAMES; i++) {
+		if (s->f[i].ts == newest && s->f[i].tid == tid && s->f[i].role == ROLE_GET) {
+			s->f[i].child_seen = 1;
+			s->f[i].child_err = is_err(ret) ? ret : 0;
+		}
+	}
 }
 
 static __always_inline void record_event(void *ctx, u32 what, u32 outcome)
@@ -275,13 +315,8 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 			hist_add(c->lat[probe], bpf_ktime_get_ns() - f.ts);
 	}
 	/* An update nested in a get: tell the get why it returns NULL. */
-	if (ret_kind == 2 && s->depth > 0 && s->depth <= MAX_DEPTH) {
-		u32 top = s->depth - 1;
-		if (top < MAX_DEPTH && s->f[top].tid == tid && s->f[top].role == ROLE_GET) {
-			s->f[top].child_seen = 1;
-			s->f[top].child_err = is_err(ret) ? ret : 0;
-		}
-	}
+	if (ret_kind == 2)
+		tell_parent_get(s, tid, ret);
 	if (out != OUT_OK && out != OUT_NOT_FOUND)
 		record_event(ctx, probe, out);
 	guard_exit(s);
@@ -491,18 +526,14 @@ TRACEPOINT_PROBE(syscalls, sys_enter_bpf)
 		bpf_probe_read_user(&fd, sizeof(fd), (void *)args->uattr);
 		mt = map_bucket(map_type_of_fd(fd));
 	}
-	__sync_fetch_and_add(&s->depth, 1);
-	u32 d = s->depth - 1;
-	if (d < MAX_DEPTH) {
-		struct frame *f = &s->f[d];
+	struct frame *f = push_frame(s);
+	if (f) {
+		f->ts = bpf_ktime_get_ns();
 		f->probe = SYSCALL_FRAME;
 		f->role = ROLE_NONE;
 		f->tid = bpf_get_current_pid_tgid();
 		f->arg = cmd;
 		f->child_err = mt;
-		f->ts = 0;
-	} else {
-		__sync_fetch_and_add(&s->depth, -1);
 	}
 	guard_exit(s);
 	return 0;

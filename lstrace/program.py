@@ -61,8 +61,12 @@ def _ret_kind(hp, proto):
     return RET_VOID if proto.ret == "void" else hp.ret
 
 
-def _busy_var(hp):
-    return "BUSY_CGRP" if hp.name.startswith("cgrp") else "BUSY_TASK"
+def _lookup_busy_var(hp, kernel):
+    """The counter whose being held makes a *lookup* (get without F_CREATE)
+    fail: only generation A's bpf_task_storage_get returns NULL before
+    looking up.  Generation B's _recur and cgroup gets still look up while
+    busy (only creating needs the counter), so their NULL lookups are absent."""
+    return "BUSY_TASK" if kernel.generation == "A" and hp.name == "task_storage_get" else "0"
 
 
 def helper_glue(plan, kernel, create_null_busy):
@@ -71,7 +75,7 @@ def helper_glue(plan, kernel, create_null_busy):
     proto = plan.proto
     idx, role = helper_index(hp.name), ROLE_CODE[hp.role]
     kind = RET_KIND_CODE[_ret_kind(hp, proto)]
-    busy = _busy_var(hp) if hp.role == "get" else "0"
+    busy = _lookup_busy_var(hp, kernel)
     create_null = "OUT_BUSY" if create_null_busy and kernel.generation in hp.busy_capable \
         else "OUT_OTHER"
     flags_arg = 3 if hp.role == "get" else None

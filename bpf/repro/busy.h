@@ -30,18 +30,40 @@ struct {
 	__type(value, __u64);
 } in_irq SEC(".maps");
 
+#ifdef LOOKUP_BUSY_VAR
+extern const int LOOKUP_BUSY_VAR __ksym;
+
+/* Is this CPU's busy counter held (interrupted holder)?  Then a lookup fails. */
+static __always_inline int lookup_busy_held(void)
+{
+	const int *b = bpf_this_cpu_ptr(&LOOKUP_BUSY_VAR);
+
+	return b && *b;
+}
+#else
+static __always_inline int lookup_busy_held(void)
+{
+	return 0;    /* lookups do not depend on the counter (generation B) */
+}
+#endif
+
 SEC("raw_tp/local_timer_entry")
 int irq(void *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct cfg *c = get_cfg();
 	void *p;
+	int held;
 
 	if (!c || bpf_get_current_pid_tgid() >> 32 != c->tgid)
 		return 0;
 	/* alternate per owner: delete what the last tick created, else create */
+	held = lookup_busy_held();
 	p = storage_get(&in_irq, OWNER(task), 0, 0);
-	count_get(G_LOOKUP, p, 0);
+	if (!p && held)
+		count_ret(G_LOOKUP, -EBUSY);    /* generation A: NULL before the lookup */
+	else
+		count_get(G_LOOKUP, p, 0);
 	if (p)
 		count_ret(G_DELETE, storage_delete(&in_irq, OWNER(task)));
 	else

@@ -93,10 +93,12 @@ def test_helper_calls_exact(session):
     assert truth, r.groups
     for (probe, cpu), want in sorted(truth.items()):
         assert seen(d, probe, cpu) == want, (session.mode, probe, cpu, r.verdict)
-    # each storage kind creates its element once per CPU: one update, ok
+    # each storage kind creates its element once per CPU (one update) and
+    # deletes it once (one unlink)
     kinds = len([g for g in r.groups if g.endswith("_get")])
     for cpu in CPUS:
         assert seen(d, "local_storage_update", cpu) == dict(ZERO, ok=kinds), cpu
+        assert seen(d, "selem_unlink", cpu) == dict(ZERO, ok=kinds), cpu
     print(f"{session.mode}: {len(truth)} (probe, cpu) pairs exact: {r.verdict}")
 
 
@@ -107,11 +109,14 @@ def test_syscall_path(session):
     truth = truth_by_probe(r)
     assert {p for p, _ in truth} >= {"task_storage_syscall_update", "task_storage_syscall_lookup",
                                       "task_storage_syscall_delete"}
-    # every update command reaches bpf_local_storage_update with the same result
+    # every update command reaches bpf_local_storage_update with the same
+    # result; every successful delete unlinks one element
     updates = {}
     for (probe, cpu), want in truth.items():
         if probe.endswith("_syscall_update"):
             add(updates, ("local_storage_update", cpu), want)
+        if probe.endswith("_syscall_delete"):
+            add(updates, ("selem_unlink", cpu), dict(ZERO, ok=want["ok"]))
     # the tracepoint probe sees every errno either way
     for cpu in CPUS:
         for g, per in r.errnos[cpu].items():
@@ -139,6 +144,32 @@ def test_syscall_path(session):
     missed = {s.labels["probe"]: s.value for s in fams["lstrace_probe_missed_calls"].samples}
     assert "task_storage_syscall_update" in missed
     print(f"kprobe on {rel}: syscall path misses {dict(sorted(misses.items()))}")
+
+
+def test_every_probe_attaches_or_says_why_not(session):
+    """A probe whose kernel function or tracepoint exists must attach (7.3's
+    verifier once refused the rqspinlock program: E2BIG)."""
+    absent = ("does not exist", "has no busy counters", "no rqspinlock on this kernel")
+    bad = [(s.name, s.reason) for s in session.statuses()
+           if not s.attached and not any(a in s.reason for a in absent)]
+    assert not bad, bad
+
+
+def test_rqspinlock_exact(session):
+    """bpf_res_spin_lock failures that reach lock:contention_end (the repro's
+    own raw_tp there counts them) equal lstrace's per-CPU count."""
+    from lstrace.repro import CASES
+    if CASES["rqspinlock"].check():
+        pytest.skip(f"no rqspinlock here: {CASES['rqspinlock'].check()}")
+    from lstrace.repro import run_case
+    before = session.snapshot()
+    r = run_case("rqspinlock", duration=2, cpus=CPUS)
+    d = session.snapshot().delta(before)
+    got = {}
+    for (cpu, _err, _kind, _caller), n in d.rq_failures.items():
+        got[cpu] = got.get(cpu, 0) + n
+    assert got == {c: n for c, n in r.visible.items() if n}, r.verdict
+    print(f"rqspinlock on {os.uname().release}: visible {r.visible}, lstrace {got}; {r.verdict}")
 
 
 def test_doctor_states_kprobe_blind_spot():
