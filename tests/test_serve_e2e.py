@@ -115,6 +115,37 @@ def maybe_rqspinlock_repro():
     return None
 
 
+def helper_workloads(prom, cpu):
+    """Where helper probes attach (the lab guests): repro's helper-calls and,
+    on kernels with busy counters, task-busy, pinned to `cpu`; Prometheus
+    must end up holding exactly the calls and busy failures the workloads
+    counted themselves.  Returns what was compared, for the log."""
+    from lstrace import probes
+    from lstrace.repro import CASES, run_case
+    func_probe = {p.func: p.name for p in probes.HELPERS}
+    calls = run_case("helper-calls", cpus=[cpu], n=300, nulls=120, deletes=5, kinds=("task",))
+    get = func_probe[next(f for f in calls.functions if "storage_get" in f)]
+    want_calls = calls.groups["bpf_task_storage_get"][cpu]["calls"]
+    want_busy = 0
+    if CASES["task-busy"].check() is None:       # generations A/B: provoke busy failures
+        busy = run_case("task-busy", duration=3, cpus=[cpu], kinds=("task",), cpu=cpu)
+        want_calls += busy.groups["bpf_task_storage_get"][cpu]["calls"]
+        want_busy = sum(per[cpu]["busy"] for g, per in busy.groups.items()
+                        if not g.startswith("hammer"))
+        assert want_busy > 0, busy.verdict
+    got = {}
+    for name, sel, want in (
+            ("calls", f'lstrace_helper_calls_total{{probe="{get}",cpu="{cpu}"}}', want_calls),
+            ("busy", f'sum(lstrace_helper_failures_total{{reason="busy",cpu="{cpu}"}})',
+             want_busy)):
+        def value(sel=sel, want=want):
+            r = prom.query(sel)
+            return r and float(r[0]["value"][1]) >= want and float(r[0]["value"][1])
+        got[name] = wait_for(value, 20, sel) if want else float(prom.query(sel)[0]["value"][1])
+        assert got[name] == want, (sel, got[name], want)
+    return f"{get} on cpu {cpu}: {got} == ground truth"
+
+
 def expressions():
     """(where, expr) of every dashboard target and every rule, variables substituted."""
     d = json.loads((DASH / "lstrace.json").read_text())
@@ -144,8 +175,9 @@ def served(tmp_path):
     prom = None
     mine = set()
     try:
+        # BCC compiles ~30x slower in an emulated lab guest
         wait_for(lambda: "lstrace_build_info" in http_get(f"http://127.0.0.1:{lport}/metrics"),
-                 30, "lstrace serve")
+                 180 if os.environ.get("LAB_KERNEL") else 30, "lstrace serve")
         mine = held_prog_ids(proc.pid) & lstrace_prog_ids()
         assert mine, "lstrace serve holds no program"
         cfg = tmp_path / "prometheus.yml"
@@ -184,6 +216,11 @@ def test_prometheus_scrapes_ground_truth_and_every_expression(served):
     enoent, other = bpf_lookup_failures(N_LOOKUPS, cpu)
     assert (enoent, other) == (N_LOOKUPS, 0)
     rq_skip = maybe_rqspinlock_repro()
+    helpers_on = re.findall(r'^lstrace_probe_attached\{[^}]*probe="task_storage_get[^}]*\} 1',
+                            http_get(f"http://127.0.0.1:{lport}/metrics"), re.M)
+    print(f"\nhelper probes attached: {len(helpers_on)}")
+    if helpers_on:
+        print(helper_workloads(prom, cpu))
 
     sel = (f'lstrace_bpf_syscall_errors_total{{cpu="{cpu}",cmd="MAP_LOOKUP_ELEM",'
            f'errno="ENOENT",map_type="hash"}}')
@@ -212,7 +249,10 @@ def test_prometheus_scrapes_ground_truth_and_every_expression(served):
         assert att == [], "helper probes attached but no helper series"
         for m in HELPER_METRICS:
             explained[m] = "no helper probe can attach on this kernel (fentry/kprobe forbidden)"
-    if "lstrace_rqspinlock_failures_total" not in present:
+    if not prom.query('lstrace_probe_attached{probe="rqspinlock"} == 1'):
+        for m in ("lstrace_rqspinlock_failures_total", "lstrace_rqspinlock_wait_seconds_bucket"):
+            explained[m] = "rqspinlock probe not attached (kernel before 6.15)"
+    elif "lstrace_rqspinlock_failures_total" not in present:
         explained["lstrace_rqspinlock_failures_total"] = rq_skip or "no rqspinlock failure"
     for m in ("lstrace_busy_samples_total", "lstrace_busy_held_samples_total"):
         if m not in present:

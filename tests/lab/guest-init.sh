@@ -66,6 +66,8 @@ ln -s "$LAB_BUILD" /usr/lib/modules/$R/build
 ln -s "$LAB_SOURCE" /usr/lib/modules/$R/source
 
 hostname lab
+# loopback only (no network device): for tests that serve and scrape on 127.0.0.1
+if command -v busybox >/dev/null; then busybox ip link set lo up; else ip link set lo up; fi
 ulimit -l unlimited
 stty -F /dev/ttyS1 115200 raw -echo || die "no /dev/ttyS1 for the command's output"
 cd "$LAB_CWD" || die "cannot cd to $LAB_CWD"

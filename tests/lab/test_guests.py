@@ -12,6 +12,16 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.lab
 
 
+# Also run inside a guest: where helper probes attach, Prometheus must hold
+# the helper workloads' exact counts and every helper panel must have data
+# (this host has no helper probes; it covers the rqspinlock panels itself).
+EXTRA = {"6.12": ["tests/test_serve_e2e.py::test_prometheus_scrapes_ground_truth_and_every_expression"]}
+
+
+# what a generation lacks (busy counters, rqspinlock) or a mode cannot see
+EXPECTED_SKIPS = ("not this generation", "no rqspinlock here", "kprobe mode is blind there")
+
+
 @pytest.mark.parametrize("kernel", ["6.1", "6.12", "7"])
 def test_guest_suite(kernel):
     if os.geteuid() != 0:
@@ -19,9 +29,14 @@ def test_guest_suite(kernel):
     t0 = time.monotonic()
     r = subprocess.run([str(ROOT / "tests/lab/run"), kernel, "--cpus", "2", "--",
                         "env", "LSTRACE_IN_LAB=1", sys.executable, "-m", "pytest", "-q",
-                        "--color=no", "-p", "no:warnings", "-rs", "tests/guest"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1200)
+                        "--color=no", "-p", "no:warnings", "-rs", "tests/guest",
+                        *EXTRA.get(kernel, [])],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
     print(r.stdout[-6000:], r.stderr[-3000:])
     print(f"kernel {kernel}: {time.monotonic() - t0:.1f} s")
     assert r.returncode == 0, f"guest suite failed on {kernel}:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
-    assert " passed" in r.stdout and "skipped" not in r.stdout.split("passed")[-1]
+    assert " passed" in r.stdout
+    # a skip in a guest is allowed only for a reason of that kernel's generation
+    skips = [line for line in r.stdout.splitlines() if line.startswith("SKIPPED")]
+    unexpected = [line for line in skips if not any(w in line for w in EXPECTED_SKIPS)]
+    assert not unexpected, unexpected
