@@ -93,14 +93,17 @@ def helper_verdict(res):
 
 def syscall_table(res):
     rows = []
-    for k, label in (("lookup", "bpf(MAP_LOOKUP_ELEM) → ENOENT (counted by bpf_syscall)"),
-                     ("getppid", "getppid() (not counted: any syscall)")):
-        v = res[k]
-        pct = [o / b * 100 - 100 for o, b in zip(v["runs"]["on"], v["runs"]["base"])]
-        q1, q3 = _quartiles(pct)
-        rows.append([label, spread(v["base_ns"]), spread(v["on_ns"]), spread(v["overhead_ns"]),
-                     f"{statistics.median(pct):+.1f} % [{q1:+.1f}–{q3:+.1f}]"])
-    return tabulate(rows, headers=["syscall", "without lstrace ns", "with lstrace ns",
+    for cfg, who in (("empty_tracepoints", "empty programs on sys_enter/exit_bpf"),
+                     ("lstrace", "**lstrace** (bpf_syscall + rqspinlock)")):
+        for k, label in (("lookup", "bpf(MAP_LOOKUP_ELEM) → ENOENT"),
+                         ("getppid", "getppid() (not watched)")):
+            v = res["configs"][cfg][k]
+            pct = [o / b * 100 - 100 for o, b in zip(v["runs"]["on"], v["runs"]["base"])]
+            q1, q3 = _quartiles(pct)
+            rows.append([who, label, spread(v["base_ns"]), spread(v["on_ns"]),
+                         spread(v["overhead_ns"]),
+                         f"{statistics.median(pct):+.1f} % [{q1:+.1f}–{q3:+.1f}]"])
+    return tabulate(rows, headers=["attached", "syscall", "detached ns", "attached ns",
                                    "added ns / call", "added"],
                     tablefmt="github", disable_numparse=True)
 

@@ -10,12 +10,17 @@ error bpf_syscall counts) and N getppid() calls: enabling a syscalls:*
 tracepoint turns on the syscall-tracepoint path for every task, so
 syscalls lstrace ignores pay something too.
 
-lstrace's own count of ENOENT lookups is checked against the calls made.
+The same is done with empty programs on the two syscalls tracepoints (the
+floor of watching bpf() there).  lstrace's own count of ENOENT lookups is
+checked against the calls made.
 """
 import argparse
+import ctypes
+import fcntl
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -24,6 +29,8 @@ from common import SessionToggle, summarize  # noqa: E402  (puts the checkout on
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBES = ["bpf_syscall", "rqspinlock"]
+PROG_TYPE_TRACEPOINT = 5
+TRACEFS = "/sys/kernel/tracing"
 
 
 def build(outdir):
@@ -39,41 +46,111 @@ def run_loop(exe, n, cpu):
     return float(out[0]), float(out[1])
 
 
+TRACING_TYPES = {2: "kprobe", 5: "tracepoint", 7: "perf_event", 17: "raw_tracepoint",
+                 26: "tracing"}
+
+
+def other_tracing_programs():
+    """Tracing programs already loaded by others: one on a syscalls:* tracepoint
+    puts every task on the slow syscall path, and the baseline would already
+    pay what this piece measures."""
+    from lstrace import bpfsys
+    out = []
+    for pid in bpfsys.iter_prog_ids():
+        try:
+            fd = bpfsys.prog_fd_by_id(pid)
+        except bpfsys.BPFError:
+            continue
+        try:
+            i = bpfsys.prog_info(fd)
+            if i.type in TRACING_TYPES:
+                out.append(f"{TRACING_TYPES[i.type]}:{i.name}")
+        except bpfsys.BPFError:
+            pass
+        finally:
+            os.close(fd)
+    return sorted(out)
+
+
 def enoent_lookups(snap):
     return sum(v for (cpu, cmd, mtype, err), v in snap.syscall_errors.items()
                if cmd.upper() == "MAP_LOOKUP_ELEM" and err == "ENOENT")
 
 
+class EmptyTracepoints:
+    """Empty programs on syscalls:sys_enter_bpf and sys_exit_bpf: the floor of
+    what watching bpf() through these tracepoints costs."""
+    EVENTS = ("sys_enter_bpf", "sys_exit_bpf")
+
+    def __init__(self):
+        from lstrace import bpfsys
+        self.prog = bpfsys.prog_load(PROG_TYPE_TRACEPOINT, bpfsys._RET0, b"bench_empty")
+        self.ids = [int(open(f"{TRACEFS}/events/syscalls/{e}/id").read()) for e in self.EVENTS]
+        self.fds = []
+
+    def on(self):
+        from lstrace import bpfsys
+        for tp in self.ids:
+            attr = bytearray(128)
+            struct.pack_into("<IIQQ", attr, 0, 2, 128, tp, 1)  # PERF_TYPE_TRACEPOINT, period 1
+            buf = ctypes.create_string_buffer(bytes(attr), 128)
+            fd = bpfsys._sys(bpfsys.SYS_PERF_EVENT_OPEN, buf, ctypes.c_int(-1), ctypes.c_int(0),
+                             ctypes.c_int(-1), ctypes.c_ulong(8))
+            if fd < 0:
+                raise OSError(-fd, "perf_event_open tracepoint")
+            self.fds.append(fd)
+            fcntl.ioctl(fd, 0x40042408, self.prog)   # PERF_EVENT_IOC_SET_BPF
+            fcntl.ioctl(fd, 0x2400, 0)               # PERF_EVENT_IOC_ENABLE
+
+    def off(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+    def stop(self):
+        self.off()
+        os.close(self.prog)
+
+
 def measure(n, rounds, cpu, log=lambda m: None):
+    """Per round and configuration: one run detached, one attached."""
     tmp = tempfile.mkdtemp(prefix="lstrace-bench-")
+    configs = {}
     try:
         exe = build(tmp)
-        t = SessionToggle(PROBES)
+        others_before = other_tracing_programs()
+        configs["empty_tracepoints"] = EmptyTracepoints()
+        configs["lstrace"] = t = SessionToggle(PROBES)
+        t.off()
         res = {"kernel": os.uname().release, "n_calls": n, "rounds": rounds, "cpu": cpu,
-               "modes": t.modes}
-        try:
-            t.off()
-            run_loop(exe, n, cpu)                     # warm-up
-            base, on, seen = {"lookup": [], "getppid": []}, {"lookup": [], "getppid": []}, 0
-            for r in range(rounds):
+               "modes": t.modes, "configs": {}}
+        run_loop(exe, n, cpu)                         # warm-up
+        runs = {c: {"lookup": ([], []), "getppid": ([], [])} for c in configs}
+        seen = 0
+        for r in range(rounds):
+            for name, c in (configs.items() if r % 2 else reversed(configs.items())):
                 b = run_loop(exe, n, cpu)
                 before = enoent_lookups(t.snapshot())
-                t.on()
+                c.on()
                 a = run_loop(exe, n, cpu)
-                t.off()
-                seen += enoent_lookups(t.snapshot()) - before
+                c.off()
+                if c is t:
+                    seen += enoent_lookups(t.snapshot()) - before
                 for i, k in enumerate(("lookup", "getppid")):
-                    base[k].append(b[i])
-                    on[k].append(a[i])
-                log(f"round {r + 1}/{rounds}: lookup {b[0]:.0f} -> {a[0]:.0f} ns")
-        finally:
-            t.stop()
+                    runs[name][k][0].append(b[i])
+                    runs[name][k][1].append(a[i])
+            log(f"round {r + 1}/{rounds} done")
     finally:
+        for c in configs.values():
+            c.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    for k in base:
-        res[k] = {"base_ns": summarize(base[k]), "on_ns": summarize(on[k]),
-                  "overhead_ns": summarize([x - y for x, y in zip(on[k], base[k])]),
-                  "runs": {"base": base[k], "on": on[k]}}
+    res["other_tracing_programs"] = sorted(set(others_before) | set(other_tracing_programs()))
+    for name, per in runs.items():
+        res["configs"][name] = {
+            k: {"base_ns": summarize(base), "on_ns": summarize(on),
+                "overhead_ns": summarize([x - y for x, y in zip(on, base)]),
+                "runs": {"base": base, "on": on}}
+            for k, (base, on) in per.items()}
     res["calls_made"], res["calls_seen"] = n * rounds, seen
     return res
 
