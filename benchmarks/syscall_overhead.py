@@ -55,21 +55,8 @@ def other_tracing_programs():
     puts every task on the slow syscall path, and the baseline would already
     pay what this piece measures."""
     from lstrace import bpfsys
-    out = []
-    for pid in bpfsys.iter_prog_ids():
-        try:
-            fd = bpfsys.prog_fd_by_id(pid)
-        except bpfsys.BPFError:
-            continue
-        try:
-            i = bpfsys.prog_info(fd)
-            if i.type in TRACING_TYPES:
-                out.append(f"{TRACING_TYPES[i.type]}:{i.name}")
-        except bpfsys.BPFError:
-            pass
-        finally:
-            os.close(fd)
-    return sorted(out)
+    return sorted(f"{TRACING_TYPES[i.type]}:{i.name}" for i in bpfsys.iter_prog_infos()
+                  if i.type in TRACING_TYPES)
 
 
 def enoent_lookups(snap):

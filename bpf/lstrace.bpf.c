@@ -58,7 +58,7 @@ struct cpu_state {
 	u64 lock_ts[4];
 	u64 lock_flags[4];
 	u32 lock_depth;
-	u32 opaque_zero;     /* always 0, unknown to the verifier (caller_of) */
+	u32 opaque_zero;     /* always 0, unknown to the verifier (caller_of, take_frame) */
 };
 BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
 
@@ -216,25 +216,23 @@ static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var)
 static __always_inline int take_frame(struct cpu_state *s, u32 probe, u32 tid, struct frame *out)
 {
 	u64 newest = 0;
+	u32 idx = N_FRAMES;
 #pragma unroll
 	for (int i = 0; i < N_FRAMES; i++) {
-		if (s->f[i].ts > newest && s->f[i].probe == probe && s->f[i].tid == tid)
+		if (s->f[i].ts > newest && s->f[i].probe == probe && s->f[i].tid == tid) {
 			newest = s->f[i].ts;
+			idx = i + s->opaque_zero;   /* not a constant per path: see push_frame */
+		}
 	}
-	if (!newest)
+	if (idx >= N_FRAMES)
 		return 0;
-	int found = 0;
+	*out = s->f[idx];
 #pragma unroll
 	for (int i = 0; i < N_FRAMES; i++) {
-		if (s->f[i].tid != tid || s->f[i].ts < newest)
-			continue;
-		if (!found && s->f[i].ts == newest && s->f[i].probe == probe) {
-			*out = s->f[i];
-			found = 1;
-		}
-		s->f[i].ts = 0;
+		if (s->f[i].tid == tid && s->f[i].ts >= newest)
+			s->f[i].ts = 0;
 	}
-	return found;
+	return 1;
 }
 
 /* The newest open get of this task: the get an update is nested in. */

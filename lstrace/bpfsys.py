@@ -211,6 +211,24 @@ def prog_fd_by_id(prog_id):
     return bpf(PROG_GET_FD_BY_ID, struct.pack("<I", prog_id), "BPF_PROG_GET_FD_BY_ID")[0]
 
 
+def iter_prog_infos(exclude_ids=()):
+    """ProgInfo of every BPF program loaded now (needs CAP_SYS_ADMIN);
+    programs that vanish while we walk the list are skipped."""
+    for pid in iter_prog_ids():
+        if pid in exclude_ids:
+            continue
+        try:
+            fd = prog_fd_by_id(pid)
+        except BPFError:
+            continue
+        try:
+            yield prog_info(fd)
+        except BPFError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def enable_stats():
     """BPF_ENABLE_STATS(RUN_TIME): run_time_ns/run_cnt are counted while the
     returned fd stays open (bpftop's way: off again when lstrace exits)."""

@@ -228,29 +228,11 @@ def program_families(programs):
 
 def host_programs(exclude_ids=()):
     """ProgramStats of every other BPF program on the host (needs CAP_SYS_ADMIN
-    for BPF_PROG_GET_NEXT_ID / GET_FD_BY_ID).  Programs that vanish while we
-    walk the list are skipped."""
-    import os
-
+    for BPF_PROG_GET_NEXT_ID / GET_FD_BY_ID)."""
     from . import bpfsys
     from .snapshot import ProgramStats
-    out = []
-    for pid in bpfsys.iter_prog_ids():
-        if pid in exclude_ids:
-            continue
-        try:
-            fd = bpfsys.prog_fd_by_id(pid)
-        except bpfsys.BPFError:
-            continue
-        try:
-            i = bpfsys.prog_info(fd)
-            out.append(ProgramStats(i.id, i.name, i.run_cnt, i.run_time_ns, i.recursion_misses,
-                                    ours=False))
-        except bpfsys.BPFError:
-            pass
-        finally:
-            os.close(fd)
-    return out
+    return [ProgramStats(i.id, i.name, i.run_cnt, i.run_time_ns, i.recursion_misses, ours=False)
+            for i in bpfsys.iter_prog_infos(exclude_ids)]
 
 
 class SnapshotCollector:

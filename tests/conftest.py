@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,21 @@ def lstrace_prog_ids():
     return {p["id"] for p in json.loads(out.stdout or "[]")
             if p.get("name", "").startswith(("lst_", "tracepoint__sys", "kfunc__",
                                              "kretfunc__"))}
+
+
+def wait_for(fn, timeout, what, proc=None):
+    """fn()'s first truthy value within `timeout` s (exceptions retried);
+    fails early if `proc` (an lstrace process) exits meanwhile."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: lstrace exited with {proc.returncode}")
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:      # noqa: BLE001 - retried until timeout
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")

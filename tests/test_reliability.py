@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, held_prog_ids, lstrace_cmd, lstrace_prog_ids
+from conftest import ROOT, held_prog_ids, lstrace_cmd, lstrace_prog_ids, wait_for
 from lstrace import workload
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
@@ -45,22 +45,6 @@ def free_port():
 def http_get(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read().decode()
-
-
-def wait_for(fn, timeout, what, proc=None):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: lstrace exited with {proc.returncode}")
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:      # noqa: BLE001 - retried until timeout
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 def bpftool(*what):

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import PY, ROOT, held_prog_ids, lstrace_prog_ids, run_lstrace
+from conftest import PY, ROOT, held_prog_ids, lstrace_prog_ids, run_lstrace, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -48,20 +48,6 @@ def left_over(before, timeout=5.0):
 def http_get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read().decode()
-
-
-def wait_for(fn, timeout, what):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:      # noqa: BLE001 - retried until timeout
-            last = e
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 class Prom:
