@@ -33,7 +33,7 @@ ZERO = dict.fromkeys(layout.OUTCOMES, 0)
 def probe_of(group, functions):
     """The lstrace probe that sees a repro group's calls, or None."""
     if ":" in group:          # "task_storage:map_update_elem", "hammer-task:map_delete_elem"
-        kind, cmd = group.split(":")
+        kind, cmd = group.split(":", 1)
         kind = {"hammer-task": "task_storage", "hammer-cgrp": "cgrp_storage"}.get(kind, kind)
         if kind not in SYSCALL_FUNCS:
             return None       # e.g. the hash map rounds: no storage probe

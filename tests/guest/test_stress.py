@@ -1,0 +1,105 @@
+"""Lock-path stress inside a kernel-lab guest with lstrace attached (fentry):
+busy / deadlock workloads on every CPU at once for LSTRACE_STRESS_SECONDS
+(CI: 30 s; the long run is documented in README:
+`tests/lab/run 7 -- env LSTRACE_IN_LAB=1 LSTRACE_STRESS_SECONDS=600 ...`).
+
+The guest must stay responsive (a heartbeat thread never stalls for long; no
+soft lockup, RCU stall, hung task, BUG or WARNING in the kernel log) and
+lstrace's per-CPU counts must still equal the workloads' own ground truth.
+"""
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from test_repro_truth import CPUS, ZERO, seen, truth_by_probe
+
+IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
+pytestmark = pytest.mark.skipif(
+    not IN_LAB, reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
+
+SECONDS = float(os.environ.get("LSTRACE_STRESS_SECONDS", "30"))
+BAD_KERNEL_LOG = ("soft lockup", "rcu_sched self-detected stall", "rcu: INFO", "RCU Stall",
+                  "hung_task", "blocked for more than", "BUG:", "WARNING:", "Oops")
+
+
+def kernel_log():
+    return subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
+
+
+def add_truth(acc, r):
+    for key, want in truth_by_probe(r).items():
+        a = acc.setdefault(key, dict(ZERO))
+        for k, v in want.items():
+            a[k] += v
+
+
+def test_stress_every_cpu_counts_stay_exact():
+    from lstrace.repro import CASES, run_case
+    from lstrace.session import Session
+    busy_case = CASES["task-busy"].check() is None       # generations A/B
+    rq_case = CASES["rqspinlock"].check() is None         # 6.15+
+    log0 = len(kernel_log())
+    truth, runs, errors = {}, {"helper-calls": 0, "task-busy": 0, "rqspinlock": 0}, []
+    visible = {}      # rqspinlock failures the workload saw reach contention_end
+    gaps = []
+    lock = threading.Lock()
+    with Session(mode="fentry") as s:
+        before = s.snapshot()
+        deadline = time.monotonic() + SECONDS
+
+        def loop(case, **params):
+            try:
+                while time.monotonic() < deadline:
+                    r = run_case(case, **params)
+                    assert r.runnable, r.reason
+                    with lock:
+                        add_truth(truth, r)
+                        for cpu, n in r.visible.items():
+                            visible[cpu] = visible.get(cpu, 0) + n
+                        runs[case] += 1
+            except Exception as e:        # noqa: BLE001 - reported by the test
+                errors.append(f"{case}: {e!r}")
+
+        def heartbeat():
+            last = time.monotonic()
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        # helper-calls on CPU 0 (task and socket storage: cgroup storage is
+        # shared by every CPU of the cgroup, so it stays out of overlapping runs)
+        threads = [threading.Thread(target=loop, args=("helper-calls",),
+                                    kwargs=dict(cpus=[CPUS[0]], n=200, nulls=80, deletes=3,
+                                                kinds=("task", "sk"))),
+                   threading.Thread(target=heartbeat)]
+        if busy_case:     # timer-IRQ busy failures on CPU 1, both storage types
+            threads.append(threading.Thread(target=loop, args=("task-busy",), kwargs=dict(
+                duration=3.0, cpus=CPUS, cpu=CPUS[1], threads=2)))   # irq: any of our threads
+        if rq_case:       # bpf_res_spin_lock AA / ABBA / timeouts on every CPU
+            threads.append(threading.Thread(target=loop, args=("rqspinlock",), kwargs=dict(
+                duration=3.0, cpus=CPUS)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        delta = s.snapshot().delta(before)
+    assert not errors, errors
+    bad = [line for line in kernel_log()[log0:] if any(w in line for w in BAD_KERNEL_LOG)]
+    assert not bad, bad
+    assert max(gaps) < 5.0, f"heartbeat stalled {max(gaps):.1f} s"
+    wrong = {key: (seen(delta, *key), want) for key, want in truth.items()
+             if seen(delta, *key) != want}
+    assert not wrong, wrong
+    rq = {}
+    for (cpu, _err, _kind, _caller), n in delta.rq_failures.items():
+        rq[cpu] = rq.get(cpu, 0) + n
+    assert rq == {c: n for c, n in visible.items() if n}, (rq, visible)
+    busy = sum(w["busy"] for w in truth.values())
+    print(f"stress {SECONDS:.0f} s on {os.uname().release}: runs {runs}, "
+          f"{len(truth)} (probe, cpu) pairs exact, {busy} busy failures, rqspinlock {rq}, "
+          f"max heartbeat gap {max(gaps) * 1000:.0f} ms, kernel log clean")
