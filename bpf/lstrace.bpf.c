@@ -273,7 +273,13 @@ static __always_inline void record_event(void *ctx, u32 what, u32 outcome)
 }
 
 /* ret_kind: 0 ptr_or_null, 1 errno, 2 err_ptr, 3 err_ptr_or_null, 4 void */
-static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, u32 create_null)
+#define FLAGS_UNKNOWN (~0ULL)   /* kretprobes do not see arguments */
+
+/* exit_flags: a get's flags as the exit program sees them (fexit has every
+ * argument), so a call whose entry program the kernel skipped is still
+ * classified; FLAGS_UNKNOWN from kretprobes, which need the frame. */
+static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, u32 create_null,
+				   u64 exit_flags)
 {
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
@@ -286,12 +292,15 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 	u32 out = OUT_OK;
 
 	if (ret_kind == 0) {                       /* get helpers: NULL = failed */
+		u64 flags = have ? f.arg : exit_flags;
 		if (ret == 0) {
-			if (f.arg & ~F_CREATE)
+			if (flags == FLAGS_UNKNOWN)
+				out = OUT_NOT_FOUND;       /* kretprobe without its frame */
+			else if (flags & ~F_CREATE)
 				out = OUT_OTHER;           /* invalid flags */
 			else if (have && f.child_seen)
 				out = f.child_err ? outcome_of_err(f.child_err) : OUT_OTHER;
-			else if (have && (f.arg & F_CREATE))
+			else if (flags & F_CREATE)
 				out = create_null;         /* no update tried: busy (gen A/B) */
 			else if (have && f.busy)
 				out = OUT_BUSY;

@@ -88,14 +88,14 @@ def helper_glue(plan, kernel, create_null_busy):
         return (f"KFUNC_PROBE({hp.func}, {args})\n"
                 f"{{ return on_entry({idx}, {role}, {flags}, {busy}); }}\n"
                 f"KRETFUNC_PROBE({hp.func}, {exit_args})\n"
-                f"{{ return on_exit(ctx, {idx}, {kind}, {rc}, {create_null}); }}\n")
+                f"{{ return on_exit(ctx, {idx}, {kind}, {rc}, {create_null}, {flags}); }}\n")
     flags = f"PT_REGS_PARM{flags_arg + 1}(ctx)" if flags_arg is not None else "0"
     cast = {"int ret": "(s64)(int)PT_REGS_RC(ctx)", "long ret": "(s64)PT_REGS_RC(ctx)"}.get(
         ret_decl, "0")
     return (f"int lst_kp_{hp.name}(struct pt_regs *ctx)\n"
             f"{{ return on_entry({idx}, {role}, {flags}, {busy}); }}\n"
             f"int lst_krp_{hp.name}(struct pt_regs *ctx)\n"
-            f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}); }}\n")
+            f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}, FLAGS_UNKNOWN); }}\n")
 
 
 def entry_exit_names(plan):

@@ -133,7 +133,7 @@ class Lstrace:
         raise AssertionError(f"no output from lstrace (exit {self.proc.poll()}): "
                              f"{self.stderr()}")
 
-    def stop(self, sig=signal.SIGTERM, timeout=20):
+    def stop(self, sig=signal.SIGTERM, timeout=45):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:

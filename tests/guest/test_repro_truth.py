@@ -61,6 +61,38 @@ def seen(delta, probe, cpu):
     return {k: delta.helper.get((probe, cpu), {}).get(k, 0) for k in layout.OUTCOMES}
 
 
+def exit_misses(before, after):
+    """{probe: runs of its exit program the kernel skipped} between two snapshots."""
+    old = {p.name: p.recursion_misses for p in before.programs}
+    return {p.probe: p.recursion_misses - old.get(p.name, 0)
+            for p in after.programs if p.role == "exit"}
+
+
+def coarse(outcomes):
+    """ok / not_found / any failure: what the stress test holds exact."""
+    return {"ok": outcomes["ok"], "not_found": outcomes["not_found"],
+            "failed": sum(v for k, v in outcomes.items() if k not in ("ok", "not_found"))}
+
+
+def assert_matches(delta, truth, misses, fold=lambda o: o):
+    """Exact per CPU and outcome for every probe whose exit program the kernel
+    never skipped.  The kernel skips a trampoline program that is already
+    running on the CPU (an IRQ nested in it, or on preempt=full another task
+    preempting it): then each call is either counted or in the probe's
+    recursion_misses (lstrace_probe_missed_calls_total), none is lost."""
+    lost = {}
+    for (probe, cpu), want in sorted(truth.items()):
+        got, want = fold(seen(delta, probe, cpu)), fold(want)
+        if not misses.get(probe):
+            assert got == want, (probe, cpu, got, want)
+            continue
+        assert all(got[k] <= want[k] for k in want), (probe, cpu, got, want)
+        lost[probe] = lost.get(probe, 0) + sum(want.values()) - sum(got.values())
+    for probe, n in lost.items():
+        assert n == misses[probe], (probe, n, misses[probe])
+    return lost
+
+
 def add(acc, key, outcomes):
     a = acc.setdefault(key, dict(ZERO))
     for k, v in outcomes.items():
@@ -75,15 +107,13 @@ def session(request):
 
 
 def run_under(session, case, **params):
-    """Run a repro case while lstrace watches: (CaseResult, snapshot delta, program misses)."""
+    """Run a repro case while lstrace watches: (CaseResult, snapshot delta, exit misses)."""
     from lstrace.repro import run_case
-    before, progs0 = session.snapshot(), {p.name: p for p in session.program_stats()}
+    before = session.snapshot()
     r = run_case(case, cpus=CPUS, **params)
     assert r.runnable, r.reason
     snap = session.snapshot()
-    misses = {p.probe: p.recursion_misses - progs0[p.name].recursion_misses
-              for p in snap.programs if p.role == "exit"}
-    return r, snap.delta(before), misses, snap
+    return r, snap.delta(before), exit_misses(before, snap), snap
 
 
 def test_helper_calls_exact(session):
@@ -191,11 +221,11 @@ def test_busy_exact(session):
     if session.mode != "fentry":
         pytest.skip("the hammer's updates run inside bpf(): kprobe mode is blind there "
                     "(test_syscall_path)")
-    r, d, _, _ = run_under(session, "task-busy", duration=4.0, kinds=("task", "cgrp"),
-                           cpu=CPUS[1], threads=2)
+    r, d, misses, _ = run_under(session, "task-busy", duration=4.0, kinds=("task", "cgrp"),
+                                cpu=CPUS[1], threads=2)
     truth = truth_by_probe(r)
     busy = sum(w["busy"] for w in truth.values())
     assert busy > 0, f"no busy failure provoked: {r.verdict}"
-    for key, want in sorted(truth.items()):
-        assert seen(d, *key) == want, (key, r.verdict)
-    print(f"busy exact on {os.uname().release}: {busy} busy failures; {r.verdict}")
+    lost = assert_matches(d, truth, misses)
+    print(f"busy exact on {os.uname().release}: {busy} busy failures; reported missed {lost}; "
+          f"{r.verdict}")
