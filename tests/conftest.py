@@ -1,6 +1,7 @@
 import glob
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -73,3 +74,23 @@ def wait_for(fn, timeout, what, proc=None):
             last = e
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def left_over(before, timeout=5.0):
+    """lstrace programs loaded since `before` that no live process holds (other
+    lstrace sessions may run here too), waiting for the kernel's deferred free
+    after our process exits."""
+    end = time.monotonic() + timeout
+    while True:
+        new = lstrace_prog_ids() - before
+        if new:
+            new -= held_prog_ids()
+        if not new or time.monotonic() > end:
+            return new
+        time.sleep(0.2)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -20,7 +20,8 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, held_prog_ids, lstrace_cmd, lstrace_prog_ids, wait_for
+from conftest import (ROOT, free_port, held_prog_ids, left_over, lstrace_cmd,
+                      lstrace_prog_ids, wait_for)
 from lstrace import workload
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
@@ -36,12 +37,6 @@ RSS_GROWTH_BOUND = 20 * 2**20
 
 
 # ---- helpers
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read().decode()
@@ -66,19 +61,6 @@ def still_loaded(prog_ids, link_ids, timeout=10.0):
         links = link_ids & {ln["id"] for ln in bpftool("link")} | links_of(prog_ids)
         if not (progs or links) or time.monotonic() > end:
             return progs, links
-        time.sleep(0.2)
-
-
-def left_over(before, timeout=5.0):
-    """lstrace programs loaded since `before` that no live process holds (other
-    lstrace sessions may run on this host at the same time)."""
-    end = time.monotonic() + timeout
-    while True:
-        new = lstrace_prog_ids() - before
-        if new:
-            new -= held_prog_ids()
-        if not new or time.monotonic() > end:
-            return new
         time.sleep(0.2)
 
 

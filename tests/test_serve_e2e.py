@@ -15,7 +15,8 @@ import urllib.request
 
 import pytest
 
-from conftest import PY, ROOT, held_prog_ids, lstrace_prog_ids, run_lstrace, wait_for
+from conftest import (PY, ROOT, free_port, held_prog_ids, left_over, lstrace_prog_ids,
+                      run_lstrace, wait_for)
 
 pytestmark = pytest.mark.root
 
@@ -24,25 +25,6 @@ RULE_FILES = [DASH / "recording.yml", DASH / "alerts.yml"]
 N_LOOKUPS = 1234
 HELPER_METRICS = ("lstrace_helper_calls_total", "lstrace_helper_failures_total",
                   "lstrace_helper_latency_seconds_bucket")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def left_over(before, timeout=5.0):
-    """lstrace programs loaded since `before` that no live process holds, waiting
-    for the kernel's deferred free after our process exits."""
-    end = time.monotonic() + timeout
-    while True:
-        new = lstrace_prog_ids() - before
-        if new:
-            new -= held_prog_ids()
-        if not new or time.monotonic() > end:
-            return new
-        time.sleep(0.2)
 
 
 def http_get(url, timeout=5):
