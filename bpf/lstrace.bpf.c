@@ -58,7 +58,7 @@ struct cpu_state {
 	u64 lock_ts[4];
 	u64 lock_flags[4];
 	u32 lock_depth;
-	u32 opaque_zero;     /* always 0, unknown to the verifier (caller_of, take_frame) */
+	u32 opaque_zero;     /* always 0, unknown to the verifier (frame searches, caller_of) */
 };
 BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
 
@@ -168,23 +168,33 @@ static __always_inline u32 busy_now(u64 var)
 /* Frames live in N_FRAMES slots, not a stack: a call whose exit never comes
  * (a bpf() syscall that slept and migrated, an exit program the kernel
  * skipped as recursion) must not block the CPU's later calls.  A new frame
- * takes a free slot, else the oldest one.  Loops first compute a value, then
- * act on the slot holding it: the verifier then tracks a flag, not an index
- * per path (which explodes its state count). */
+ * takes a free slot (ts 0), else the oldest one.  Searches keep the index they
+ * found as i + opaque_zero, a value the verifier cannot know: it then tracks
+ * one range instead of one state per path (constant indices made 6.12's
+ * verifier walk up to 964k insns per exit program). */
+/* Slot idx, bounds-checked on the register that is used (u64 and a compiler
+ * barrier, as in hist_add: else clang may check one copy and index with another). */
+static __always_inline struct frame *frame_at(struct cpu_state *s, u32 idx)
+{
+	u64 i = idx;
+	asm volatile("" : "+r"(i));
+	if (i >= N_FRAMES)
+		return 0;
+	return &s->f[i];
+}
+
 static __always_inline struct frame *push_frame(struct cpu_state *s)
 {
 	u64 oldest = ~0ULL;
+	u32 idx = N_FRAMES;
 #pragma unroll
 	for (int i = 0; i < N_FRAMES; i++) {
-		if (s->f[i].ts < oldest)
+		if (s->f[i].ts < oldest) {
 			oldest = s->f[i].ts;
+			idx = i + s->opaque_zero;
+		}
 	}
-#pragma unroll
-	for (int i = 0; i < N_FRAMES; i++) {
-		if (s->f[i].ts == oldest)
-			return &s->f[i];
-	}
-	return 0;
+	return frame_at(s, idx);
 }
 
 static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var)
@@ -221,12 +231,13 @@ static __always_inline int take_frame(struct cpu_state *s, u32 probe, u32 tid, s
 	for (int i = 0; i < N_FRAMES; i++) {
 		if (s->f[i].ts > newest && s->f[i].probe == probe && s->f[i].tid == tid) {
 			newest = s->f[i].ts;
-			idx = i + s->opaque_zero;   /* not a constant per path: see push_frame */
+			idx = i + s->opaque_zero;   /* see push_frame */
 		}
 	}
-	if (idx >= N_FRAMES)
+	struct frame *f = frame_at(s, idx);
+	if (!f)
 		return 0;
-	*out = s->f[idx];
+	*out = *f;
 #pragma unroll
 	for (int i = 0; i < N_FRAMES; i++) {
 		if (s->f[i].tid == tid && s->f[i].ts >= newest)
@@ -239,19 +250,18 @@ static __always_inline int take_frame(struct cpu_state *s, u32 probe, u32 tid, s
 static __always_inline void tell_parent_get(struct cpu_state *s, u32 tid, s64 ret)
 {
 	u64 newest = 0;
+	u32 idx = N_FRAMES;
 #pragma unroll
 	for (int i = 0; i < N_FRAMES; i++) {
-		if (s->f[i].ts > newest && s->f[i].tid == tid && s->f[i].role == ROLE_GET)
+		if (s->f[i].ts > newest && s->f[i].tid == tid && s->f[i].role == ROLE_GET) {
 			newest = s->f[i].ts;
-	}
-	if (!newest)
-		return;
-#pragma unroll
-	for (int i = 0; i < N_FRAMES; i++) {
-		if (s->f[i].ts == newest && s->f[i].tid == tid && s->f[i].role == ROLE_GET) {
-			s->f[i].child_seen = 1;
-			s->f[i].child_err = is_err(ret) ? ret : 0;
+			idx = i + s->opaque_zero;   /* see push_frame */
 		}
+	}
+	struct frame *f = frame_at(s, idx);
+	if (f) {
+		f->child_seen = 1;
+		f->child_err = is_err(ret) ? ret : 0;
 	}
 }
 
