@@ -26,8 +26,6 @@ that silently saw nothing cannot pass as cheap.
 Prints one JSON object (see main()); `--table` prints a table instead.
 """
 import argparse
-import ctypes
-import fcntl
 import json
 import os
 import re
@@ -154,29 +152,17 @@ class EmptyKprobe(Config):
     retprobes = (False,)
 
     def setup(self):
-        pmu = bpfsys.KPROBE_PMU
-        with open(f"{pmu}/type") as f:
-            self.pmu_type = int(f.read())
-        with open(f"{pmu}/format/retprobe") as f:
-            self.ret_bit = int(f.read().split(":")[1])
+        self.pmu_type = bpfsys.kprobe_pmu_type()
         self.prog = bpfsys.prog_load(bpfsys.PROG_TYPE_KPROBE, bpfsys._RET0, b"bench_empty")
         self.events = []
         self.on()
         self.off()
 
     def _open(self, retprobe):
-        fname = ctypes.create_string_buffer(FUNC.encode())
-        attr = bytearray(128)
-        struct.pack_into("<IIQ", attr, 0, self.pmu_type, 128,
-                         (1 << self.ret_bit) if retprobe else 0)
-        struct.pack_into("<QQ", attr, 56, ctypes.addressof(fname), 0)
-        abuf = ctypes.create_string_buffer(bytes(attr), 128)
-        fd = bpfsys._sys(bpfsys.SYS_PERF_EVENT_OPEN, abuf, ctypes.c_int(-1), ctypes.c_int(0),
-                         ctypes.c_int(-1), ctypes.c_ulong(8))
+        fd = bpfsys.kprobe_event(FUNC, retprobe, self.pmu_type)
         if fd < 0:
             raise OSError(-fd, f"perf_event_open kprobe {FUNC}")
-        fcntl.ioctl(fd, 0x40042408, self.prog)   # PERF_EVENT_IOC_SET_BPF
-        fcntl.ioctl(fd, 0x2400, 0)               # PERF_EVENT_IOC_ENABLE
+        bpfsys.attach_perf_event(fd, self.prog)
         return fd
 
     def on(self):

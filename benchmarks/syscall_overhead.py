@@ -15,12 +15,9 @@ floor of watching bpf() there).  lstrace's own count of ENOENT lookups is
 checked against the calls made.
 """
 import argparse
-import ctypes
-import fcntl
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -78,16 +75,11 @@ class EmptyTracepoints:
     def on(self):
         from lstrace import bpfsys
         for tp in self.ids:
-            attr = bytearray(128)
-            struct.pack_into("<IIQQ", attr, 0, 2, 128, tp, 1)  # PERF_TYPE_TRACEPOINT, period 1
-            buf = ctypes.create_string_buffer(bytes(attr), 128)
-            fd = bpfsys._sys(bpfsys.SYS_PERF_EVENT_OPEN, buf, ctypes.c_int(-1), ctypes.c_int(0),
-                             ctypes.c_int(-1), ctypes.c_ulong(8))
+            fd = bpfsys.tracepoint_event(tp)
             if fd < 0:
                 raise OSError(-fd, "perf_event_open tracepoint")
             self.fds.append(fd)
-            fcntl.ioctl(fd, 0x40042408, self.prog)   # PERF_EVENT_IOC_SET_BPF
-            fcntl.ioctl(fd, 0x2400, 0)               # PERF_EVENT_IOC_ENABLE
+            bpfsys.attach_perf_event(fd, self.prog)
 
     def off(self):
         for fd in self.fds:

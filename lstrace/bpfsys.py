@@ -120,16 +120,29 @@ def trial_raw_tracepoint(name):
 
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
+PERF_TYPE_TRACEPOINT = 2
+PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_SET_BPF = 0x40042408
 
 
-def trial_kprobe(func, retprobe=False):
-    """perf_event_open a kprobe on func through the kprobe PMU and attach an
-    empty program.  Returns None on success, else the reason."""
-    try:
-        with open(f"{KPROBE_PMU}/type") as f:
-            pmu_type = int(f.read())
-    except OSError:
-        return "kprobes not supported by this kernel (no kprobe PMU: CONFIG_KPROBES off?)"
+def kprobe_pmu_type():
+    """The kprobe PMU's perf type (OSError when the kernel has no kprobes)."""
+    with open(f"{KPROBE_PMU}/type") as f:
+        return int(f.read())
+
+
+def perf_event_open(attr: bytearray) -> int:
+    """perf_event_open(attr, pid -1, cpu 0) as BCC does for kprobes and
+    tracepoints (the attached program runs on every CPU); -errno on failure."""
+    abuf = ctypes.create_string_buffer(bytes(attr), 128)
+    return _sys(SYS_PERF_EVENT_OPEN, abuf, ctypes.c_int(-1), ctypes.c_int(0),
+                ctypes.c_int(-1), ctypes.c_ulong(8))  # PERF_FLAG_FD_CLOEXEC
+
+
+def kprobe_event(func, retprobe=False, pmu_type=None) -> int:
+    """A kprobe (or kretprobe) perf event on func through the kprobe PMU:
+    its fd, or -errno."""
+    pmu_type = kprobe_pmu_type() if pmu_type is None else pmu_type
     bit = 0
     if retprobe:
         with open(f"{KPROBE_PMU}/format/retprobe") as f:   # "config:0"
@@ -140,9 +153,32 @@ def trial_kprobe(func, retprobe=False):
     struct.pack_into("<IIQQQQQ", attr, 0, pmu_type, 128, (1 << bit) if retprobe else 0,
                      0, 0, 0, 0)
     struct.pack_into("<QQ", attr, 56, _addr(fname), 0)  # config1 = func name, config2 = offset
-    abuf = ctypes.create_string_buffer(bytes(attr), 128)
-    pfd = _sys(SYS_PERF_EVENT_OPEN, abuf, ctypes.c_int(-1), ctypes.c_int(0),
-               ctypes.c_int(-1), ctypes.c_ulong(8))  # PERF_FLAG_FD_CLOEXEC
+    return perf_event_open(attr)
+
+
+def tracepoint_event(tp_id) -> int:
+    """A perf event on tracepoint tp_id (tracefs events/<cat>/<name>/id): fd or -errno."""
+    attr = bytearray(128)
+    struct.pack_into("<IIQQ", attr, 0, PERF_TYPE_TRACEPOINT, 128, tp_id, 1)  # period 1
+    return perf_event_open(attr)
+
+
+def attach_perf_event(pfd, prog_fd, enable=True):
+    """Run prog_fd on the perf event pfd (OSError when refused)."""
+    import fcntl
+    fcntl.ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog_fd)
+    if enable:
+        fcntl.ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0)
+
+
+def trial_kprobe(func, retprobe=False):
+    """perf_event_open a kprobe on func through the kprobe PMU and attach an
+    empty program.  Returns None on success, else the reason."""
+    try:
+        pmu_type = kprobe_pmu_type()
+    except OSError:
+        return "kprobes not supported by this kernel (no kprobe PMU: CONFIG_KPROBES off?)"
+    pfd = kprobe_event(func, retprobe, pmu_type)
     if pfd < 0:
         return f"kprobe on {func}: {os.strerror(-pfd)}"
     try:
@@ -151,8 +187,7 @@ def trial_kprobe(func, retprobe=False):
         os.close(pfd)
         return _reason(e)
     try:
-        import fcntl
-        fcntl.ioctl(pfd, 0x40042408, pfd_prog)  # PERF_EVENT_IOC_SET_BPF
+        attach_perf_event(pfd, pfd_prog, enable=False)
         return None
     except OSError as e:
         return f"attaching kprobe program: {os.strerror(e.errno)}"
