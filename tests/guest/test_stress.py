@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from test_repro_truth import (CPUS, ZERO, assert_matches, coarse, exit_misses, seen,
+from test_repro_truth import (CPUS, add, assert_matches, coarse, exit_misses, seen,
                               truth_by_probe)
 
 IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
@@ -30,13 +30,6 @@ BAD_KERNEL_LOG = ("soft lockup", "rcu_sched self-detected stall", "rcu: INFO", "
 
 def kernel_log():
     return subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
-
-
-def add_truth(acc, r):
-    for key, want in truth_by_probe(r).items():
-        a = acc.setdefault(key, dict(ZERO))
-        for k, v in want.items():
-            a[k] += v
 
 
 def test_stress_every_cpu_counts_stay_exact():
@@ -59,7 +52,8 @@ def test_stress_every_cpu_counts_stay_exact():
                     r = run_case(case, **params)
                     assert r.runnable, r.reason
                     with lock:
-                        add_truth(truth, r)
+                        for key, want in truth_by_probe(r).items():
+                            add(truth, key, want)
                         for cpu, n in r.visible.items():
                             visible[cpu] = visible.get(cpu, 0) + n
                         runs[case] += 1

@@ -1,6 +1,7 @@
 """Drives tests/guest inside real Debian kernels of all three generations
 (fentry and kprobe modes cannot run on hosts that forbid them)."""
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -22,19 +23,30 @@ EXTRA = {"6.12": ["tests/test_serve_e2e.py::test_prometheus_scrapes_ground_truth
 EXPECTED_SKIPS = ("not this generation", "no rqspinlock here", "kprobe mode is blind there")
 
 
-@pytest.mark.parametrize("kernel", ["6.1", "6.12", "7"])
-def test_guest_suite(kernel):
+def guest_pytest(*args):
+    """The command that runs pytest inside a guest."""
+    return ["env", "LSTRACE_IN_LAB=1", sys.executable, "-m", "pytest", "-q", "--color=no",
+            "-p", "no:warnings", "-rs", *args]
+
+
+def run_in_guest(kernel, command, *lab_opts, what):
+    """tests/lab/run KERNEL ... -- command; prints the tail and the time, and
+    fails with them unless the command exited 0."""
     if os.geteuid() != 0:
         pytest.skip("the kernel lab needs root (qemu, virtiofsd)")
     t0 = time.monotonic()
-    r = subprocess.run([str(ROOT / "tests/lab/run"), kernel, "--cpus", "2", "--",
-                        "env", "LSTRACE_IN_LAB=1", sys.executable, "-m", "pytest", "-q",
-                        "--color=no", "-p", "no:warnings", "-rs", "tests/guest",
-                        *EXTRA.get(kernel, [])],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    r = subprocess.run([str(ROOT / "tests/lab/run"), kernel, "--cpus", "2", *lab_opts, "--",
+                        *command], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     print(r.stdout[-6000:], r.stderr[-3000:])
-    print(f"kernel {kernel}: {time.monotonic() - t0:.1f} s")
-    assert r.returncode == 0, f"guest suite failed on {kernel}:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+    print(f"{what}: {time.monotonic() - t0:.1f} s")
+    assert r.returncode == 0, f"{what} failed:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+    return r
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12", "7"])
+def test_guest_suite(kernel):
+    r = run_in_guest(kernel, guest_pytest("tests/guest", *EXTRA.get(kernel, [])),
+                     what=f"kernel {kernel}")
     assert " passed" in r.stdout
     # a skip in a guest is allowed only for a reason of that kernel's generation
     skips = [line for line in r.stdout.splitlines() if line.startswith("SKIPPED")]
@@ -46,17 +58,9 @@ def test_busy_exact_under_preempt_full():
     """On a preemptible kernel several tasks on one CPU interleave inside the
     storage code and lstrace's own programs can be preempted: the busy counts
     must stay exact there too (6.12 booted with preempt=full)."""
-    if os.geteuid() != 0:
-        pytest.skip("the kernel lab needs root (qemu, virtiofsd)")
-    t0 = time.monotonic()
-    r = subprocess.run([str(ROOT / "tests/lab/run"), "6.12", "--cpus", "2", "--preempt", "full",
-                        "--", "sh", "-c",
-                        "grep -q '(full)' /sys/kernel/debug/sched/preempt || "
-                        "{ echo 'not preempt=full:'; cat /sys/kernel/debug/sched/preempt; exit 9; }; "
-                        f"exec env LSTRACE_IN_LAB=1 {sys.executable} -m pytest -q --color=no "
-                        "-p no:warnings -rs -s tests/guest/test_repro_truth.py -k 'busy and fentry'"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    print(r.stdout[-3000:], r.stderr[-2000:])
-    print(f"6.12 preempt=full: {time.monotonic() - t0:.1f} s")
-    assert r.returncode == 0, f"{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+    check = ("grep -q '(full)' /sys/kernel/debug/sched/preempt || "
+             "{ echo 'not preempt=full:'; cat /sys/kernel/debug/sched/preempt; exit 9; }; ")
+    run = shlex.join(guest_pytest("-s", "tests/guest/test_repro_truth.py", "-k", "busy and fentry"))
+    r = run_in_guest("6.12", ["sh", "-c", check + "exec " + run], "--preempt", "full",
+                     what="6.12 preempt=full")
     assert "1 passed" in r.stdout and "busy exact" in r.stdout
