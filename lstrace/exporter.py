@@ -49,6 +49,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 
 from . import __version__
 from .layout import BUSY_COUNTERS, FAILURE_REASONS, NSLOTS
+from .plan import BLIND_SPOT_KEYS
 
 NS = 1e-9
 
@@ -182,7 +183,6 @@ def blind_spot_families(snap):
     syscalls, under perf-based BPF programs); the kernel counts those skipped
     runs as recursion_misses of the program on 6.12+ (6.1 drops them
     silently, which the blind-spot gauge still says)."""
-    from .plan import BLIND_SPOT_KEYS
     blind = GaugeMetricFamily("lstrace_probe_blind_spot",
                               "1 for each class of calls an attached probe cannot see in its "
                               "mode (blind_spot=bpf_prog_active: calls inside bpf() map "
