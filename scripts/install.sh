@@ -27,7 +27,8 @@ else
     pkgs+=("linux-headers-$arch")
 fi
 if [ $want_tests = 1 ]; then
-    pkgs+=(qemu-system-x86 busybox-static zstd cpio prometheus tmux clang llvm libbpf-dev)
+    pkgs+=(qemu-system-x86 busybox-static zstd cpio kmod prometheus tmux clang llvm libbpf-dev
+           bpfcc-tools)
 fi
 apt_install "${pkgs[@]}"
 # Debian's prometheus package may start a server on :9090; the tests run their own.
