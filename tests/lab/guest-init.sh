@@ -1,6 +1,6 @@
 #!/bin/sh
-# PID 1 of a lab guest (see tests/lab/run). The root file system is the host's, read-only over
-# virtiofs. Makes a scratch system around it, runs the command the runner left in the lab share,
+# PID 1 of a lab guest (see tests/lab/run). The root file system is the host's, or with --root
+# debian13 a built one (this file is copied into it), read-only over virtiofs. Makes a scratch system around it, runs the command the runner left in the lab share,
 # writes its exit code there and powers off. Kernel messages go to ttyS0 (the console log on the
 # host), the command's output to ttyS1 (the runner's stdout).
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -29,8 +29,12 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir $LAB && mount -t virtiofs lab $LAB || die "cannot mount the lab share"
-# LAB_CWD, LAB_KEEP, LAB_MODDIR, LAB_BUILD, LAB_SOURCE and the command's exported environment
+# LAB_CWD, LAB_KEEP, LAB_HOST, LAB_MODDIR, LAB_BUILD, LAB_SOURCE and the command's environment
 . $LAB/env || die "cannot read $LAB/env"
+# Not the host's root: the host's / is a third share, the $LAB_KEEP paths are bound from it.
+if [ -n "$LAB_HOST" ]; then
+	mkdir -p "$LAB_HOST" && mount -t virtiofs -o ro host "$LAB_HOST" || die "cannot mount the host share"
+fi
 
 # A fresh tmpfs over $1; host directories in $LAB_KEEP below it (the working directory, the kernel
 # tree) are bound back at the same path so a checkout or cache under /tmp stays visible.
@@ -40,7 +44,7 @@ scratch() {
 	for p in $LAB_KEEP; do
 		case "$p/" in "$1"/*)
 			n=$((n + 1))
-			mkdir -p /run/keep/$n && mount --bind "$p" /run/keep/$n && kept="$kept $n:$p" ;;
+			mkdir -p /run/keep/$n && mount --bind "$LAB_HOST$p" /run/keep/$n && kept="$kept $n:$p" ;;
 		esac
 	done
 	mount -t tmpfs -o mode=1777 tmpfs "$1" || die "tmpfs on $1"
@@ -49,6 +53,12 @@ scratch() {
 	done
 }
 for d in /tmp /var/tmp /dev/shm; do scratch $d; done
+if [ -n "$LAB_HOST" ]; then
+	# onto empty directories the runner made in the root (read-only here)
+	for p in $LAB_KEEP; do
+		mountpoint -q "$p" || mount --bind "$LAB_HOST$p" "$p" || die "cannot bind $p from the host"
+	done
+fi
 
 mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing

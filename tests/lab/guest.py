@@ -1,5 +1,9 @@
 """Boot one lab guest under qemu (TCG) with the host root over virtiofs and run one command in it.
 
+The root (virtiofs tag hostroot) is the host's / or, with --root debian13, a root file system built
+by rootfs.py; then the host's / is a third share (tag host, /run/host in the guest) from which the
+checkout, the working directory and the kernel tree are bound at their host paths.
+
 Host side of a run (a temp directory, removed at the end):
   RUN/share/        second virtiofs share, /run/lab in the guest: env, cmd, started, exit, out/
   RUN/console.log   ttyS0: the kernel's and guest-init's messages
@@ -19,12 +23,17 @@ import threading
 import time
 from pathlib import Path
 
+import rootfs
+
 QEMU = "qemu-system-x86_64"
 VIRTIOFSD = next((p for p in ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd",
                               "/usr/bin/virtiofsd") if os.path.exists(p)), "virtiofsd")
 HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parents[1]
 GUEST_INIT = HERE / "guest-init.sh"
 GUEST_LAB = "/run/lab"
+GUEST_HOST = "/run/host"  # where a debian13 guest mounts the host's /
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BOOT_DEADLINE = 240  # seconds from qemu start to the command starting (TCG boots take 5-15 s)
 TAIL_LINES = 60
 STARTED = "lab-init: running the command"  # printed by guest-init.sh on the console
@@ -78,11 +87,15 @@ class Result:
         return [l for l in after.splitlines() if SPLAT.search(l)]
 
 
-def guest_env(kernel_key, extra):
+def guest_env(kernel_key, extra, root=None):
     env = {k: v for k, v in os.environ.items() if k in PASS_ENV or k.startswith(PASS_PREFIXES)}
-    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.setdefault("PATH", DEFAULT_PATH)
+    if root:
+        # Not the host's userspace: its PATH (venvs, pyenv) and PYTHONPATH mean nothing there.
+        # Debian's python3 finds lstrace in the checkout.
+        env.update(PATH=DEFAULT_PATH, PYTHONPATH=str(CHECKOUT))
     env.update(HOME="/tmp", PYTHONDONTWRITEBYTECODE="1", LAB_KERNEL=kernel_key,
-               LAB_OUT=f"{GUEST_LAB}/out")
+               LAB_ROOT="debian13" if root else "host", LAB_OUT=f"{GUEST_LAB}/out")
     # The checkout is read-only in the guest: no .pytest_cache.
     env["PYTEST_ADDOPTS"] = (env.get("PYTEST_ADDOPTS", "") + " -p no:cacheprovider").strip()
     env.update(extra)
@@ -90,9 +103,10 @@ def guest_env(kernel_key, extra):
 
 
 class Guest:
-    def __init__(self, tree, kernel_key, cpus=2, mem=2048, append=(), initrd=None):
+    def __init__(self, tree, kernel_key, cpus=2, mem=2048, append=(), initrd=None, root=None):
         self.tree, self.key, self.cpus, self.mem = tree, kernel_key, cpus, mem
         self.append, self.initrd = list(append), initrd
+        self.root = root  # a rootfs.Root, or None: the host's /
         self.procs = []  # (name, Popen), each leading its own process group
 
     # ------------------------------------------------------------ processes
@@ -112,10 +126,19 @@ class Guest:
         log.close()
         return sock
 
-    def _qemu_argv(self, run, root_sock, lab_sock, hard_limit):
+    def shares(self, run):
+        """virtiofs tag -> (host directory, cache mode)."""
+        s = {"hostroot": (self.root.path if self.root else "/", "always"),
+             "lab": (run / "share", "none")}
+        if self.root:
+            s["host"] = ("/", "always")
+        return s
+
+    def _qemu_argv(self, run, socks, hard_limit):
         cpu = "max,-cx16" if self.tree.needs_cx16_hidden else "max"
+        init = rootfs.INIT if self.root else GUEST_INIT
         cmdline = ["console=ttyS0", "root=hostroot", "rootfstype=virtiofs", "ro",
-                   f"init={GUEST_INIT}", "panic=-1"] + self.append
+                   f"init={init}", "panic=-1"] + self.append
         argv = ["timeout", "--kill-after=10", str(int(hard_limit)), QEMU,
                 # single-threaded TCG: KVM here is kvm_pvm (Debian kernels die in its emulator)
                 # and multi-threaded TCG crashed guests now and then.
@@ -125,11 +148,10 @@ class Guest:
                 "-numa", "node,memdev=mem",
                 "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
                 "-kernel", str(self.tree.vmlinuz), "-append", " ".join(cmdline),
-                "-chardev", f"socket,id=fsroot,path={root_sock}",
-                "-device", "vhost-user-fs-pci,chardev=fsroot,tag=hostroot",
-                "-chardev", f"socket,id=fslab,path={lab_sock}",
-                "-device", "vhost-user-fs-pci,chardev=fslab,tag=lab",
                 "-serial", f"file:{run / 'console.log'}", "-serial", "stdio"]
+        for tag, sock in socks.items():
+            argv += ["-chardev", f"socket,id=fs{tag},path={sock}",
+                     "-device", f"vhost-user-fs-pci,chardev=fs{tag},tag={tag}"]
         if self.initrd:
             argv += ["-initrd", str(self.initrd)]
         return argv
@@ -158,10 +180,10 @@ class Guest:
         for f in ("started", "exit"):
             (share / f).unlink(missing_ok=True)
         (run / "console.log").unlink(missing_ok=True)
-        root_sock = self._virtiofsd(run, "hostroot", "/", "always")
-        lab_sock = self._virtiofsd(run, "lab", share, "none")
+        socks = {tag: self._virtiofsd(run, tag, src, cache)
+                 for tag, (src, cache) in self.shares(run).items()}
         t_wait = time.monotonic() + 10
-        while not (root_sock.exists() and lab_sock.exists()):
+        while not all(s.exists() for s in socks.values()):
             dead = [n for n, p in self.procs if p.poll() is not None]
             if dead or time.monotonic() > t_wait:
                 logs = "".join((run / f"{n}.log").read_text(errors="replace")
@@ -173,7 +195,7 @@ class Guest:
         t0 = time.monotonic()
         hard = max(deadline - t0, 1) + 15  # backstop if this process dies without cleaning up
         qerr = open(run / "qemu.err", "wb")
-        qemu = self._spawn("qemu", self._qemu_argv(run, root_sock, lab_sock, hard),
+        qemu = self._spawn("qemu", self._qemu_argv(run, socks, hard),
                            stdout=subprocess.PIPE, stderr=qerr)
         qerr.close()
         pump = threading.Thread(target=_pump, args=(qemu.stdout, out), daemon=True)
@@ -233,16 +255,21 @@ def _console(run: Path):
     return text
 
 
-def prepare(run: Path, argv, cwd, env, tree):
+def prepare(run: Path, argv, cwd, env, guest):
     """Write what guest-init.sh reads: the command, its environment and where things are."""
     share = run / "share"
     (share / "out").mkdir(parents=True)
     os.chmod(share / "out", 0o1777)
+    tree = guest.tree
+    # Host paths the guest sees at the same path; shortest first, so an inner one binds last.
+    keep = sorted({str(cwd), str(tree.root)} | ({str(CHECKOUT)} if guest.root else set()), key=len)
+    if guest.root:
+        rootfs.prepare(guest.root, GUEST_INIT, keep + ["/usr/lib/modules"])
     q = shlex.quote
     lines = [f"export {k}={q(v)}" for k, v in sorted(env.items())]
     lines += [f"LAB_CWD={q(str(cwd))}", f"LAB_MODDIR={q(str(tree.moddir))}",
               f"LAB_BUILD={q(str(tree.build))}", f"LAB_SOURCE={q(str(tree.source))}",
-              f"LAB_KEEP={q(' '.join([str(cwd), str(tree.root)]))}"]
+              f"LAB_KEEP={q(' '.join(keep))}", f"LAB_HOST={GUEST_HOST if guest.root else ''}"]
     (share / "env").write_text("\n".join(lines) + "\n")
     (share / "cmd").write_text("exec " + " ".join(q(a) for a in argv) + "\n")
 
@@ -264,7 +291,7 @@ def run_command(guest, argv, cwd, env, timeout, out_dir=None, log=print):
     run = Path(tempfile.mkdtemp(prefix="lstrace-lab."))
     (run / "runner.pid").write_text(str(os.getpid()))
     try:
-        prepare(run, argv, cwd, env, guest.tree)
+        prepare(run, argv, cwd, env, guest)
         deadline = time.monotonic() + timeout
         for attempt in (1, 2):
             res = guest.boot(run, deadline)

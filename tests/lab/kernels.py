@@ -251,8 +251,8 @@ def _unpack(cache, apt, pkgs, release, version):
     return load_tree(final)
 
 
-class _Lock:
-    """One fetcher at a time per cache (flock on CACHE/.lock)."""
+class CacheLock:
+    """One fetcher or root builder at a time per cache (flock on CACHE/.lock)."""
 
     def __init__(self, cache):
         cache.mkdir(parents=True, exist_ok=True)
@@ -270,7 +270,7 @@ class _Lock:
 def fetch(key, cache: Path) -> Tree:
     """The unpacked tree for kernel `key` (6.1, 6.12, 7): from the cache, else downloaded."""
     pin = PINS[key]
-    with _Lock(cache):
+    with CacheLock(cache):
         # Fast path, offline: the pinned tree is already complete.
         tree = load_tree(cache / "kernels" / f"{pin.release}_{pin.version}")
         if tree:
