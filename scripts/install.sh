@@ -28,7 +28,7 @@ else
 fi
 if [ $want_tests = 1 ]; then
     pkgs+=(qemu-system-x86 busybox-static zstd cpio kmod prometheus tmux clang llvm libbpf-dev
-           bpfcc-tools)
+           bpfcc-tools mmdebstrap)
 fi
 apt_install "${pkgs[@]}"
 # Debian's prometheus package may start a server on :9090; the tests run their own.
