@@ -43,7 +43,7 @@ class SessionToggle:
             return
         for p in self.plans:
             mode = p.mode
-            self.s._attach(p)
+            self.s.attach(p)
             if p.mode != mode:
                 raise RuntimeError(f"re-attaching {p.name} failed: {p.reason}")
         self.attached = True
@@ -51,25 +51,8 @@ class SessionToggle:
     def off(self):
         if not self.attached:
             return
-        from lstrace import program
-        b = self.s.bpf
         for p in self.plans:
-            if p.kind == "helper":
-                entry, exit_ = (n.encode() for n in program.entry_exit_names(p))
-                if p.mode == "fentry":
-                    b.detach_kfunc(fn_name=entry)
-                    b.detach_kretfunc(fn_name=exit_)
-                else:
-                    b.detach_kprobe(event=p.func.encode(), fn_name=entry)
-                    b.detach_kretprobe(event=p.func.encode(), fn_name=exit_)
-            elif p.name == "rqspinlock":
-                b.detach_raw_tracepoint(tp=b"contention_begin")
-                b.detach_raw_tracepoint(tp=b"contention_end")
-            elif p.name == "bpf_syscall":
-                b.detach_tracepoint(tp=b"syscalls:sys_enter_bpf")
-                b.detach_tracepoint(tp=b"syscalls:sys_exit_bpf")
-            elif p.name == "busy_sampler":
-                b.detach_raw_tracepoint(tp=b"local_timer_entry")
+            self.s.detach(p)
         self.attached = False
 
     def snapshot(self):

@@ -21,6 +21,8 @@ def report(kernel, mode="auto", names=None):
     summary = kernel.summary()
     h = headersmod.find(kernel.release)
     summary["headers"] = h.note if h else "none found (BCC cannot compile)"
+    if h:
+        summary["headers_how"] = h.how
     try:
         import_bcc()
         summary["bcc"] = "ok"

@@ -3,22 +3,66 @@
 BCC compiles against /lib/modules/$(uname -r)/build.  Distribution and
 custom kernels often have no matching headers package; lstrace's programs
 use no kernel struct layouts (offsets come from BTF at run time), so the
-nearest installed headers work: lstrace links them where BCC looks.
+nearest installed headers work.  lstrace points BCC at them for its own
+compile only (BCC_KERNEL_SOURCE and include flags): nothing on the host is
+linked or written.
 """
 import os
+import platform
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 SRC = Path(os.environ.get("LSTRACE_HEADERS_ROOT", "/usr/src"))
 
 
+# uname -m -> the kernel's arch/ directory (the part of BCC's kbuild_helper.cc that matters)
+ARCH_DIRS = {"x86_64": "x86", "aarch64": "arm64", "s390x": "s390", "ppc64le": "powerpc",
+             "riscv64": "riscv", "loongarch64": "loongarch"}
+
+
 @dataclass(frozen=True)
 class Headers:
-    build: str       # directory BCC compiles against
-    source: str
-    exact: bool      # matches the running kernel
+    build: str       # the tree with the generated headers (Debian: linux-headers-R-<flavour>)
+    source: str      # the tree with the rest (Debian: linux-headers-R-common)
+    exact: bool      # matches the running kernel: BCC finds it by itself
     note: str
+
+    @property
+    def how(self):
+        """How BCC is pointed at these headers (doctor shows it)."""
+        if self.exact:
+            return "BCC's default: /lib/modules/$(uname -r)/build"
+        return (f"BCC_KERNEL_SOURCE={self.source} and -I {self.build}/... for the generated "
+                "headers, for lstrace's own compile only (nothing linked under /lib/modules)")
+
+    def cflags(self):
+        """Include flags for the generated headers of a split tree.  BCC's kbuild_helper
+        adds these itself only for /lib/modules/R/{build,source}; with BCC_KERNEL_SOURCE
+        it includes relative to that one tree."""
+        if self.exact or self.build == self.source:
+            return []
+        arch = ARCH_DIRS.get(platform.machine(), platform.machine())
+        b = self.build
+        return [f"-I{b}/arch/{arch}/include/generated/uapi", f"-I{b}/arch/{arch}/include/generated",
+                f"-I{b}/include", f"-I{b}/include/generated/uapi"]
+
+    @contextmanager
+    def for_bcc(self):
+        """The environment BCC reads while it compiles, restored afterwards."""
+        if self.exact:
+            yield
+            return
+        old = os.environ.get("BCC_KERNEL_SOURCE")
+        os.environ["BCC_KERNEL_SOURCE"] = self.source
+        try:
+            yield
+        finally:
+            if old is None:
+                del os.environ["BCC_KERNEL_SOURCE"]
+            else:
+                os.environ["BCC_KERNEL_SOURCE"] = old
 
 
 def _version_key(name):
@@ -63,21 +107,3 @@ def find(release, modules_root=Path("/lib/modules"), root=SRC):
     pick = lower[-1] if lower else cands[0]
     return Headers(str(pick), str(_source_of(pick)), False,
                    f"{pick} (nearest to {release}; no exact headers installed)")
-
-
-def wire_for_bcc(headers: Headers, release, modules_root=Path("/lib/modules")):
-    """Make BCC use `headers`: BCC 0.26 only looks at /lib/modules/<release>
-    (BCC_KERNEL_SOURCE is not enough: it checks that tree first), so link
-    build/ and source/ there, as a headers package for this kernel would.
-    Returns the directory linked, or None when nothing had to be done."""
-    if headers.exact:
-        return None
-    tree = modules_root / release
-    tree.mkdir(parents=True, exist_ok=True)
-    for name, target in (("build", headers.build), ("source", headers.source)):
-        link = tree / name
-        if link.is_symlink():
-            link.unlink()       # a stale link to headers since removed
-        if not link.exists():
-            link.symlink_to(target)
-    return str(tree)

@@ -67,7 +67,7 @@ def _try_fentry(kernel, func):
     return None
 
 
-def _try_kprobe(func):
+def try_kprobe(func):
     for ret in (False, True):
         why = bpfsys.trial_kprobe(func, retprobe=ret)
         if why:
@@ -86,7 +86,7 @@ def plan_helper(kernel, hp, want_mode="auto"):
         if mode == "fentry":
             why = _try_fentry(kernel, hp.func)
         elif mode == "kprobe":
-            why = _try_kprobe(hp.func)
+            why = try_kprobe(hp.func)
         else:
             why = f"{mode} mode does not apply to function probes"
         if why is None:

@@ -61,16 +61,23 @@ class TracepointProbe:
     name: str
     events: tuple      # ((category, event), ...) all must exist
     doc: str
+    # (attach kind, event, BCC function in bpf/lstrace.bpf.c): what Session attaches and detaches
+    programs: tuple = ()
 
 
 TRACEPOINTS = (
     TracepointProbe("rqspinlock", (("lock", "contention_begin"), ("lock", "contention_end")),
                     "rqspinlock failures (-EDEADLK/-ETIMEDOUT) at lock:contention_end, "
-                    "queued path only, by kind and caller"),
+                    "queued path only, by kind and caller",
+                    (("raw_tp", "contention_begin", "lst_contention_begin"),
+                     ("raw_tp", "contention_end", "lst_contention_end"))),
     TracepointProbe("bpf_syscall", (("syscalls", "sys_enter_bpf"), ("syscalls", "sys_exit_bpf")),
-                    "bpf() errors by command, map type and errno"),
+                    "bpf() errors by command, map type and errno",
+                    (("tracepoint", "syscalls:sys_enter_bpf", "tracepoint__syscalls__sys_enter_bpf"),
+                     ("tracepoint", "syscalls:sys_exit_bpf", "tracepoint__syscalls__sys_exit_bpf"))),
     TracepointProbe("busy_sampler", (("irq_vectors", "local_timer_entry"),),
-                    "samples the task/cgroup storage busy counters at each timer tick"),
+                    "samples the task/cgroup storage busy counters at each timer tick",
+                    (("raw_tp", "local_timer_entry", "lst_busy_sample"),)),
 )
 
 ALL_NAMES = tuple(p.name for p in HELPERS) + tuple(p.name for p in TRACEPOINTS)
@@ -78,6 +85,13 @@ ALL_NAMES = tuple(p.name for p in HELPERS) + tuple(p.name for p in TRACEPOINTS)
 
 def helper(name):
     for p in HELPERS:
+        if p.name == name:
+            return p
+    raise KeyError(name)
+
+
+def tracepoint(name):
+    for p in TRACEPOINTS:
         if p.name == name:
             return p
     raise KeyError(name)

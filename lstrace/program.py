@@ -69,8 +69,9 @@ def _lookup_busy_var(hp, kernel):
     return "BUSY_TASK" if kernel.generation == "A" and hp.name == "task_storage_get" else "0"
 
 
-def helper_glue(plan, kernel, create_null_busy):
-    """C text of the entry and exit programs of one helper probe."""
+def helper_glue(plan, kernel, create_null_busy, mode):
+    """C text of the entry and exit programs of one helper probe in `mode`
+    (fentry or kprobe)."""
     hp = probes.helper(plan.name)
     proto = plan.proto
     idx, role = helper_index(hp.name), ROLE_CODE[hp.role]
@@ -81,7 +82,7 @@ def helper_glue(plan, kernel, create_null_busy):
     flags_arg = 3 if hp.role == "get" else None
     ret_decl = _ret_decl(proto)
     rc = "(s64)ret" if ret_decl else "0"
-    if plan.mode == "fentry":
+    if mode == "fentry":
         args = ", ".join(f"u64 a{i}" for i in range(len(proto.params)))
         exit_args = ", ".join(x for x in (args, ret_decl) if x)
         flags = f"a{flags_arg}" if flags_arg is not None else "0"
@@ -98,11 +99,27 @@ def helper_glue(plan, kernel, create_null_busy):
             f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}, FLAGS_UNKNOWN); }}\n")
 
 
-def entry_exit_names(plan):
-    """BCC function names of a helper probe's two programs."""
+KFUNC_PREFIXES = ("kfunc__", "kretfunc__")
+
+
+def _kfunc_name(compiled, prefix, func):
+    """The name BCC gave KFUNC_PROBE(func) / KRETFUNC_PROBE(func): kfunc__<func> up to
+    BCC 0.30, kfunc__vmlinux__<func> from 0.31 on (its helpers.h: kfunc__<module>__<func>)."""
+    for name in compiled:
+        rest = name[len(prefix):] if name.startswith(prefix) else None
+        if rest == func or (rest and rest.endswith("__" + func)
+                            and "__" not in rest[:-len(func) - 2]):
+            return name
+    raise LookupError(f"BCC compiled no {prefix}...{func} program (functions: "
+                      f"{', '.join(n for n in compiled if n.startswith(KFUNC_PREFIXES))})")
+
+
+def entry_exit_names(plan, compiled):
+    """Function names of a helper probe's two programs in the compiled module
+    (`compiled`: every function name BCC compiled, in its own spelling)."""
     hp = probes.helper(plan.name)
     if plan.mode == "fentry":
-        return f"kfunc__{hp.func}", f"kretfunc__{hp.func}"
+        return tuple(_kfunc_name(compiled, prefix, hp.func) for prefix in KFUNC_PREFIXES)
     return f"lst_kp_{hp.name}", f"lst_krp_{hp.name}"
 
 
@@ -161,15 +178,18 @@ def defines(kernel, plans):
     return d
 
 
-def build(kernel, plans):
-    """(C text, cflags, layout) for the planned probes."""
+def build(kernel, plans, fallback=False):
+    """(C text, cflags, layout) for the planned probes.  With `fallback`, fentry
+    probes get kprobe programs too (BCC loads only what is attached): a probe
+    whose fentry attach fails after a good trial can still fall back."""
     lay = layout.Layout(len(probes.HELPERS))
     text = (source_dir() / "lstrace.bpf.c").read_text()
     avail = {p.name for p in plans if p.available}
     # a NULL from get(F_CREATE) is "busy" only if we would have seen the nested update
     create_null_busy = "local_storage_update" in avail
-    glue = [helper_glue(p, kernel, create_null_busy) for p in plans
-            if p.kind == "helper" and p.available]
+    glue = [helper_glue(p, kernel, create_null_busy, mode) for p in plans
+            if p.kind == "helper" and p.available
+            for mode in ((p.mode, "kprobe") if fallback and p.mode == "fentry" else (p.mode,))]
     text += "\n/* ---- generated probe glue */\n" + "\n".join(glue)
     # macros with spaces (switch cases) go into the text, the rest are -D flags
     d = defines(kernel, plans)

@@ -70,8 +70,31 @@ def prepare_headers(kernel):
         raise Unavailable(f"no kernel headers for {kernel.release} and none to fall back to: "
                           "install linux-headers-$(uname -r), or any linux-headers package "
                           "(scripts/install.sh does this)")
-    headersmod.wire_for_bcc(h, kernel.release)
     return h
+
+
+# BCC's attach and detach calls per attach kind: (bpf, event, function)
+_ATTACH = {
+    "kfunc": lambda b, ev, fn: b.attach_kfunc(fn_name=fn),
+    "kretfunc": lambda b, ev, fn: b.attach_kretfunc(fn_name=fn),
+    "kprobe": lambda b, ev, fn: b.attach_kprobe(event=ev, fn_name=fn),
+    "kretprobe": lambda b, ev, fn: b.attach_kretprobe(event=ev, fn_name=fn, maxactive=64),
+    "raw_tp": lambda b, ev, fn: b.attach_raw_tracepoint(tp=ev, fn_name=fn),
+    "tracepoint": lambda b, ev, fn: b.attach_tracepoint(tp=ev, fn_name=fn),
+}
+_DETACH = {
+    "kfunc": lambda b, ev, fn: b.detach_kfunc(fn_name=fn),
+    "kretfunc": lambda b, ev, fn: b.detach_kretfunc(fn_name=fn),
+    "kprobe": lambda b, ev, fn: b.detach_kprobe(event=ev, fn_name=fn),
+    "kretprobe": lambda b, ev, fn: b.detach_kretprobe(event=ev, fn_name=fn),
+    "raw_tp": lambda b, ev, fn: b.detach_raw_tracepoint(tp=ev),
+    "tracepoint": lambda b, ev, fn: b.detach_tracepoint(tp=ev),
+}
+
+
+def _detach_point(b, point):
+    kind, event, fn = point
+    _DETACH[kind](b, event.encode(), fn.encode())
 
 
 class Session:
@@ -84,6 +107,7 @@ class Session:
         self.headers = None
         self.bpf = None
         self.layout = None
+        self.compiled = []        # function names in BCC's own spelling
         self._stats_fd = None
         self._our_tags = set()
         self.started = 0.0
@@ -98,21 +122,25 @@ class Session:
         if not any(p.available for p in self.plans):
             raise NoProbeAttached("no probe can attach on this kernel: " + "; ".join(
                 f"{p.name}: {p.reason}" for p in self.plans))
-        text, cflags, self.layout = program.build(self.kernel, self.plans)
+        text, cflags, self.layout = program.build(self.kernel, self.plans,
+                                                  fallback=self.mode == "auto")
 
         class _BPF(bcc.BPF):
             def _trace_autoload(self):
                 pass      # lstrace attaches each program itself, one failure at a time
 
         try:
-            self.bpf = _BPF(text=text.encode(), cflags=cflags)
+            with self.headers.for_bcc():
+                self.bpf = _BPF(text=text.encode(), cflags=cflags + self.headers.cflags())
         except Exception as e:
             raise Unavailable(f"BCC could not compile lstrace's BPF program against "
                               f"{self.headers.build}: {e}")
+        self.compiled = [bcc.lib.bpf_function_name(self.bpf.module, i).decode()
+                         for i in range(bcc.lib.bpf_num_functions(self.bpf.module))]
         self._fill_callers()
         for p in self.plans:
             if p.available:
-                self._attach(p)
+                self.attach(p)
         if not any(p.available for p in self.plans):
             self.stop()
             raise NoProbeAttached("no probe could be attached: " + "; ".join(
@@ -126,31 +154,45 @@ class Session:
         self.started = time.monotonic()
         return self
 
-    def _attach(self, p):
-        b = self.bpf
+    def attach_points(self, p):
+        """[(kind, event, function)] of one planned probe: what is attached and detached."""
+        if p.kind == "tracepoint":
+            return list(probes.tracepoint(p.name).programs)
+        entry, exit_ = program.entry_exit_names(p, self.compiled)
+        if p.mode == "fentry":
+            return [("kfunc", p.func, entry), ("kretfunc", p.func, exit_)]
+        return [("kprobe", p.func, entry), ("kretprobe", p.func, exit_)]
+
+    def attach(self, p):
+        """Attach one probe's programs, all or none.  An fentry probe that passed the
+        trial but fails here falls back to kprobe (its programs are compiled too)."""
         try:
-            if p.kind == "helper":
-                entry, exit_ = program.entry_exit_names(p)
-                if p.mode == "fentry":
-                    b.attach_kfunc(fn_name=entry)
-                    b.attach_kretfunc(fn_name=exit_)
-                else:
-                    b.attach_kprobe(event=p.func, fn_name=entry)
-                    b.attach_kretprobe(event=p.func, fn_name=exit_, maxactive=64)
-            elif p.name == "rqspinlock":
-                b.attach_raw_tracepoint(tp=b"contention_begin", fn_name=b"lst_contention_begin")
-                b.attach_raw_tracepoint(tp=b"contention_end", fn_name=b"lst_contention_end")
-            elif p.name == "bpf_syscall":
-                b.attach_tracepoint(tp=b"syscalls:sys_enter_bpf",
-                                    fn_name=b"tracepoint__syscalls__sys_enter_bpf")
-                b.attach_tracepoint(tp=b"syscalls:sys_exit_bpf",
-                                    fn_name=b"tracepoint__syscalls__sys_exit_bpf")
-            elif p.name == "busy_sampler":
-                b.attach_raw_tracepoint(tp=b"local_timer_entry", fn_name=b"lst_busy_sample")
+            done = []
+            try:
+                for point in self.attach_points(p):
+                    _ATTACH[point[0]](self.bpf, point[1].encode(), point[2].encode())
+                    done.append(point)
+            except BaseException:
+                for point in reversed(done):
+                    _detach_point(self.bpf, point)
+                raise
         except Exception as e:       # BCC raises bare Exceptions
             p.tried[p.mode] = str(e)
-            p.reason = f"{p.mode} attach failed: {e}"
-            p.mode = "unavailable"
+            failed, p.mode = p.mode, "unavailable"
+            p.reason = f"{failed} attach failed: {e}"
+            if failed == "fentry" and self.mode == "auto":
+                why = planmod.try_kprobe(p.func)
+                if why is None:
+                    p.mode = "kprobe"
+                    self.attach(p)
+                else:
+                    p.tried["kprobe"] = why
+                    p.reason += f"; kprobe: {why}"
+
+    def detach(self, p):
+        """Detach one attached probe (the benchmarks toggle probes on a live session)."""
+        for point in self.attach_points(p):
+            _detach_point(self.bpf, point)
 
     def _fill_callers(self):
         table = self.bpf[b"callers"]
@@ -265,7 +307,7 @@ class Session:
         role = {}
         for p in self.plans:
             if p.kind == "helper" and p.available:
-                entry, exit_ = program.entry_exit_names(p)
+                entry, exit_ = program.entry_exit_names(p, self.compiled)
                 role[entry], role[exit_] = (p.name, "entry"), (p.name, "exit")
         out = []
         for f in (self.bpf.funcs.values() if self.bpf else ()):

@@ -27,8 +27,11 @@ else
     pkgs+=("linux-headers-$arch")
 fi
 if [ $want_tests = 1 ]; then
-    pkgs+=(qemu-system-x86 busybox-static zstd cpio kmod prometheus tmux clang llvm libbpf-dev
-           bpfcc-tools mmdebstrap)
+    # tests/test_install.py checks that every program the code, tests, benchmarks and
+    # scripts run comes from one of these (or their dependencies, or Debian's required set).
+    pkgs+=(qemu-system-x86 busybox-static zstd cpio kmod mmdebstrap  # lab (depmod; debian13 root)
+           prometheus tmux systemd procps iproute2         # e2e, top, unit checks, benchmarks
+           clang llvm libbpf-dev gcc bpfcc-tools)           # repro/benchmark BPF, funccount
 fi
 apt_install "${pkgs[@]}"
 # Debian's prometheus package may start a server on :9090; the tests run their own.

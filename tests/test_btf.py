@@ -96,7 +96,7 @@ def test_fexit_glue_follows_prototype(nargs):
     p = plan.ProbePlan("local_storage_update", "helper", mode="fentry",
                        func="bpf_local_storage_update",
                        proto=t.prototype("bpf_local_storage_update"))
-    glue = program.helper_glue(p, FakeKernel(t), create_null_busy=True)
+    glue = program.helper_glue(p, FakeKernel(t), create_null_busy=True, mode="fentry")
     args = ", ".join(f"u64 a{i}" for i in range(nargs))
     assert f"KFUNC_PROBE(bpf_local_storage_update, {args})" in glue
     assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
@@ -116,3 +116,23 @@ def test_running_kernel_prototypes():
     assert [p.name for p in proto.params][:4] == ["owner", "smap", "value", "map_flags"]
     get = t.prototype("bpf_task_storage_get")
     assert len(get.params) == 5 and get.ret == "u64"    # BPF_CALL_5 wrappers
+
+
+@pytest.mark.parametrize("spelling", ["kfunc__{}", "kfunc__vmlinux__{}"])
+def test_fentry_program_names_come_from_what_bcc_compiled(spelling):
+    """BCC up to 0.30 names KFUNC_PROBE(f) kfunc__f, Debian 13's 0.31 kfunc__vmlinux__f:
+    lstrace takes the name from the compiled module, and never a near miss (_recur)."""
+    compiled = []
+    for func in ("bpf_task_storage_get_recur", "bpf_task_storage_get"):
+        compiled += [spelling.format(func), spelling.replace("kfunc", "kretfunc").format(func)]
+    compiled += ["lst_kp_task_storage_get", "lst_krp_task_storage_get"]
+    p = plan.ProbePlan("task_storage_get", "helper", mode="fentry", func="bpf_task_storage_get")
+    assert program.entry_exit_names(p, compiled) == (
+        spelling.format("bpf_task_storage_get"),
+        spelling.replace("kfunc", "kretfunc").format("bpf_task_storage_get"))
+    p.mode = "kprobe"
+    assert program.entry_exit_names(p, compiled) == ("lst_kp_task_storage_get",
+                                                     "lst_krp_task_storage_get")
+    p = plan.ProbePlan("cgrp_storage_get", "helper", mode="fentry", func="bpf_cgrp_storage_get")
+    with pytest.raises(LookupError, match="bpf_cgrp_storage_get"):
+        program.entry_exit_names(p, compiled)
