@@ -10,7 +10,10 @@ from tabulate import tabulate
 
 from . import headers as headersmod
 from . import plan as planmod
+from . import reasons
+from .plan import parse_probe_list
 from .errors import friendly_errors
+from .options import json_option, mode_option, probes_option, verbose_option
 from .errors import EXIT_NO_PROBE
 from .kernel import Kernel
 from .session import check_privileges, import_bcc
@@ -33,6 +36,8 @@ def report(kernel, mode="auto", names=None):
                           "function": p.func, "reason": p.reason,
                           "blind_spots": p.blind_spots,
                           "prototype": _proto_text(p.proto)} for p in plans]
+    summary["unavailable"] = reasons.group_unavailable(
+        [(p.name, p.kind, p.reason) for p in plans if not p.available])
     return summary
 
 
@@ -43,26 +48,35 @@ def _proto_text(proto):
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--mode", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto",
-              help="Force the mode of function probes (default: best available).")
+@json_option
+@mode_option
 @click.option("--btf", default="/sys/kernel/btf/vmlinux", show_default=True,
               help="BTF file of the kernel to inspect.")
+@probes_option
+@verbose_option
 @friendly_errors
-def doctor(as_json, mode, btf):
+def doctor(as_json, mode, btf, probe_list, verbose):
     """Kernel, generation, BTF, headers and every probe's mode with the reason."""
+    names = parse_probe_list(probe_list)
     kernel = Kernel(btf_path=btf)
-    r = report(kernel, mode)
+    r = report(kernel, mode, names)
     ok = any(p["mode"] != "unavailable" for p in r["probes"])
     if as_json:
         click.echo(json.dumps(r, indent=2))
     else:
         click.echo(tabulate([(k, r[k]) for k in ("release", "generation", "generation_text",
-                                                 "btf", "headers", "bcc", "cpus_online",
+                                                 "btf", "headers", "headers_how", "bcc",
+                                                 "cpus_online",
                                                  "preemption", "kallsyms_all")],
                             tablefmt="plain"))
         click.echo()
         rows = [(p["name"], p["mode"], p["reason"] or p["blind_spots"] or "ok")
-                for p in r["probes"]]
-        click.echo(tabulate(rows, headers=["probe", "mode", "notes"], maxcolwidths=[None, None, 90]))
+                for p in r["probes"] if verbose or p["mode"] != "unavailable"]
+        if rows:
+            click.echo(tabulate(rows, headers=["probe", "mode", "notes"],
+                                maxcolwidths=[None, None, 90]))
+        if not verbose:
+            lines = reasons.summary_lines([(p["name"], p["kind"], p["reason"])
+                                           for p in r["probes"] if p["mode"] == "unavailable"])
+            click.echo("\n".join(([""] if rows and lines else []) + lines))
     raise SystemExit(0 if ok else EXIT_NO_PROBE)

@@ -35,6 +35,7 @@ from . import probes as probesmod
 from . import render_hist as rh
 from .errors import NoProbeAttached, UsageError, friendly_errors
 from .kernel import Kernel
+from .options import duration_option, interval_option, json_option, mode_option
 from .session import Session, check_privileges
 
 NO_HIST = {"bpf_syscall": "bpf_syscall counts errors only, it has no latency histogram",
@@ -103,15 +104,14 @@ def list_rows(kernel):
 @click.argument("probe", required=False)
 @click.option("--per-cpu", is_flag=True, help="One histogram per CPU (like runqlen -C).")
 @click.option("--cpu", type=int, default=None, help="Only this CPU.")
-@click.option("-d", "--duration", type=float, default=0,
-              help="Stop after SECONDS (default: Ctrl-C).")
-@click.option("-i", "--interval", type=float, default=0,
-              help="Print a histogram every SECONDS (of that interval only).")
+@duration_option()
+@interval_option(0, help="Print a histogram every SECONDS (of that interval only).")
 @click.option("--unit", type=click.Choice(["ns", "us", "ms"]), default="ns", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per histogram period.")
+@json_option
+@mode_option
 @click.option("--list", "list_", is_flag=True, help="Name what can be histogrammed here.")
 @friendly_errors
-def hist(probe, per_cpu, cpu, duration, interval, unit, as_json, list_):
+def hist(probe, per_cpu, cpu, duration, interval, unit, as_json, mode, list_):
     """Log2 histograms of helper latency or rqspinlock wait, per CPU."""
     if list_:
         rows = list_rows(Kernel())
@@ -133,7 +133,7 @@ def hist(probe, per_cpu, cpu, duration, interval, unit, as_json, list_):
     if cpu is not None and cpu not in kernel.possible_cpus:
         raise UsageError(f"no CPU {cpu} (possible: {kernel.possible_cpus[0]}-"
                          f"{kernel.possible_cpus[-1]})")
-    with Session(kernel=kernel, probes=[probe]) as s:
+    with Session(kernel=kernel, probes=[probe], mode=mode) as s:
         st = next(p for p in s.statuses() if p.name == probe)
         if not st.attached:
             raise NoProbeAttached(f"{probe} is unavailable on this kernel: {st.reason}")

@@ -11,6 +11,7 @@ JSON object (one per interval; every key is always present):
     uptime_s        seconds since the probes were attached
     kernel          {"release", "generation"}
     attach          {"attached", "total", "modes": {mode: n}}
+    unavailable     [{"kind", "reason", "probes": [names]}]: one entry per reason
     cpus            [row], one per CPU; row = {"cpu", "calls_per_s", "busy_per_s",
                     "deadlock_per_s", "timeout_per_s", "failures_per_s",
                     "syscall_errors_per_s", "failure_ratio" (null when no calls),
@@ -28,6 +29,8 @@ JSON object (one per interval; every key is always present):
 import time
 
 from tabulate import tabulate
+
+from . import reasons
 
 RATE_KEYS = ("calls", "busy", "deadlock", "timeout", "failures", "syscall_errors")
 SORTS = ("cpu", "calls", "failures", "ratio")
@@ -175,6 +178,8 @@ def top_model(cur, prev, now=None):
         "kernel": {"release": cur.kernel.get("release", ""),
                    "generation": cur.kernel.get("generation", "")},
         "attach": attach_summary(cur.probes),
+        "unavailable": reasons.group_unavailable(
+            [(p.name, p.kind, p.reason) for p in cur.probes if not p.attached]),
         "cpus": cpus,
         "total": total,
         "probes": probe_rows(cur, delta, secs),
@@ -261,13 +266,19 @@ def cpu_table(m, sort="cpu"):
 
 
 def probe_table(m, sort="cpu"):
+    """Attached probes; the unavailable ones are one line per reason below."""
     rows = []
-    for r in _sort_probe(m["probes"], sort):
+    for r in _sort_probe([r for r in m["probes"] if r["mode"] != "unavailable"], sort):
         bad = r["failures_per_s"] > 0
         rows.append(["!" if bad else "", r["probe"], r["mode"], _num(r["calls_per_s"]),
                      _num(r["failures_per_s"]), _num(r["calls_total"]), _num(r["failures_total"]),
                      _num(r["busy_total"]), _num(r["deadlock_total"]), _num(r["timeout_total"])])
-    return _table(PROBE_HEADERS, rows)
+    lines = _table(PROBE_HEADERS, rows)
+    for g in m.get("unavailable", []):
+        n = len(g["probes"])
+        what = g["probes"][0] if n == 1 else f"{n} {g['kind']} probes"
+        lines.append((f"  {what} unavailable: {g['reason']}", False))
+    return lines
 
 
 def source_table(m):

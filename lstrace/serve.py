@@ -32,7 +32,9 @@ import threading
 
 import click
 
+from . import reasons
 from .errors import friendly_errors
+from .options import mode_option, probes_option, verbose_option
 from .errors import EXIT_CANTCREAT, EXIT_PORT, LstraceError, UsageError
 
 DEFAULT_PORT = 9477
@@ -153,21 +155,19 @@ def _log(msg):
 @click.command()
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help=f"Serve /metrics here (default {DEFAULT_LISTEN}).")
-@click.option("--probes", "probe_list", default=None, metavar="LIST",
-              help="Comma-separated probes to attach (default: every one the kernel allows).")
+@probes_option
 @click.option("--textfile", default=None, metavar="PATH",
               help="Write node_exporter textfile format to PATH (atomically) every --interval "
                    "seconds instead of serving HTTP (both with an explicit --listen).")
 @click.option("--interval", default=15.0, show_default=True, type=float, metavar="S",
               help="Seconds between --textfile writes.")
 @click.option("--once", is_flag=True, help="Print one exposition on stdout and exit.")
-@click.option("--mode", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto",
-              show_default=True,
-              help="Mode of function probes: the best available, or force one (to compare).")
+@mode_option
 @click.option("--all-programs", is_flag=True,
               help="Also export run counts of every BPF program on the host (by name).")
+@verbose_option
 @friendly_errors
-def serve(listen, probe_list, textfile, interval, once, mode, all_programs):
+def serve(listen, probe_list, textfile, interval, once, mode, all_programs, verbose):
     """Prometheus exporter: per-CPU helper failures, rqspinlock failures, bpf() errors."""
     from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
     from prometheus_client import write_to_textfile
@@ -201,12 +201,13 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         session.start()
-        for s in session.statuses():
-            if not s.attached:
-                _log(f"probe {s.name} not attached: {s.reason}")
+        missing = [(s.name, s.kind, s.reason) for s in session.statuses() if not s.attached]
+        for line in ([f"probe {n} not attached: {r}" for n, _, r in missing] if verbose
+                     else reasons.summary_lines(missing)):
+            _log(line)
         attached = [f"{s.name} ({s.mode})" for s in session.statuses() if s.attached]
         _log("attached " + ", ".join(attached))
-        if session._stats_fd is None:
+        if not session.stats_enabled:
             _log("BPF run-time statistics unavailable: program run counts stay 0")
         keep = [CAP_BPF, CAP_PERFMON] + ([CAP_SYS_ADMIN] if all_programs else [])
         try:

@@ -97,6 +97,17 @@ def _detach_point(b, point):
     _DETACH[kind](b, event.encode(), fn.encode())
 
 
+def compile_bcc(text, cflags=(), headers=None, cls=None):
+    """A BCC module compiled against `headers` (default: this kernel's, or the
+    nearest), touching nothing on the host: lstrace's programs and the tests'
+    own BCC programs compile the same way."""
+    bcc = import_bcc()
+    headers = headers or prepare_headers(Kernel())
+    text = text.encode() if isinstance(text, str) else text
+    with headers.for_bcc():
+        return (cls or bcc.BPF)(text=text, cflags=list(cflags) + headers.cflags())
+
+
 class Session:
     def __init__(self, kernel=None, probes=None, mode="auto", bpf_stats=False):
         self.kernel = kernel or Kernel()
@@ -130,8 +141,7 @@ class Session:
                 pass      # lstrace attaches each program itself, one failure at a time
 
         try:
-            with self.headers.for_bcc():
-                self.bpf = _BPF(text=text.encode(), cflags=cflags + self.headers.cflags())
+            self.bpf = compile_bcc(text, cflags, self.headers, cls=_BPF)
         except Exception as e:
             raise Unavailable(f"BCC could not compile lstrace's BPF program against "
                               f"{self.headers.build}: {e}")
@@ -209,6 +219,11 @@ class Session:
         if self._stats_fd is not None:
             os.close(self._stats_fd)
             self._stats_fd = None
+
+    @property
+    def stats_enabled(self):
+        """BPF run-time statistics are on (for as long as the session holds the fd)."""
+        return self._stats_fd is not None
 
     def __enter__(self):
         return self.start()

@@ -26,6 +26,7 @@ import click
 
 from . import render
 from .errors import UsageError, friendly_errors
+from .options import duration_option, interval_option, json_option, mode_option, probes_option
 from .plan import parse_probe_list
 from .session import Session
 
@@ -109,23 +110,22 @@ def _curses_loop(stdscr, session, interval, duration):
 
 
 @click.command()
-@click.option("-i", "--interval", type=float, default=1.0, show_default=True,
-              help="Seconds between refreshes.")
-@click.option("-d", "--duration", type=float, default=0,
-              help="Stop after SECONDS (default: until q or Ctrl-C).")
+@interval_option(1.0, help="Seconds between refreshes.")
+@duration_option(help="Stop after SECONDS (default: until q or Ctrl-C).")
 @click.option("--once", is_flag=True, help="Print one table set (one interval) and exit.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per interval.")
-@click.option("--probes", default=None, help="Comma-separated probe points (default: all).")
+@json_option
+@probes_option
+@mode_option
 @friendly_errors
-def top(interval, duration, once, as_json, probes):
+def top(interval, duration, once, as_json, probe_list, mode):
     """Live per-CPU failure rates of BPF local storage and rqspinlocks."""
     if not 0 < interval < float("inf"):       # also refuses nan
         raise UsageError("--interval must be a finite number of seconds > 0")
     if not 0 <= duration < float("inf"):
         raise UsageError("--duration must be a finite number of seconds >= 0")
-    names = parse_probe_list(probes)
+    names = parse_probe_list(probe_list)
     tty = sys.stdout.isatty() and sys.stdin.isatty()
-    with Session(probes=names) as s:
+    with Session(probes=names, mode=mode) as s:
         try:
             _run(s, interval, duration, once, as_json, tty)
         except KeyboardInterrupt:       # Ctrl-C or SIGTERM: a normal way to quit top

@@ -94,3 +94,27 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def host_state():
+    """What lstrace must leave on the host as it found it: the kernel's
+    /lib/modules tree (headers are pointed at, never linked), pinned BPF
+    objects, dynamic trace events, and files named lstrace in /tmp and /run."""
+    state = {}
+    tree = Path("/lib/modules") / os.uname().release
+    if tree.exists() or tree.is_symlink():
+        for p in [tree, *tree.rglob("*")] if tree.is_dir() and not tree.is_symlink() else [tree]:
+            state[str(p)] = os.readlink(p) if p.is_symlink() else "dir" if p.is_dir() else "file"
+    for root in ("/sys/fs/bpf",):
+        for p in Path(root).rglob("*") if Path(root).is_dir() else ():
+            state[str(p)] = "pinned"
+    for f in ("/sys/kernel/tracing/kprobe_events", "/sys/kernel/tracing/uprobe_events"):
+        try:
+            state[f] = Path(f).read_text()
+        except OSError:
+            pass
+    for d in ("/tmp", "/run", "/dev/shm"):
+        for p in Path(d).glob("*lstrace*"):
+            if not p.name.startswith("lstrace-lab."):      # kernel-lab runs, not lstrace's
+                state[str(p)] = "present"
+    return state

@@ -32,7 +32,9 @@ class Contention:
 
     def __init__(self):
         from bcc import BPF
-        self.bpf = BPF(text=SRC)
+
+        from lstrace.session import compile_bcc
+        self.bpf = compile_bcc(SRC)
         self.fd = self.bpf.load_func(b"lsthist_hammer", BPF.SOCKET_FILTER).fd
 
     def _run(self, repeat):

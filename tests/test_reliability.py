@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (ROOT, free_port, held_prog_ids, left_over, lstrace_cmd,
+from conftest import (ROOT, free_port, held_prog_ids, host_state, left_over, lstrace_cmd,
                       lstrace_prog_ids, wait_for)
 from lstrace import workload
 
@@ -165,7 +165,9 @@ def _scrape_forever(url, stop, ok):
                          ids=lambda s: s.name)
 @pytest.mark.parametrize("runner", list(RUNNERS))
 def test_killed_mid_run_leaves_nothing_attached(runner, sig):
+    """... and the host as it was: nothing linked under /lib/modules, pinned or left in /tmp."""
     stop, ok = threading.Event(), []
+    before = host_state()
     if runner == "serve":
         d, url = start_serve()
         scraper = threading.Thread(target=_scrape_forever, args=(url, stop, ok), daemon=True)
@@ -200,6 +202,10 @@ def test_killed_mid_run_leaves_nothing_attached(runner, sig):
           f"{sorted(progs)}, {len(links)} links; left: {sorted(gone_progs)} {sorted(gone_links)}")
     assert not gone_progs, f"programs of lstrace {runner} still loaded after {sig.name}"
     assert not gone_links, f"links of lstrace {runner} still present after {sig.name}"
+    after = host_state()
+    changed = {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys()
+               if before.get(k) != after.get(k)}
+    assert not changed, f"lstrace {runner} changed the host ({sig.name}): {changed}"
 
 
 # ---- 2. 50 concurrent scrapers for 60 s

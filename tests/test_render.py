@@ -17,7 +17,7 @@ CPU_KEYS = {"cpu", "calls_per_s", "busy_per_s", "deadlock_per_s", "timeout_per_s
             "failures_per_s", "syscall_errors_per_s", "failure_ratio", "worst_probe"}
 PROBE_KEYS = {"probe", "mode", "kind", "calls_per_s", "failures_per_s", "calls_total",
               "failures_total", "busy_total", "deadlock_total", "timeout_total", "reason"}
-TOP_KEYS = {"time", "interval_s", "uptime_s", "kernel", "attach", "cpus", "total", "probes",
+TOP_KEYS = {"time", "interval_s", "uptime_s", "kernel", "attach", "unavailable", "cpus", "total", "probes",
             "sources", "rqspinlock", "syscall_errors"}
 
 

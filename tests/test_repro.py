@@ -102,8 +102,9 @@ def test_rqspinlock_contention_end_sees_exactly_the_queued_failures():
     """A BCC raw_tp on contention_end (ret < 0) counts what `visible` says, per CPU."""
     if len(CPUS) < 2 or CASES["rqspinlock"].check():
         pytest.skip("needs two CPUs and bpf_res_spin_lock")
-    bcc = pytest.importorskip("bcc")
-    b = bcc.BPF(text=rb"""
+    pytest.importorskip("bcc")
+    from lstrace.session import compile_bcc
+    b = compile_bcc(rb"""
 struct key_t { u64 lock; u32 cpu; };
 BPF_HASH(fails, struct key_t, u64, 1024);
 RAW_TRACEPOINT_PROBE(contention_end) {

@@ -31,6 +31,8 @@ import sys
 
 import click
 
+from ..options import duration_option, json_option
+
 CASE_HELP = "case to run (repeatable); default: every case that applies here"
 
 
@@ -41,10 +43,9 @@ def _fail(code, msg):
 
 @click.command("repro")
 @click.option("--case", "cases", multiple=True, metavar="NAME", help=CASE_HELP)
-@click.option("--duration", type=float, default=5.0, show_default=True,
-              help="seconds for each timed case")
+@duration_option(5.0, help="Seconds for each timed case.")
 @click.option("--cpus", metavar="LIST", help="CPUs to use, e.g. 0,1 or 0-3 (default: all)")
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@json_option
 @click.option("--list", "list_only", is_flag=True, help="list the cases and exit")
 def repro(cases, duration, cpus, as_json, list_only):
     """Provoke local-storage / rqspinlock failures and count them per CPU."""

@@ -1,0 +1,26 @@
+"""One vocabulary of flags for every command: the same name, short form and
+meaning wherever a flag exists (-d/--duration, -i/--interval, --json,
+--mode, --probes, -v/--verbose)."""
+import click
+
+MODES = ("auto", "fentry", "kprobe")
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+mode_option = click.option(
+    "--mode", type=click.Choice(MODES), default="auto", show_default=True,
+    help="Mode of function probes: the best available, or force one (to compare).")
+probes_option = click.option("--probes", "probe_list", default=None, metavar="LIST",
+                             help="Comma-separated probes (default: every one).")
+verbose_option = click.option(
+    "-v", "--verbose", is_flag=True,
+    help="Name each unavailable probe with its reason (default: one line per reason).")
+
+
+def duration_option(default=0.0, help="Stop after SECONDS (default: until Ctrl-C)."):
+    return click.option("-d", "--duration", type=float, default=default, metavar="SECONDS",
+                        show_default=bool(default), help=help)
+
+
+def interval_option(default, help):
+    return click.option("-i", "--interval", type=float, default=default, metavar="SECONDS",
+                        show_default=bool(default), help=help)
