@@ -3,13 +3,21 @@
 #   scripts/install.sh          runtime: BCC, bpftool, kernel headers, a venv in .venv
 #   scripts/install.sh --test   also what the test suite needs (qemu lab, prometheus,
 #                               tmux, clang/libbpf for the reproducer workloads)
+#   scripts/install.sh --system also the command /usr/local/bin/lstrace (a link into
+#                               .venv) and the systemd unit deploy/lstrace.service
 # Kernel headers: the exact linux-headers-$(uname -r) when the distribution has it,
-# otherwise the distribution's default headers; lstrace links the nearest ones
-# for BCC at run time (lstrace doctor shows which), so nothing is linked by hand.
+# otherwise the distribution's default headers; lstrace points BCC at the nearest
+# ones for its own compile (lstrace doctor shows which), nothing is linked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want_tests=0
-[ "${1:-}" = "--test" ] && want_tests=1
+want_tests=0 want_system=0
+for arg in "$@"; do
+    case "$arg" in
+        --test) want_tests=1 ;;
+        --system) want_system=1 ;;
+        *) echo "install.sh: unknown option $arg (use --test and/or --system)" >&2; exit 2 ;;
+    esac
+done
 if [ "$(id -u)" != 0 ]; then
     echo "install.sh: run as root (sudo $0 $*)" >&2
     exit 77
@@ -47,3 +55,11 @@ extra=""
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
 .venv/bin/python -c 'import bcc' || { echo "install.sh: python3-bpfcc is not importable" >&2; exit 69; }
 echo "install.sh: lstrace installed in $(pwd)/.venv (run: sudo .venv/bin/lstrace doctor)"
+if [ $want_system = 1 ]; then
+    # the path deploy/lstrace.service runs (tests/test_deploy.py checks they agree)
+    ln -sfn "$(pwd)/.venv/bin/lstrace" /usr/local/bin/lstrace
+    install -m 0644 deploy/lstrace.service /etc/systemd/system/lstrace.service
+    if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+    echo "install.sh: /usr/local/bin/lstrace and /etc/systemd/system/lstrace.service installed" \
+         "(start: systemctl enable --now lstrace)"
+fi
