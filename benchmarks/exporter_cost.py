@@ -1,8 +1,10 @@
 """What serving metrics costs: scrape formatting, daemon memory, `top` CPU.
 
-  synthetic   scrape latency and size for hand-built snapshots of 2, 64 and
-              256 CPUs: exporter.SnapshotCollector + generate_latest, the
-              formatting work only (no BPF map is read).
+  synthetic   scrape latency and size for hand-built snapshots of 2, 64, 256
+              and 1024 CPUs: what `lstrace serve` does per HTTP scrape after
+              reading its maps (SnapshotCollector.render: fold + fast writer),
+              and, for comparison, prometheus_client's generate_latest of the
+              same families (what --textfile and --once use).
   serve       a real `lstrace serve` on this host: VmRSS once it serves, and
               after a series of HTTP scrapes (also timed, with their size).
   top         a real `lstrace top -i 1` without a terminal: CPU time it uses
@@ -68,29 +70,72 @@ def synthetic_snapshot(ncpus, seed=1):
     return s
 
 
-def scrape_text(snap):
-    from prometheus_client import CollectorRegistry, generate_latest
-
+def scrape_text(snap, collector=None):
+    """One HTTP scrape's body, as `lstrace serve` makes it."""
     from lstrace.exporter import SnapshotCollector
+    return (collector or SnapshotCollector(lambda: snap)).render()
+
+
+def client_text(collector):
+    """prometheus_client's generate_latest of the same collector (textfile, --once)."""
+    from prometheus_client import CollectorRegistry, generate_latest
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(SnapshotCollector(lambda: snap))
+    reg.register(collector)
     return generate_latest(reg)
 
 
-def synthetic(cpu_counts=(2, 64, 256), reps=7, log=lambda m: None):
+def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=True,
+                   syscall_sets=36, probes=22, programs=44, blind=0):
+    """Series of one scrape (README "Metrics"), latency per probe (the default).
+
+    per CPU: helpers (calls) + cpu_reasons (if any helper) + 2 (rqspinlock)
+             + 3 (busy_sampler) + 1 (guard skips)
+    fixed:   49 per helper (6 failure reasons, 43 histogram lines, 1 missed-calls)
+             + 97 (rqspinlock: 54 errno x kind x caller, 43 histogram lines)
+             + bpf() label sets (36 lock-errno zeros + others seen)
+             + probes (attached gauge) + blind spots + 3 per program name + 3"""
+    per_cpu = (helpers + (cpu_reasons if helpers else 0) + 2 * rqspinlock + 3 * busy_sampler
+               + 1)
+    fixed = 49 * helpers + 97 * rqspinlock + syscall_sets + probes + blind + 3 * programs + 3
+    return ncpus * per_cpu + fixed
+
+
+def synthetic_formula(snap):
+    """series_formula() for a synthetic_snapshot()."""
+    from lstrace import exporter
+    syscall = {(c, e, m) for _, c, m, e in snap.syscall_errors}
+    syscall |= {(c, e, m) for c in exporter.SYS_LOCK_CMDS for e in exporter.SYS_LOCK_ERRNOS
+                for m in exporter.SYS_LOCK_MAP_TYPES}
+    return series_formula(len(snap.cpus), len({p for p, _ in snap.helper}), cpu_reasons=3,
+                          syscall_sets=len(syscall), probes=len(snap.probes),
+                          programs=len({p.name for p in snap.programs}))
+
+
+def _timed(fn, reps):
+    fn()                                    # warm-up (imports, label cache)
+    times, body = [], b""
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        body = fn()
+        times.append(time.perf_counter() - t0)
+    return summarize(times), body
+
+
+def synthetic(cpu_counts=(2, 64, 256, 1024), reps=7, log=lambda m: None):
+    from lstrace.exporter import SnapshotCollector
     out = {}
     for n in cpu_counts:
         snap = synthetic_snapshot(n)
-        scrape_text(snap)                       # warm-up (imports, caches)
-        times, body = [], b""
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            body = scrape_text(snap)
-            times.append(time.perf_counter() - t0)
+        coll = SnapshotCollector(lambda: snap)
+        fast, body = _timed(lambda: scrape_text(snap, coll), reps)
+        client, _ = _timed(lambda: client_text(coll), max(3, reps // 2))
         series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-        out[n] = {"seconds": summarize(times), "bytes": len(body),
-                  "gzip_bytes": len(gzip.compress(body, 6)), "series": series}
-        log(f"synthetic {n} CPUs: {summarize(times)['median'] * 1e3:.1f} ms, {len(body)} bytes")
+        out[n] = {"seconds": fast, "bytes": len(body),
+                  "gzip_bytes": len(gzip.compress(body, 6)), "series": series,
+                  "formula_series": synthetic_formula(snap),
+                  "client_seconds": client}
+        log(f"synthetic {n} CPUs: {series} series, {fast['median'] * 1e3:.1f} ms "
+            f"(prometheus_client {client['median'] * 1e3:.1f} ms), {len(body)} bytes")
     return out
 
 
@@ -168,7 +213,7 @@ def serve_once(scrapes):
         _drain(p.stderr)
         attached = next((l.split("attached ", 1)[1].strip() for l in lines
                          if "attached " in l and "not attached" not in l), "")
-        rss_start = vm_kb(p.pid, "VmRSS")
+        rss_start, anon_start = vm_kb(p.pid, "VmRSS"), vm_kb(p.pid, "RssAnon")
         url = f"http://127.0.0.1:{port}/metrics"
         times, body = [], b""
         for _ in range(scrapes):
@@ -177,7 +222,7 @@ def serve_once(scrapes):
                 body = r.read()
             times.append(time.perf_counter() - t0)
         series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-        return {"attached": attached, "rss_start_kb": rss_start,
+        return {"attached": attached, "rss_start_kb": rss_start, "anon_start_kb": anon_start,
                 "rss_after_kb": vm_kb(p.pid, "VmRSS"), "hwm_kb": vm_kb(p.pid, "VmHWM"),
                 "scrape_s": times, "bytes": len(body), "series": series}
     finally:
@@ -191,6 +236,7 @@ def serve(runs=5, scrapes=100, log=lambda m: None):
         log(f"serve {i + 1}/{runs}: RSS {rs[-1]['rss_start_kb']} -> {rs[-1]['rss_after_kb']} kB")
     return {"runs": runs, "scrapes_per_run": scrapes, "attached": rs[0]["attached"],
             "rss_start_mb": summarize([r["rss_start_kb"] / 1024 for r in rs]),
+            "anon_start_mb": summarize([r["anon_start_kb"] / 1024 for r in rs]),
             "rss_after_mb": summarize([r["rss_after_kb"] / 1024 for r in rs]),
             "hwm_mb": summarize([r["hwm_kb"] / 1024 for r in rs]),
             # one median per daemon, so a run's many scrapes do not outvote the others

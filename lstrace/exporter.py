@@ -1,36 +1,54 @@
-"""Prometheus metrics from Snapshots: a prometheus_client Collector.
+"""Prometheus metrics from Snapshots: what lstrace exports, under a series budget.
 
 The collector reads one fresh snapshot per scrape (ebpf_exporter's model: no
-background polling, no state between scrapes) and turns it into metric
-families.  `families(snap)` is a pure function of a Snapshot, so every metric
-is unit-tested with hand-built snapshots.
+background polling, no state between scrapes).  `plan(snap)` is a pure
+function of a Snapshot returning Family objects; lstrace.exposition renders
+them fast for HTTP, `families()` turns them into prometheus_client families
+(textfile, --once, tests).  Metric names are public API (dashboards/ and
+dashboards/alerts.yml use them):
 
-Metric names are public API (dashboards/ and dashboards/alerts.yml use them):
-
-  lstrace_helper_calls_total{probe,cpu}
-  lstrace_helper_failures_total{probe,cpu,reason}      reason: busy deadlock timeout nomem
-                                                        not_found other
-  lstrace_helper_latency_seconds{probe,cpu}            histogram
-  lstrace_rqspinlock_failures_total{cpu,errno,kind,caller}
-  lstrace_rqspinlock_wait_seconds{cpu}                 histogram
-  lstrace_bpf_syscall_errors_total{cpu,cmd,errno,map_type}
+  per CPU (cpu label)
+  lstrace_helper_calls_total{probe,cpu}                 attached helper probes x CPUs
+  lstrace_helper_cpu_failures_total{cpu,reason}         busy deadlock timeout: the CPU-local
+                                                        failures, summed over entry probes
+  lstrace_rqspinlock_cpu_failures_total{cpu,errno}      EDEADLK ETIMEDOUT
   lstrace_busy_samples_total{cpu}, lstrace_busy_held_samples_total{cpu,counter}
   lstrace_guard_skips_total{cpu}
-  lstrace_probe_attached{probe,mode}                   1 attached, 0 not (mode "unavailable")
-  lstrace_probe_blind_spot{probe,mode,blind_spot}      1: calls this probe's mode cannot see
-  lstrace_probe_missed_calls_total{probe,mode}         calls the kernel ran without our program
-  lstrace_bpf_program_runs_total{program}              needs BPF stats (serve turns them on)
+  per probe / per host
+  lstrace_helper_failures_total{probe,reason}           busy deadlock timeout nomem not_found
+                                                        other, summed over CPUs
+  lstrace_helper_latency_seconds{probe}                 histogram ({probe,cpu} with
+                                                        --per-cpu-latency)
+  lstrace_rqspinlock_failures_total{errno,kind,caller}  summed over CPUs
+  lstrace_rqspinlock_wait_seconds                       histogram ({cpu} with --per-cpu-latency)
+  lstrace_bpf_syscall_errors_total{cmd,errno,map_type}  summed over CPUs
+  lstrace_probe_attached{probe,mode}                    1 attached, 0 not (mode "unavailable")
+  lstrace_probe_blind_spot{probe,mode,blind_spot}       1: calls this probe's mode cannot see
+  lstrace_probe_missed_calls_total{probe,mode}          calls the kernel ran without our program
+  lstrace_bpf_program_runs_total{program}               needs BPF stats (serve turns them on)
   lstrace_bpf_program_run_seconds_total{program}
   lstrace_bpf_program_recursion_misses_total{program}
   lstrace_build_info{version}, lstrace_kernel_info{release,generation}
   lstrace_scrape_duration_seconds
 
+Series budget (issue 12): a series per CPU only where the mission needs the
+CPU, everything else summed over CPUs, so a scrape grows by
+H + |reasons| + 2 + 4 series per CPU (H attached helper probes), not by the
+~1,090 of per-CPU histograms and per-CPU cubes.  README "Metrics" has the
+formula and the measured table.
+
+The first failure counts: rate()/increase() cannot see a series' first
+sample, so every failure counter an alert reads exists from attach time with
+0: the per-CPU failure reasons this kernel generation can produce (busy on
+A/B, deadlock/timeout on C), every (errno, kind, caller) of rqspinlock, every
+reason of every attached helper probe, and the lock errnos (EBUSY, EDEADLK,
+ETIMEDOUT) of map update/delete on local-storage and rqspinlock map types for
+bpf().  Other bpf() errors appear once seen (the cube has 1,680 label sets).
+A non-zero count is always exported, possible or not.
+
 Labels are bounded: cpu, probe, reason/errno/kind/caller/cmd/map_type from
 fixed tables in lstrace.layout, program *names* (never ids, pids, comms or
-addresses).  Series whose count is zero are still exported where the label set
-is small (helper outcomes per probe and CPU, histograms); the sparse tables
-(rqspinlock failures, bpf() errors) export only the label sets seen so far,
-like ebpf_exporter does for hash maps.
+addresses).
 
 Histograms.  lstrace counts log2 slots: slot 0 holds 0..1 ns, slot s holds
 (2^(s-1), 2^s] ns, so slot s maps exactly onto the cumulative bucket
@@ -43,15 +61,33 @@ for anything precise.
 """
 import threading
 import time
+from itertools import chain
+from operator import itemgetter
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 
 from . import __version__
-from .layout import BUSY_COUNTERS, FAILURE_REASONS, NSLOTS
+from .exposition import Renderer
+from .layout import BUSY_COUNTERS, CALLERS, NSLOTS, OUTCOMES, RQ_ERRNOS, RQ_KINDS
 from .plan import BLIND_SPOT_KEYS
 
 NS = 1e-9
+
+# Per-CPU helper failures: the reasons whose cause is local to a CPU.
+CPU_REASONS = ("busy", "deadlock", "timeout")
+# ... and those a kernel generation can produce (zero series exported from the start)
+GEN_CPU_REASONS = {"A": ("busy",), "B": ("busy",), "C": ("deadlock", "timeout")}
+# Probes called from inside another probed function: their failures surface
+# through the entry point (get, delete, map syscall) that called them, so the
+# per-CPU sum leaves them out unless no entry point is attached.
+INNER_PROBES = ("local_storage_update", "selem_unlink", "selem_link_map")
+# bpf() lock failures reaching user space: pre-rqspinlock htab EBUSY, gen C
+# local storage and 6.15+ htab EDEADLK / ETIMEDOUT
+SYS_LOCK_ERRNOS = ("EBUSY", "EDEADLK", "ETIMEDOUT")
+SYS_LOCK_CMDS = ("MAP_UPDATE_ELEM", "MAP_DELETE_ELEM")
+SYS_LOCK_MAP_TYPES = ("task_storage", "cgrp_storage", "sk_storage", "inode_storage", "hash",
+                      "other_rqspinlock")
 
 
 def slot_upper_ns(s):
@@ -73,6 +109,20 @@ def _fmt(v):
     return repr(float(v))
 
 
+_LES = tuple(le_text(s) for s in range(NSLOTS)) + ("+Inf",)
+_MIDS = tuple(slot_mid_ns(s) * NS for s in range(NSLOTS))
+
+
+def bucket_les():
+    """The `le` of every bucket, +Inf last."""
+    return _LES
+
+
+def estimated_sum(slots):
+    """_sum in seconds: every observation at its slot's midpoint."""
+    return sum(n * m for n, m in zip(slots, _MIDS) if n)
+
+
 def value_slot(ns):
     """The slot an observation of `ns` nanoseconds falls in (the BPF side's rule)."""
     ns = int(ns)
@@ -83,97 +133,213 @@ def value_slot(ns):
 
 def histogram_buckets(slots):
     """log2 slots -> ([(le, cumulative count), ..., ("+Inf", total)], estimated sum in s)."""
-    buckets, acc, total_ns = [], 0, 0.0
-    for s, n in enumerate(slots):
+    buckets, acc = [], 0
+    for le, n in zip(_LES, slots):
         acc += n
-        total_ns += n * slot_mid_ns(s)
-        buckets.append((le_text(s), acc))
+        buckets.append((le, acc))
     buckets.append(("+Inf", acc))
-    return buckets, total_ns * NS
+    return buckets, estimated_sum(slots)
 
 
-def _cpu(c):
-    return str(c)
+class Family:
+    """One metric family: rows of (label values, value) or, for histograms,
+    (label values, log2 slots).  Counter names carry no _total (as in
+    prometheus_client); the renderers add it."""
+    __slots__ = ("name", "type", "help", "labels", "rows")
+
+    def __init__(self, name, type_, help_, labels=()):
+        self.name, self.type, self.help, self.labels = name, type_, help_, tuple(labels)
+        self.rows = []
+
+    def add(self, values, value):
+        self.rows.append((tuple(values), value))
+
+    def sample_name(self):
+        return self.name + "_total" if self.type == "counter" else self.name
+
+    def header(self):
+        n = self.sample_name()
+        h = self.help.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {n} {h}\n# TYPE {n} {self.type}\n"
+
+    def to_client(self):
+        """The same family as a prometheus_client metric family."""
+        cls = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
+               "histogram": HistogramMetricFamily}[self.type]
+        f = cls(self.name, self.help, labels=list(self.labels))
+        for values, v in self.rows:
+            if self.type == "histogram":
+                buckets, est = histogram_buckets(v)
+                f.add_metric(list(values), buckets, est)
+            else:
+                f.add_metric(list(values), v)
+        return f
 
 
-def families(snap, extra_programs=None):
+def _by_cpu(keys):
+    return sorted(keys, key=lambda k: (k[0] if isinstance(k, tuple) else k))
+
+
+def plan(snap, extra_programs=None, per_cpu_latency=False):
     """All metric families for one snapshot (a pure function: unit-tested)."""
-    out = []
-    calls = CounterMetricFamily("lstrace_helper_calls",
-                                "Calls of a local-storage helper, per CPU.",
-                                labels=["probe", "cpu"])
-    fails = CounterMetricFamily("lstrace_helper_failures",
-                                "Failed calls of a local-storage helper, per CPU and reason.",
-                                labels=["probe", "cpu", "reason"])
-    lat = HistogramMetricFamily("lstrace_helper_latency_seconds",
-                                "Helper call latency (log2 buckets; _sum estimated from "
-                                "bucket midpoints).", labels=["probe", "cpu"])
-    for (probe, cpu), outcomes in sorted(snap.helper.items()):
-        calls.add_metric([probe, _cpu(cpu)], sum(outcomes.values()))
-        for reason in FAILURE_REASONS:
-            fails.add_metric([probe, _cpu(cpu), reason], outcomes.get(reason, 0))
-    for (probe, cpu), slots in sorted(snap.latency.items()):
-        buckets, est = histogram_buckets(slots)
-        lat.add_metric([probe, _cpu(cpu)], buckets, est)
-    out += [calls, fails, lat]
+    attached = {p.name for p in snap.probes if p.attached}
+    out = helper_families(snap, per_cpu_latency)
+    out += rqspinlock_families(snap, "rqspinlock" in attached, per_cpu_latency)
+    out.append(syscall_family(snap, "bpf_syscall" in attached))
 
-    rq = CounterMetricFamily("lstrace_rqspinlock_failures",
-                             "rqspinlock acquisitions that failed (EDEADLK: deadlock detected, "
-                             "ETIMEDOUT: timeout), by kind and caller.",
-                             labels=["cpu", "errno", "kind", "caller"])
-    for (cpu, err, kind, caller), n in sorted(snap.rq_failures.items(), key=str):
-        rq.add_metric([_cpu(cpu), err, kind, caller], n)
-    wait = HistogramMetricFamily("lstrace_rqspinlock_wait_seconds",
-                                 "rqspinlock slow-path wait (log2 buckets; _sum estimated "
-                                 "from bucket midpoints).", labels=["cpu"])
-    for cpu, slots in sorted(snap.rq_wait.items()):
-        buckets, est = histogram_buckets(slots)
-        wait.add_metric([_cpu(cpu)], buckets, est)
-    out += [rq, wait]
-
-    sysc = CounterMetricFamily("lstrace_bpf_syscall_errors",
-                               "bpf() syscalls that failed, by command, errno and map type.",
-                               labels=["cpu", "cmd", "errno", "map_type"])
-    for (cpu, cmd, mtype, err), n in sorted(snap.syscall_errors.items(), key=str):
-        sysc.add_metric([_cpu(cpu), cmd, err, mtype], n)
-    out.append(sysc)
-
-    bs = CounterMetricFamily("lstrace_busy_samples",
-                             "Timer-tick samples of the local-storage busy counters.",
-                             labels=["cpu"])
-    bh = CounterMetricFamily("lstrace_busy_held_samples",
-                             "Samples in which a busy counter was held.",
-                             labels=["cpu", "counter"])
+    bs = Family("lstrace_busy_samples", "counter",
+                "Timer-tick samples of the local-storage busy counters.", ["cpu"])
+    bh = Family("lstrace_busy_held_samples", "counter",
+                "Samples in which a busy counter was held.", ["cpu", "counter"])
     for cpu, (samples, held) in sorted(snap.busy_samples.items()):
-        bs.add_metric([_cpu(cpu)], samples)
+        bs.add([str(cpu)], samples)
         for counter in BUSY_COUNTERS:
-            bh.add_metric([_cpu(cpu), counter], held.get(counter, 0))
-    gs = CounterMetricFamily("lstrace_guard_skips",
-                             "Events lstrace skipped to avoid recursing into itself.",
-                             labels=["cpu"])
+            bh.add([str(cpu), counter], held.get(counter, 0))
+    gs = Family("lstrace_guard_skips", "counter",
+                "Events lstrace skipped to avoid recursing into itself.", ["cpu"])
     for cpu, n in sorted(snap.guard_skips.items()):
-        gs.add_metric([_cpu(cpu)], n)
+        gs.add([str(cpu)], n)
     out += [bs, bh, gs]
 
-    att = GaugeMetricFamily("lstrace_probe_attached",
-                            "1 if the probe is attached (mode = how), 0 if not "
-                            "(mode=\"unavailable\").", labels=["probe", "mode"])
+    att = Family("lstrace_probe_attached", "gauge",
+                 "1 if the probe is attached (mode = how), 0 if not (mode=\"unavailable\").",
+                 ["probe", "mode"])
     for p in snap.probes:
-        att.add_metric([p.name, p.mode], 1 if p.attached else 0)
+        att.add([p.name, p.mode], 1 if p.attached else 0)
     out.append(att)
     out += blind_spot_families(snap)
-
     out += program_families(list(snap.programs) + list(extra_programs or ()))
 
-    bi = GaugeMetricFamily("lstrace_build_info", "lstrace version (always 1).",
-                           labels=["version"])
-    bi.add_metric([__version__], 1)
-    ki = GaugeMetricFamily("lstrace_kernel_info",
-                           "Running kernel; generation A/B/C of local storage (always 1).",
-                           labels=["release", "generation"])
-    ki.add_metric([str(snap.kernel.get("release", "")), str(snap.kernel.get("generation", ""))], 1)
+    bi = Family("lstrace_build_info", "gauge", "lstrace version (always 1).", ["version"])
+    bi.add([__version__], 1)
+    ki = Family("lstrace_kernel_info", "gauge",
+                "Running kernel; generation A/B/C of local storage (always 1).",
+                ["release", "generation"])
+    ki.add([str(snap.kernel.get("release", "")), str(snap.kernel.get("generation", ""))], 1)
     out += [bi, ki]
     return out
+
+
+def families(snap, extra_programs=None, per_cpu_latency=False):
+    """plan() as prometheus_client metric families."""
+    return [f.to_client() for f in plan(snap, extra_programs, per_cpu_latency)]
+
+
+def _sum_slots(rows):
+    """Column sums of NSLOTS-long count lists (CPUs' slots -> one histogram).
+    Strided slices of one flat list: 3.3 ms for 19 probes x 256 CPUs, where
+    sum(zip(*rows)) takes 4.8 ms."""
+    flat = list(chain.from_iterable(rows))
+    return [sum(flat[s::NSLOTS]) for s in range(NSLOTS)]
+
+
+_ALL_OUTCOMES = itemgetter(*OUTCOMES)
+_CPU_IDX = tuple(OUTCOMES.index(r) for r in CPU_REASONS)
+
+
+def _outcome_row(counts):
+    """{outcome: n} -> a tuple in OUTCOMES order (a hand-built dict may lack some)."""
+    try:
+        return _ALL_OUTCOMES(counts)
+    except KeyError:
+        return tuple(counts.get(o, 0) for o in OUTCOMES)
+
+
+def helper_families(snap, per_cpu_latency):
+    calls = Family("lstrace_helper_calls", "counter",
+                   "Calls of a local-storage helper, per CPU.", ["probe", "cpu"])
+    fails = Family("lstrace_helper_failures", "counter",
+                   "Failed calls of a local-storage helper by reason, summed over CPUs.",
+                   ["probe", "reason"])
+    cpu_fails = Family("lstrace_helper_cpu_failures", "counter",
+                       "Helper calls that failed on this CPU for a CPU-local reason (busy "
+                       "counter held, rqspinlock deadlock or timeout), summed over the entry "
+                       "probes (gets, deletes, map syscalls).", ["cpu", "reason"])
+    lat = Family("lstrace_helper_latency_seconds", "histogram",
+                 "Helper call latency (log2 buckets; _sum estimated from bucket midpoints).",
+                 ["probe", "cpu"] if per_cpu_latency else ["probe"])
+    # one pass over the (probe, cpu) dicts; the sums below run on tuples (C loops)
+    by_probe = {}
+    for (probe, cpu), counts in snap.helper.items():
+        by_probe.setdefault(probe, []).append((cpu, _outcome_row(counts)))
+    entry = [p for p in by_probe if p not in INNER_PROBES] or list(by_probe)
+    per_cpu = {}
+    for probe in sorted(by_probe):
+        rows = sorted(by_probe[probe])
+        calls.rows += [((probe, str(cpu)), sum(v)) for cpu, v in rows]
+        totals = list(map(sum, zip(*(v for _, v in rows))))
+        fails.rows += [((probe, r), n) for r, n in zip(OUTCOMES[1:], totals[1:])]
+        if probe in entry:
+            for cpu, v in rows:
+                per_cpu.setdefault(cpu, []).append(v)
+    possible = GEN_CPU_REASONS.get(str(snap.kernel.get("generation", "")), CPU_REASONS)
+    for cpu in sorted(per_cpu):
+        sums = list(map(sum, zip(*per_cpu[cpu])))
+        c = str(cpu)
+        for r, i in zip(CPU_REASONS, _CPU_IDX):
+            if sums[i] or r in possible:
+                cpu_fails.rows.append(((c, r), sums[i]))
+    if per_cpu_latency:
+        for (probe, cpu), slots in sorted(snap.latency.items()):
+            lat.add([probe, str(cpu)], slots)
+    else:
+        by = {}
+        for (probe, _cpu), slots in snap.latency.items():
+            by.setdefault(probe, []).append(slots)
+        for probe in sorted(by):
+            lat.add([probe], _sum_slots(by[probe]))
+    return [calls, fails, cpu_fails, lat]
+
+
+def rqspinlock_families(snap, attached, per_cpu_latency):
+    rq = Family("lstrace_rqspinlock_failures", "counter",
+                "rqspinlock acquisitions that failed (EDEADLK: deadlock detected, ETIMEDOUT: "
+                "timeout), by kind and caller, summed over CPUs.", ["errno", "kind", "caller"])
+    rq_cpu = Family("lstrace_rqspinlock_cpu_failures", "counter",
+                    "rqspinlock acquisitions that failed on this CPU, by errno.",
+                    ["cpu", "errno"])
+    cube, cpus = {}, {}
+    cube_get, cpus_get = cube.get, cpus.get
+    for key, n in snap.rq_failures.items():        # (cpu, errno, kind, caller)
+        k = key[1:]
+        cube[k] = cube_get(k, 0) + n
+        k = key[:2]
+        cpus[k] = cpus_get(k, 0) + n
+    errnos = list(RQ_ERRNOS) + sorted({e for _, e in cpus} - set(RQ_ERRNOS))
+    cpu_ids = {c for c, _ in cpus}
+    if attached:      # the whole bounded cube, zeros included: the first failure counts
+        for key in ((e, k, c) for e in RQ_ERRNOS for k in RQ_KINDS for c in CALLERS):
+            cube.setdefault(key, 0)
+        cpu_ids.update(snap.rq_wait)
+    rq.rows = [(key, cube[key]) for key in sorted(cube)]
+    for cpu in sorted(cpu_ids):
+        c = str(cpu)
+        rq_cpu.rows += [((c, e), cpus_get((cpu, e), 0)) for e in errnos]
+    wait = Family("lstrace_rqspinlock_wait_seconds", "histogram",
+                  "rqspinlock slow-path wait (log2 buckets; _sum estimated from bucket "
+                  "midpoints).", ["cpu"] if per_cpu_latency else [])
+    if per_cpu_latency:
+        for cpu, slots in sorted(snap.rq_wait.items()):
+            wait.add([str(cpu)], slots)
+    elif snap.rq_wait:
+        wait.add([], _sum_slots(list(snap.rq_wait.values())))
+    return [rq, rq_cpu, wait]
+
+
+def syscall_family(snap, attached):
+    sysc = Family("lstrace_bpf_syscall_errors", "counter",
+                  "bpf() syscalls that failed, by command, errno and map type, summed over "
+                  "CPUs.", ["cmd", "errno", "map_type"])
+    cube = {}
+    for (_cpu, cmd, mtype, err), n in snap.syscall_errors.items():
+        cube[(cmd, err, mtype)] = cube.get((cmd, err, mtype), 0) + n
+    if attached:      # lock failures reaching user space: zeros from the start
+        for key in ((c, e, m) for c in SYS_LOCK_CMDS for e in SYS_LOCK_ERRNOS
+                    for m in SYS_LOCK_MAP_TYPES):
+            cube.setdefault(key, 0)
+    for key in sorted(cube):
+        sysc.add(key, cube[key])
+    return sysc
 
 
 def blind_spot_families(snap):
@@ -183,23 +349,21 @@ def blind_spot_families(snap):
     syscalls, under perf-based BPF programs); the kernel counts those skipped
     runs as recursion_misses of the program on 6.12+ (6.1 drops them
     silently, which the blind-spot gauge still says)."""
-    blind = GaugeMetricFamily("lstrace_probe_blind_spot",
-                              "1 for each class of calls an attached probe cannot see in its "
-                              "mode (blind_spot=bpf_prog_active: calls inside bpf() map "
-                              "syscalls and under kprobe/tracepoint/perf_event programs).",
-                              labels=["probe", "mode", "blind_spot"])
-    missed = CounterMetricFamily("lstrace_probe_missed_calls",
-                                 "Calls of the probed function the kernel ran without lstrace's "
-                                 "program (its exit program's recursion_misses).",
-                                 labels=["probe", "mode"])
+    blind = Family("lstrace_probe_blind_spot", "gauge",
+                   "1 for each class of calls an attached probe cannot see in its mode "
+                   "(blind_spot=bpf_prog_active: calls inside bpf() map syscalls and under "
+                   "kprobe/tracepoint/perf_event programs).", ["probe", "mode", "blind_spot"])
+    missed = Family("lstrace_probe_missed_calls", "counter",
+                    "Calls of the probed function the kernel ran without lstrace's program "
+                    "(its exit program's recursion_misses).", ["probe", "mode"])
     modes = {p.name: p.mode for p in snap.probes if p.attached}
     for p in snap.probes:
         if p.attached and p.kind == "helper":
             for key in BLIND_SPOT_KEYS.get(p.mode, ()):
-                blind.add_metric([p.name, p.mode, key], 1)
+                blind.add([p.name, p.mode, key], 1)
     for prog in snap.programs:
         if prog.role == "exit" and prog.probe in modes:
-            missed.add_metric([prog.probe, modes[prog.probe]], prog.recursion_misses)
+            missed.add([prog.probe, modes[prog.probe]], prog.recursion_misses)
     return [blind, missed]
 
 
@@ -210,19 +374,18 @@ def program_families(programs):
         name = p.name or "unnamed"
         runs, ns, miss = by_name.get(name, (0, 0, 0))
         by_name[name] = (runs + p.run_cnt, ns + p.run_time_ns, miss + p.recursion_misses)
-    runs = CounterMetricFamily("lstrace_bpf_program_runs",
-                               "Runs of a BPF program (counted while BPF stats are enabled).",
-                               labels=["program"])
-    secs = CounterMetricFamily("lstrace_bpf_program_run_seconds",
-                               "Time spent running a BPF program (while BPF stats are enabled).",
-                               labels=["program"])
-    miss = CounterMetricFamily("lstrace_bpf_program_recursion_misses",
-                               "Runs of a BPF program the kernel skipped (recursion "
-                               "protection).", labels=["program"])
+    runs = Family("lstrace_bpf_program_runs", "counter",
+                  "Runs of a BPF program (counted while BPF stats are enabled).", ["program"])
+    secs = Family("lstrace_bpf_program_run_seconds", "counter",
+                  "Time spent running a BPF program (while BPF stats are enabled).",
+                  ["program"])
+    miss = Family("lstrace_bpf_program_recursion_misses", "counter",
+                  "Runs of a BPF program the kernel skipped (recursion protection).",
+                  ["program"])
     for name, (r, ns, m) in sorted(by_name.items()):
-        runs.add_metric([name], r)
-        secs.add_metric([name], ns * NS)
-        miss.add_metric([name], m)
+        runs.add([name], r)
+        secs.add([name], ns * NS)
+        miss.add([name], m)
     return [runs, secs, miss]
 
 
@@ -236,26 +399,42 @@ def host_programs(exclude_ids=()):
 
 
 class SnapshotCollector:
-    """A prometheus_client collector: one snapshot per scrape, serialised."""
+    """One snapshot per scrape, serialised.  `collect()` makes it a
+    prometheus_client collector (textfile, --once); `render()` is the fast
+    text for HTTP (lstrace.exposition)."""
 
-    def __init__(self, snapshot_fn, all_programs=False):
+    def __init__(self, snapshot_fn, all_programs=False, per_cpu_latency=False):
         self.snapshot_fn = snapshot_fn
         self.all_programs = all_programs
+        self.per_cpu_latency = per_cpu_latency
         self._lock = threading.Lock()
+        self._renderer = Renderer(_LES, estimated_sum)
 
     def describe(self):
         return []      # unchecked collector: names come from collect()
 
-    def collect(self):
+    def plan(self):
         t0 = time.perf_counter()
         with self._lock:
             snap = self.snapshot_fn()
             extra = []
             if self.all_programs:
                 extra = host_programs({p.id for p in snap.programs})
-        fams = families(snap, extra)
-        dur = GaugeMetricFamily("lstrace_scrape_duration_seconds",
-                                "Time lstrace took to read its maps and build this scrape.")
-        dur.add_metric([], time.perf_counter() - t0)
-        yield from fams
-        yield dur
+        fams = plan(snap, extra, self.per_cpu_latency)
+        dur = Family("lstrace_scrape_duration_seconds", "gauge",
+                     "Time lstrace took to read its maps and build this scrape.")
+        fams.append(dur)
+        return fams, t0, dur
+
+    def collect(self):
+        fams, t0, dur = self.plan()
+        dur.add([], time.perf_counter() - t0)
+        return [f.to_client() for f in fams]
+
+    def render(self):
+        """The text exposition (bytes); the scrape duration covers formatting
+        all but its own line."""
+        fams, t0, dur = self.plan()
+        body = self._renderer.render(fams[:-1])
+        dur.add([], time.perf_counter() - t0)
+        return body + self._renderer.render([dur])

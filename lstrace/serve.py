@@ -165,14 +165,19 @@ def _log(msg):
 @mode_option
 @click.option("--all-programs", is_flag=True,
               help="Also export run counts of every BPF program on the host (by name).")
+@click.option("--per-cpu-latency", is_flag=True,
+              help="Latency histograms per CPU too (43 series per probe and CPU; default: "
+                   "per probe).")
 @verbose_option
 @friendly_errors
-def serve(listen, probe_list, textfile, interval, once, mode, all_programs, verbose):
+def serve(listen, probe_list, textfile, interval, once, mode, all_programs, per_cpu_latency,
+          verbose):
     """Prometheus exporter: per-CPU helper failures, rqspinlock failures, bpf() errors."""
-    from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+    from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client import write_to_textfile
 
     from .exporter import SnapshotCollector
+    from .exposition import MetricsApp
     from .plan import parse_probe_list
     from .session import Session
 
@@ -187,7 +192,8 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, verb
     if textfile:
         check_textfile(textfile)
     registry = CollectorRegistry(auto_describe=False)
-    httpd = bind_server(host, port, make_wsgi_app(registry)) if serve_http else None
+    app = MetricsApp()       # HTTP: lstrace's fast writer (textfile, --once: prometheus_client)
+    httpd = bind_server(host, port, app) if serve_http else None
 
     stop = threading.Event()
 
@@ -214,7 +220,10 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, verb
             drop_capabilities(keep)
         except OSError as e:
             _log(f"could not drop capabilities ({e}); continuing with the current set")
-        registry.register(SnapshotCollector(session.snapshot, all_programs=all_programs))
+        collector = SnapshotCollector(session.snapshot, all_programs=all_programs,
+                                      per_cpu_latency=per_cpu_latency)
+        registry.register(collector)
+        app.body = collector.render
 
         if once:
             sys.stdout.write(generate_latest(registry).decode())

@@ -1,12 +1,22 @@
-"""lstrace.exporter on hand-built Snapshots: names, label sets, histogram seams."""
+"""lstrace.exporter on hand-built Snapshots: names, label sets, histogram seams,
+the series budget, the zero series that make a first failure count, and the
+fast writer (lstrace.exposition) against prometheus_client and promtool."""
+import gzip
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lstrace import __version__, exporter
-from lstrace.layout import FAILURE_REASONS, NSLOTS
+from lstrace import __version__, exporter, exposition
+from lstrace.layout import CALLERS, FAILURE_REASONS, NSLOTS, RQ_ERRNOS, RQ_KINDS
 from lstrace.snapshot import ProbeStatus, ProgramStats, Snapshot
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from exporter_cost import synthetic_formula, synthetic_snapshot  # noqa: E402
 
 
 def make_snap(**kw):
@@ -25,16 +35,28 @@ def slots_with(values_ns):
     return s
 
 
-def samples(snap, extra=None):
-    """{(sample name, frozenset(labels)): value} of the text exposition."""
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(exporter.SnapshotCollector(lambda: snap))
-    text = generate_latest(reg).decode()
-    out = {}
+def parse(text):
+    """{(sample name, frozenset(labels)): value} and {family: type} of an exposition."""
+    out, types = {}, {}
     for fam in text_string_to_metric_families(text):
+        types[fam.name] = fam.type
         for s in fam.samples:
             out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out, text
+    return out, types
+
+
+def samples(snap, per_cpu_latency=False):
+    """What `lstrace serve` answers over HTTP (the fast writer), parsed."""
+    c = exporter.SnapshotCollector(lambda: snap, per_cpu_latency=per_cpu_latency)
+    text = c.render().decode()
+    return parse(text)[0], text
+
+
+def client_text(snap, per_cpu_latency=False):
+    """prometheus_client's generate_latest of the same collector (textfile, --once)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(exporter.SnapshotCollector(lambda: snap, per_cpu_latency=per_cpu_latency))
+    return generate_latest(reg).decode()
 
 
 def get(smp, name, **labels):
@@ -80,21 +102,90 @@ def test_buckets_cumulative_sorted_and_end_in_inf():
 def test_helper_metrics_and_label_sets():
     outcomes = {"ok": 90, "busy": 5, "deadlock": 1, "timeout": 2, "nomem": 0, "not_found": 2,
                 "other": 0}
-    snap = make_snap(helper={("task_storage_get", 1): outcomes},
-                     latency={("task_storage_get", 1): slots_with([1024] * 3 + [3])})
+    snap = make_snap(helper={("task_storage_get", 1): outcomes,
+                             ("task_storage_get", 0): {"ok": 3, "busy": 1}},
+                     latency={("task_storage_get", 1): slots_with([1024] * 3 + [3]),
+                              ("task_storage_get", 0): slots_with([1024])})
     smp, _ = samples(snap)
     assert get(smp, "lstrace_helper_calls_total", probe="task_storage_get", cpu="1") == 100
-    for r in FAILURE_REASONS:
-        assert get(smp, "lstrace_helper_failures_total", probe="task_storage_get", cpu="1",
-                   reason=r) == outcomes[r]
+    assert get(smp, "lstrace_helper_calls_total", probe="task_storage_get", cpu="0") == 4
+    for r in FAILURE_REASONS:       # per probe, summed over CPUs
+        assert get(smp, "lstrace_helper_failures_total", probe="task_storage_get",
+                   reason=r) == outcomes[r] + (r == "busy")
+    # per CPU: the CPU-local reasons (gen B: busy possible; deadlock/timeout because seen)
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="1", reason="busy") == 5
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="1", reason="deadlock") == 1
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="0", reason="busy") == 1
+    assert ("lstrace_helper_cpu_failures_total",
+            frozenset({"cpu": "0", "reason": "deadlock"}.items())) not in smp
+    # latency per probe by default: both CPUs in one histogram
     assert get(smp, "lstrace_helper_latency_seconds_bucket", probe="task_storage_get",
-               cpu="1", le="1.024e-06") == 4
+               le="1.024e-06") == 5
     assert get(smp, "lstrace_helper_latency_seconds_bucket", probe="task_storage_get",
-               cpu="1", le="5.12e-07") == 1
+               le="5.12e-07") == 1
+    assert get(smp, "lstrace_helper_latency_seconds_count", probe="task_storage_get") == 5
+    labelsets = {(n, tuple(sorted(k for k, _ in ls))) for (n, ls) in smp}
+    assert ("lstrace_helper_failures_total", ("probe", "reason")) in labelsets
+    assert not any(n.startswith("lstrace_helper_latency") and "cpu" in ks for n, ks in labelsets)
+    # --per-cpu-latency: one histogram per probe and CPU
+    smp, _ = samples(snap, per_cpu_latency=True)
     assert get(smp, "lstrace_helper_latency_seconds_count", probe="task_storage_get",
                cpu="1") == 4
-    labelsets = {(n, tuple(sorted(k for k, _ in ls))) for (n, ls) in smp}
-    assert ("lstrace_helper_failures_total", ("cpu", "probe", "reason")) in labelsets
+    assert get(smp, "lstrace_helper_latency_seconds_bucket", probe="task_storage_get",
+               cpu="0", le="1.024e-06") == 1
+
+
+def test_inner_probes_not_double_counted_per_cpu():
+    """A gen C get that fails in its nested bpf_local_storage_update is one failure
+    on the CPU, though both probes count it."""
+    snap = make_snap(kernel={"release": "7.3", "generation": "C"},
+                     helper={("task_storage_get", 0): {"ok": 5, "deadlock": 1},
+                             ("local_storage_update", 0): {"ok": 2, "deadlock": 1}})
+    smp, _ = samples(snap)
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="0", reason="deadlock") == 1
+    assert get(smp, "lstrace_helper_failures_total", probe="local_storage_update",
+               reason="deadlock") == 1
+    only_inner = make_snap(helper={("local_storage_update", 0): {"ok": 2, "deadlock": 3}})
+    smp, _ = samples(only_inner)
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="0", reason="deadlock") == 3
+
+
+@pytest.mark.parametrize("gen, reasons", [("A", {"busy"}), ("B", {"busy"}),
+                                          ("C", {"deadlock", "timeout"}),
+                                          ("", {"busy", "deadlock", "timeout"})])
+def test_first_failure_series_exist_at_zero(gen, reasons):
+    """rate()/increase() cannot see a series' first sample: every counter an
+    alert reads is there with 0 from the first scrape, for what this kernel can
+    produce."""
+    zero = {o: 0 for o in ("ok",) + FAILURE_REASONS}
+    snap = make_snap(kernel={"release": "x", "generation": gen},
+                     probes=[ProbeStatus("task_storage_get", "helper", "fentry", True),
+                             ProbeStatus("rqspinlock", "tracepoint", "tracepoint", True),
+                             ProbeStatus("bpf_syscall", "tracepoint", "tracepoint", True)],
+                     helper={("task_storage_get", c): dict(zero) for c in (0, 1)},
+                     rq_wait={0: [0] * NSLOTS, 1: [0] * NSLOTS})
+    smp, _ = samples(snap)
+    for cpu in ("0", "1"):
+        got = {dict(ls)["reason"] for n, ls in smp
+               if n == "lstrace_helper_cpu_failures_total" and dict(ls)["cpu"] == cpu}
+        assert got == reasons
+        for err in RQ_ERRNOS:
+            assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu=cpu, errno=err) == 0
+    for r in FAILURE_REASONS:
+        assert get(smp, "lstrace_helper_failures_total", probe="task_storage_get", reason=r) == 0
+    cube = [n for n, _ in smp if n == "lstrace_rqspinlock_failures_total"]
+    assert len(cube) == len(RQ_ERRNOS) * len(RQ_KINDS) * len(CALLERS)
+    for err in exporter.SYS_LOCK_ERRNOS:
+        assert get(smp, "lstrace_bpf_syscall_errors_total", cmd="MAP_UPDATE_ELEM", errno=err,
+                   map_type="task_storage") == 0
+
+
+def test_not_attached_exports_no_zero_series():
+    smp, _ = samples(make_snap(probes=[ProbeStatus("rqspinlock", "tracepoint", "unavailable",
+                                                   False, "no")]))
+    names = {n for n, _ in smp}
+    assert not names & {"lstrace_rqspinlock_failures_total", "lstrace_bpf_syscall_errors_total",
+                        "lstrace_rqspinlock_cpu_failures_total"}
 
 
 def test_rq_syscall_busy_probe_program_info():
@@ -110,12 +201,20 @@ def test_rq_syscall_busy_probe_program_info():
         programs=[ProgramStats(10, "lst_contention_end", 50, 5000, 1),
                   ProgramStats(11, "lst_contention_end", 10, 1000, 0)])
     smp, text = samples(snap)
-    assert get(smp, "lstrace_rqspinlock_failures_total", cpu="0", errno="EDEADLK", kind="AA",
+    assert get(smp, "lstrace_rqspinlock_failures_total", errno="EDEADLK", kind="AA",
                caller="local_storage") == 2
-    assert get(smp, "lstrace_rqspinlock_wait_seconds_bucket", cpu="0", le="1.024e-06") == 3
-    assert get(smp, "lstrace_rqspinlock_wait_seconds_bucket", cpu="0", le="5.12e-07") == 0
-    assert get(smp, "lstrace_rqspinlock_wait_seconds_bucket", cpu="0", le="+Inf") == 3
-    assert get(smp, "lstrace_bpf_syscall_errors_total", cpu="1", cmd="MAP_LOOKUP_ELEM",
+    assert get(smp, "lstrace_rqspinlock_failures_total", errno="ETIMEDOUT", kind="AA",
+               caller="htab") == 0
+    assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu="0", errno="EDEADLK") == 2
+    assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu="1", errno="ETIMEDOUT") == 1
+    assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu="1", errno="EDEADLK") == 0
+    assert get(smp, "lstrace_rqspinlock_wait_seconds_bucket", le="1.024e-06") == 3
+    assert get(smp, "lstrace_rqspinlock_wait_seconds_bucket", le="5.12e-07") == 0
+    assert get(smp, "lstrace_rqspinlock_wait_seconds_bucket", le="+Inf") == 3
+    per_cpu, _ = samples(snap, per_cpu_latency=True)
+    assert get(per_cpu, "lstrace_rqspinlock_wait_seconds_bucket", cpu="0", le="+Inf") == 3
+    assert get(per_cpu, "lstrace_rqspinlock_wait_seconds_bucket", cpu="1", le="+Inf") == 0
+    assert get(smp, "lstrace_bpf_syscall_errors_total", cmd="MAP_LOOKUP_ELEM",
                errno="ENOENT", map_type="hash") == 7
     assert get(smp, "lstrace_busy_samples_total", cpu="0") == 100
     assert get(smp, "lstrace_busy_held_samples_total", cpu="0", counter="task") == 3
@@ -142,16 +241,84 @@ def test_empty_snapshot_exposes_info_only():
     assert not any(n.startswith("lstrace_helper_calls") for n in names)
 
 
-def test_exposition_passes_promtool(tmp_path):
-    import shutil
-    import subprocess
+SNAPS = {
+    "small": lambda: make_snap(helper={("task_storage_get", 0): {"ok": 1}},
+                               latency={("task_storage_get", 0): slots_with([5])},
+                               rq_wait={0: slots_with([7, 9])},
+                               syscall_errors={(0, "MAP_CREATE", "none", "EPERM"): 1}),
+    "synthetic-2": lambda: synthetic_snapshot(2),
+    "synthetic-2-big-values": lambda: _big(synthetic_snapshot(2)),
+}
+
+
+def _big(snap):
+    """Counts past 2^53 (inexact as floats) and odd label text."""
+    snap.helper[("task_storage_get", 0)]["ok"] = 2**60 + 1
+    snap.kernel = {"release": 'we"ird\\release\n', "generation": "C"}
+    return snap
+
+
+@pytest.mark.parametrize("name", sorted(SNAPS))
+@pytest.mark.parametrize("per_cpu_latency", [False, True])
+def test_fast_writer_parses_like_prometheus_client(name, per_cpu_latency):
+    """The HTTP writer and prometheus_client's generate_latest give the same
+    families, types, label sets and values (prometheus_client's own parser)."""
+    snap = SNAPS[name]()
+    fast, fast_types = parse(samples(snap, per_cpu_latency)[1])
+    ref, ref_types = parse(client_text(snap, per_cpu_latency))
+    assert fast_types == ref_types
+    drop = lambda d: {k: v for k, v in d.items()  # noqa: E731
+                      if k[0] != "lstrace_scrape_duration_seconds"}
+    assert drop(fast) == drop(ref)
+    assert ("lstrace_scrape_duration_seconds", frozenset()) in fast
+
+
+@pytest.mark.parametrize("name", sorted(SNAPS))
+def test_exposition_passes_promtool(name):
     if not shutil.which("promtool"):
         pytest.skip("promtool not installed (apt-get install prometheus)")
-    snap = make_snap(helper={("task_storage_get", 0): {"ok": 1}},
-                     latency={("task_storage_get", 0): slots_with([5])},
-                     rq_wait={0: slots_with([7, 9])},
-                     syscall_errors={(0, "MAP_CREATE", "none", "EPERM"): 1})
-    _, text = samples(snap)
-    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    for text in (samples(SNAPS[name](), True)[1], client_text(SNAPS[name]())):
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_fmt_value_exact_and_go_compatible():
+    for v in (0, 1, 999999, 1000000, 123456789, 2**53 + 1, 2**64 - 1):
+        assert float(exposition.fmt_value(v)) == float(v)
+        assert int(exposition.fmt_value(v)[:-2]) == v        # the exact count
+    assert exposition.fmt_value(1) == "1.0"                  # as generate_latest writes it
+    assert exposition.fmt_value(1.5e-09) == "1.5e-09"
+    assert exposition.fmt_value(float("inf")) == "+Inf"
+
+
+def test_series_budget_at_256_cpus():
+    """Issue 12: every probe attached, every outcome seen, 256 CPUs."""
+    body = exporter.SnapshotCollector(lambda: synthetic_snapshot(256)).render()
+    series = sum(1 for ln in body.splitlines() if ln and not ln.startswith(b"#"))
+    assert series <= 10_000 and len(body) <= 2_000_000, (series, len(body))
+
+
+@pytest.mark.parametrize("ncpus", [2, 64, 256])
+def test_series_formula(ncpus):
+    """README's formula, for the synthetic snapshot."""
+    snap = synthetic_snapshot(ncpus)
+    smp, _ = samples(snap)
+    assert len(smp) == synthetic_formula(snap)
+
+
+def test_http_app_gzip_and_methods():
+    app = exposition.MetricsApp(lambda: b"x_total 1.0\n")
+    seen = {}
+
+    def start(status, headers):
+        seen["status"], seen["headers"] = status, dict(headers)
+    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics",
+                         "HTTP_ACCEPT_ENCODING": "gzip, deflate"}, start))
+    assert gzip.decompress(body) == b"x_total 1.0\n"
+    assert seen["headers"]["Content-Encoding"] == "gzip"
+    assert seen["headers"]["Content-Type"].startswith("text/plain; version=0.0.4")
+    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics"}, start))
+    assert body == b"x_total 1.0\n" and "Content-Encoding" not in seen["headers"]
+    app({"REQUEST_METHOD": "POST", "PATH_INFO": "/metrics"}, start)
+    assert seen["status"].startswith("405")
