@@ -2,8 +2,10 @@
 prototypes, tracepoints and symbols.  Everything is read from the kernel
 itself (BTF, kallsyms, tracefs), never guessed from the version string.
 """
+import bisect
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,10 +46,18 @@ def tracefs_root():
     return None
 
 
+# Section-end markers cover no code: an address after one is in no function
+# (the BPF JIT area lies past _einittext; it once resolved to "_einittext").
+TEXT_END_MARKERS = re.compile(r"^(_etext|_einittext|_end|__\w*text_end|__indirect_thunk_end)$")
+# the last symbol has no next one to end it: farther than this is nobody's code
+MAX_LAST_SPAN = 1 << 20
+
+
 @dataclass
 class Kallsyms:
-    """Text symbols sorted by address, for turning addresses into ranges.
-    Data symbols only appear with CONFIG_KALLSYMS_ALL."""
+    """Text symbols sorted by address, for turning addresses into ranges:
+    vmlinux, modules and JIT-ed BPF programs ([bpf]: bpf_prog_<tag>_<name>).
+    Data symbols (vmlinux only) appear only with CONFIG_KALLSYMS_ALL."""
     addrs: list = field(default_factory=list)
     names: list = field(default_factory=list)
     data: dict = field(default_factory=dict)
@@ -59,14 +69,14 @@ class Kallsyms:
         with open(path) as f:
             for line in f:
                 parts = line.split()
-                if len(parts) < 3 or "[" in line:        # skip module symbols
+                if len(parts) < 3:
                     continue
                 addr = int(parts[0], 16)
                 if addr == 0:
                     continue
                 if parts[1] in "tTwW":
                     rows.append((addr, parts[2]))
-                else:
+                elif len(parts) == 3:                   # vmlinux data, not modules'
                     ks.data[parts[2]] = addr
         rows.sort()
         ks.addrs = [a for a, _ in rows]
@@ -87,9 +97,13 @@ class Kallsyms:
         return self.addrs[i], end
 
     def resolve(self, addr):
-        import bisect
+        """(symbol, offset) of the function containing addr, or None when no
+        symbol covers it: before the first, past a section-end marker, or far
+        past the last symbol."""
         i = bisect.bisect_right(self.addrs, addr) - 1
-        if i < 0:
+        if i < 0 or TEXT_END_MARKERS.match(self.names[i]):
+            return None
+        if i + 1 == len(self.addrs) and addr - self.addrs[i] >= MAX_LAST_SPAN:
             return None
         return self.names[i], addr - self.addrs[i]
 

@@ -303,6 +303,8 @@ class Session:
                 for ip in ips:
                     sym = ks.resolve(ip) if ip else None
                     if not sym:
+                        # no symbol covers it: say so, never guess the nearest one
+                        caller = caller or ("unknown" if ip else "")
                         continue
                     name = sym[0]
                     if name.startswith("bpf_prog_") and not prog:

@@ -1,0 +1,46 @@
+"""Addresses resolve to the function that contains them, or to nothing: never
+to the nearest section-end marker (`lstrace top` once named `_einittext` as
+the kernel caller of BPF programs' rqspinlock failures)."""
+from lstrace.kernel import MAX_LAST_SPAN, Kallsyms
+
+KALLSYMS = """\
+ffffffff81000000 T _stext
+ffffffff81000100 T htab_map_update_elem
+ffffffff81000400 t bpf_res_spin_lock
+ffffffff82278000 T _etext
+ffffffff837f6000 T _sinittext
+ffffffff837f6100 T some_init_fn
+ffffffff837f68d0 T _einittext
+ffffffff83b28748 R __start_runtime_ptr_USER_PTR_MAX
+ffffffff83c00000 D rqspinlock_held_locks
+ffffffffc00238d0 t bpf_prog_ea71044608b1aceb_lst_contention_begin	[bpf]
+ffffffffc00280d4 t bpf_prog_44aa0a5c9d499710_repro_aa	[bpf]
+ffffffffc0201000 t ftrace_trampoline	[__builtin__ftrace]
+ffffffffc0300000 t some_module_fn	[some_mod]
+ffffffffc0300000 d some_module_data	[some_mod]
+"""
+
+
+def load(tmp_path):
+    f = tmp_path / "kallsyms"
+    f.write_text(KALLSYMS)
+    return Kallsyms.load(f)
+
+
+def test_functions_and_bpf_programs_resolve(tmp_path):
+    ks = load(tmp_path)
+    assert ks.resolve(0xffffffff81000110) == ("htab_map_update_elem", 0x10)
+    assert ks.resolve(0xffffffff81000400) == ("bpf_res_spin_lock", 0)
+    assert ks.resolve(0xffffffffc00280f0) == ("bpf_prog_44aa0a5c9d499710_repro_aa", 0x1c)
+    assert ks.resolve(0xffffffffc0300010) == ("some_module_fn", 0x10)
+    assert ks.data["rqspinlock_held_locks"] == 0xffffffff83c00000
+    assert "some_module_data" not in ks.data
+
+
+def test_addresses_no_symbol_covers_are_unknown(tmp_path):
+    ks = load(tmp_path)
+    assert ks.resolve(0xffffffff80000000) is None            # before the first symbol
+    assert ks.resolve(0xffffffff82278010) is None            # past _etext
+    assert ks.resolve(0xffffffff837f7000) is None            # past _einittext
+    assert ks.resolve(0xffffffffc0300000 + MAX_LAST_SPAN) is None   # far past the last
+    assert ks.range_of("htab_map_update_elem") == (0xffffffff81000100, 0xffffffff81000400)
