@@ -94,9 +94,8 @@ def _build(cache: Path, final: Path):
         kernels.note(f"building the debian13 root with mmdebstrap ({len(PACKAGES)} packages "
                      f"and their dependencies from {MIRROR} {SUITE}; a few minutes)")
         t0 = time.monotonic()
-        argv = ["mmdebstrap", "--quiet", *OPTIONS, f"--include={','.join(PACKAGES)}",
-                SUITE, str(tmp / "rootfs"), MIRROR]
-        p = subprocess.run(argv, capture_output=True, text=True)
+        p = subprocess.run(["mmdebstrap", "--quiet", *OPTIONS, f"--include={','.join(PACKAGES)}",
+                            SUITE, str(tmp / "rootfs"), MIRROR], capture_output=True, text=True)
         if p.returncode:
             raise BuildError(f"mmdebstrap failed ({p.returncode}):\n{p.stderr[-3000:]}")
         secs = time.monotonic() - t0
@@ -109,7 +108,8 @@ def _build(cache: Path, final: Path):
         kernels.note(f"debian13 root built in {secs:.0f} s, {manifest['size_bytes'] / 1e6:.0f} MB: "
                      f"{final}")
     except OSError as e:
-        raise BuildError(f"building {final}: {e}") from e
+        raise BuildError(f"building {final}: {e} (mmdebstrap comes with scripts/install.sh "
+                         "--test)") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return load(final)

@@ -23,9 +23,9 @@ EXTRA = {"6.12": ["tests/test_serve_e2e.py::test_prometheus_scrapes_ground_truth
 EXPECTED_SKIPS = ("not this generation", "no rqspinlock here", "kprobe mode is blind there")
 
 
-def guest_pytest(*args):
-    """The command that runs pytest inside a guest."""
-    return ["env", "LSTRACE_IN_LAB=1", sys.executable, "-m", "pytest", "-q", "--color=no",
+def guest_pytest(*args, python=sys.executable):
+    """The command that runs pytest inside a guest (on the host's root: this python)."""
+    return ["env", "LSTRACE_IN_LAB=1", python, "-m", "pytest", "-q", "--color=no",
             "-p", "no:warnings", "-rs", *args]
 
 
@@ -43,15 +43,30 @@ def run_in_guest(kernel, command, *lab_opts, what):
     return r
 
 
-@pytest.mark.parametrize("kernel", ["6.1", "6.12", "7"])
-def test_guest_suite(kernel):
-    r = run_in_guest(kernel, guest_pytest("tests/guest", *EXTRA.get(kernel, [])),
-                     what=f"kernel {kernel}")
+def assert_passed(r):
+    """pytest passed in the guest, skipping only for a reason of that kernel's generation."""
     assert " passed" in r.stdout
-    # a skip in a guest is allowed only for a reason of that kernel's generation
     skips = [line for line in r.stdout.splitlines() if line.startswith("SKIPPED")]
     unexpected = [line for line in skips if not any(w in line for w in EXPECTED_SKIPS)]
     assert not unexpected, unexpected
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12", "7"])
+def test_guest_suite(kernel):
+    assert_passed(run_in_guest(kernel, guest_pytest("tests/guest", *EXTRA.get(kernel, [])),
+                               what=f"kernel {kernel}"))
+
+
+# The second userspace (Debian 13: BCC 0.31, Python 3.13, the guest's own python3): the whole
+# suite on 7.x, the helper truth tests (both modes) on 6.12.
+DEBIAN13 = {"7": ["tests/guest"],
+            "6.12": ["tests/guest/test_repro_truth.py", "-k", "helper_calls"]}
+
+
+@pytest.mark.parametrize("kernel", DEBIAN13)
+def test_guest_suite_on_debian13(kernel):
+    assert_passed(run_in_guest(kernel, guest_pytest(*DEBIAN13[kernel], python="python3"),
+                               "--root", "debian13", what=f"kernel {kernel} on debian13"))
 
 
 def test_busy_exact_under_preempt_full():
