@@ -116,3 +116,20 @@ def test_crash_before_command_is_retried_once():
     assert p.stderr.count("retrying once") == 1
     assert "Attempted to kill init" in p.stderr
     assert not p.leftovers
+
+
+def test_debian13_root_is_trixie():
+    """--root debian13: Debian 13's userspace (BCC 0.31, Python 3.13) with the checkout at its
+    host path and importable, the root read-only."""
+    p = lab("7", "--root", "debian13", "--", "sh", "-c",
+            'cat /etc/debian_version; echo "$LAB_ROOT $PWD"; '
+            'python3 -c "import sys, bcc, lstrace; print(sys.version.split()[0]); '
+            'print(bcc.__version__); print(lstrace.__file__)"; '
+            '! touch /lab-rw-probe 2>/dev/null && echo root-ro')
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("13."), p.stdout
+    assert lines[1] == f"debian13 {os.getcwd()}", p.stdout
+    assert lines[2].startswith("3.13.") and lines[3].startswith("0.31."), p.stdout
+    assert lines[4:] == [str(RUN.parents[2] / "lstrace" / "__init__.py"), "root-ro"], p.stdout
+    assert "on debian13" in p.stderr and not p.leftovers
