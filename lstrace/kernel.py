@@ -6,6 +6,7 @@ import bisect
 import os
 import platform
 import re
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -53,19 +54,32 @@ TEXT_END_MARKERS = re.compile(r"^(_etext|_einittext|_end|__\w*text_end|__indirec
 MAX_LAST_SPAN = 1 << 20
 
 
+# BPF programs come and go: their [bpf] symbols are re-read at most this often
+BPF_REFRESH_S = 2.0
+
+
+def _floor(addrs, addr):
+    return bisect.bisect_right(addrs, addr) - 1
+
+
 @dataclass
 class Kallsyms:
     """Text symbols sorted by address, for turning addresses into ranges:
-    vmlinux, modules and JIT-ed BPF programs ([bpf]: bpf_prog_<tag>_<name>).
-    Data symbols (vmlinux only) appear only with CONFIG_KALLSYMS_ALL."""
+    vmlinux and modules (read once), JIT-ed BPF programs ([bpf]:
+    bpf_prog_<tag>_<name>, re-read by refresh_bpf()).  Data symbols (vmlinux
+    only) appear only with CONFIG_KALLSYMS_ALL."""
     addrs: list = field(default_factory=list)
     names: list = field(default_factory=list)
     data: dict = field(default_factory=dict)
+    bpf_addrs: list = field(default_factory=list)
+    bpf_names: list = field(default_factory=list)
+    path: str = "/proc/kallsyms"
+    bpf_read_at: float = 0.0
 
     @classmethod
     def load(cls, path="/proc/kallsyms"):
-        ks = cls()
-        rows = []
+        ks = cls(path=str(path))
+        rows, bpf = [], []
         with open(path) as f:
             for line in f:
                 parts = line.split()
@@ -75,13 +89,38 @@ class Kallsyms:
                 if addr == 0:
                     continue
                 if parts[1] in "tTwW":
-                    rows.append((addr, parts[2]))
+                    (bpf if parts[-1] == "[bpf]" else rows).append((addr, parts[2]))
                 elif len(parts) == 3:                   # vmlinux data, not modules'
                     ks.data[parts[2]] = addr
         rows.sort()
         ks.addrs = [a for a, _ in rows]
         ks.names = [n for _, n in rows]
+        ks._set_bpf(bpf)
         return ks
+
+    def _set_bpf(self, rows):
+        rows.sort()
+        self.bpf_addrs = [a for a, _ in rows]
+        self.bpf_names = [n for _, n in rows]
+        self.bpf_read_at = time.monotonic()
+
+    def refresh_bpf(self, min_interval=BPF_REFRESH_S):
+        """Re-read the BPF programs' symbols (only those lines: ~10x cheaper than
+        a full load), at most every `min_interval` s.  True if re-read."""
+        if time.monotonic() - self.bpf_read_at < min_interval:
+            return False
+        rows = []
+        try:
+            with open(self.path) as f:
+                for line in f:
+                    if line.endswith("[bpf]\n"):
+                        parts = line.split()
+                        if parts[1] in "tT" and int(parts[0], 16):
+                            rows.append((int(parts[0], 16), parts[2]))
+        except OSError:
+            return False
+        self._set_bpf(rows)
+        return True
 
     @property
     def readable(self):
@@ -100,12 +139,16 @@ class Kallsyms:
         """(symbol, offset) of the function containing addr, or None when no
         symbol covers it: before the first, past a section-end marker, or far
         past the last symbol."""
-        i = bisect.bisect_right(self.addrs, addr) - 1
-        if i < 0 or TEXT_END_MARKERS.match(self.names[i]):
+        best = None
+        for addrs, names in ((self.addrs, self.names), (self.bpf_addrs, self.bpf_names)):
+            i = _floor(addrs, addr)
+            if i < 0 or (best and addrs[i] <= best[0]):
+                continue
+            last = i + 1 == len(addrs) and addr - addrs[i] >= MAX_LAST_SPAN
+            best = (addrs[i], None if last or TEXT_END_MARKERS.match(names[i]) else names[i])
+        if not best or best[1] is None:
             return None
-        if i + 1 == len(self.addrs) and addr - self.addrs[i] >= MAX_LAST_SPAN:
-            return None
-        return self.names[i], addr - self.addrs[i]
+        return best[1], addr - best[0]
 
 
 class Kernel:

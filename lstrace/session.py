@@ -119,6 +119,7 @@ class Session:
         self.bpf = None
         self.layout = None
         self.compiled = []        # function names in BCC's own spelling
+        self._events_seen = ()    # newest failure event per CPU at the last snapshot
         self._stats_fd = None
         self._our_tags = set()
         self.started = 0.0
@@ -293,29 +294,37 @@ class Session:
         size = 8 + N_EVENTS * EVENT.size
         helpers = [p.name for p in probes.HELPERS]
         ks = self.kernel.kallsyms
-        for cpu, raw in zip(snap.cpus, self._percpu("events", size)):
-            for i in range(N_EVENTS):
-                seq, ts, what, outcome, comm, *ips = EVENT.unpack_from(raw, 8 + i * EVENT.size)
-                if not seq:
+        rows = [EVENT.unpack_from(raw, 8 + i * EVENT.size)
+                for raw in self._percpu("events", size) for i in range(N_EVENTS)]
+        # new failures may come from BPF programs loaded since the symbols were read
+        newest = tuple(max(r[0] for r in rows[c * N_EVENTS:(c + 1) * N_EVENTS])
+                       for c in range(len(snap.cpus)))
+        if newest != self._events_seen:
+            self._events_seen = newest
+            ks.refresh_bpf()
+        for j, (seq, ts, what, outcome, comm, *ips) in enumerate(rows):
+            if not seq:
+                continue
+            source = helpers[what] if what < len(helpers) else "rqspinlock"
+            prog, caller, unresolved = "", "", False
+            for ip in ips:
+                sym = ks.resolve(ip) if ip else None
+                if not sym:
+                    unresolved = unresolved or bool(ip)
                     continue
-                source = helpers[what] if what < len(helpers) else "rqspinlock"
-                prog, caller = "", ""
-                for ip in ips:
-                    sym = ks.resolve(ip) if ip else None
-                    if not sym:
-                        # no symbol covers it: say so, never guess the nearest one
-                        caller = caller or ("unknown" if ip else "")
-                        continue
-                    name = sym[0]
-                    if name.startswith("bpf_prog_") and not prog:
-                        parts = name.split("_", 3)     # bpf_prog_<tag>_<name>
-                        if len(parts) == 4 and parts[2] not in self._our_tags:
-                            prog = parts[3]
-                    elif not caller and not name.startswith(_HOOK_PREFIXES):
-                        caller = name
-                snap.events.append(FailureEvent(
-                    seq, cpu, ts, source, layout.OUTCOMES[min(outcome, len(layout.OUTCOMES) - 1)],
-                    comm.split(b"\0")[0].decode(errors="replace"), prog, caller))
+                name = sym[0]
+                if name.startswith("bpf_prog_") and not prog:
+                    parts = name.split("_", 3)     # bpf_prog_<tag>_<name>
+                    if len(parts) == 4 and parts[2] not in self._our_tags:
+                        prog = parts[3]
+                elif not caller and not name.startswith(_HOOK_PREFIXES):
+                    caller = name
+            if not caller and unresolved:
+                caller = "unknown"      # no symbol covers it: never guess the nearest one
+            snap.events.append(FailureEvent(
+                seq, snap.cpus[j // N_EVENTS], ts, source,
+                layout.OUTCOMES[min(outcome, len(layout.OUTCOMES) - 1)],
+                comm.split(b"\0")[0].decode(errors="replace"), prog, caller))
         snap.events.sort(key=lambda e: e.ts_ns)
 
     def program_stats(self):

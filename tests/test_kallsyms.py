@@ -44,3 +44,14 @@ def test_addresses_no_symbol_covers_are_unknown(tmp_path):
     assert ks.resolve(0xffffffff837f7000) is None            # past _einittext
     assert ks.resolve(0xffffffffc0300000 + MAX_LAST_SPAN) is None   # far past the last
     assert ks.range_of("htab_map_update_elem") == (0xffffffff81000100, 0xffffffff81000400)
+
+
+def test_bpf_programs_loaded_later_resolve_after_a_refresh(tmp_path):
+    ks = load(tmp_path)
+    later = 0xffffffffc0030000
+    assert ks.resolve(later + 8) == ("bpf_prog_44aa0a5c9d499710_repro_aa", later + 8 - 0xffffffffc00280d4)
+    (tmp_path / "kallsyms").write_text(KALLSYMS + f"{later:x} t bpf_prog_0123456789abcdef_new\t[bpf]\n")
+    assert not ks.refresh_bpf()                      # rate-limited: just read
+    assert ks.refresh_bpf(min_interval=0)
+    assert ks.resolve(later + 8) == ("bpf_prog_0123456789abcdef_new", 8)
+    assert ks.resolve(0xffffffff81000110) == ("htab_map_update_elem", 0x10)   # vmlinux kept
