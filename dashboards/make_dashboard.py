@@ -10,7 +10,8 @@ import os
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'job=~"$job",instance=~"$instance"'
-CSEL = SEL + ',cpu=~"$cpu"'
+CSEL = SEL + ',cpu=~"$cpu"'          # only for the per-CPU families (README "Metrics")
+PSEL = SEL + ',probe=~"$probe"'
 RI = "[$__rate_interval]"
 
 
@@ -36,11 +37,12 @@ def timeseries(title, targets, x, y, unit="short", desc="", **kw):
                  fieldConfig={"defaults": {"unit": unit}, "overrides": []}, **kw)
 
 
-def heatmap(title, metric, x, y, extra_sel, desc):
+def heatmap(title, metric, x, y, sel, desc):
+    # histograms are per probe (per CPU only with serve --per-cpu-latency): summed by le
     return panel(title, "heatmap",
-                 [target(f'sum by (le) (rate({metric}_bucket{{{CSEL}{extra_sel}}}{RI}))',
+                 [target(f'sum by (le) (rate({metric}_bucket{{{sel}}}{RI}))',
                          "{{le}}", format="heatmap")],
-                 x, y, desc=desc, repeat="cpu", repeatDirection="h", maxPerRow=4,
+                 x, y, desc=desc,
                  options={"calculate": False, "yAxis": {"unit": "s"},
                           "cellGap": 1, "color": {"mode": "scheme", "scheme": "Oranges"}})
 
@@ -56,30 +58,39 @@ def variable(name, query, label, multi=True, include_all=True):
 def build():
     panels = [
         timeseries("Helper failures/s by reason",
-                   [target(f'sum by (reason) (rate(lstrace_helper_failures_total{{{CSEL},'
+                   [target(f'sum by (reason) (rate(lstrace_helper_failures_total{{{PSEL},'
                            f'reason!="not_found"}}{RI}))', "{{reason}}")], 0, 0, "ops",
-                   "Failed local-storage helper calls (not_found is a normal miss and left out)."),
+                   "Failed local-storage helper calls of the selected probes, all CPUs "
+                   "(not_found is a normal miss and left out)."),
         timeseries("Failures/s by CPU (helpers + rqspinlock)",
-                   [target(f'sum by (cpu) (rate(lstrace_helper_failures_total{{{CSEL},'
-                           f'reason!="not_found"}}{RI}))', "helpers cpu {{cpu}}"),
-                    target(f'sum by (cpu) (rate(lstrace_rqspinlock_failures_total{{{CSEL}}}{RI}))',
-                           "rqspinlock cpu {{cpu}}", "B")], 12, 0, "ops"),
+                   [target(f'sum by (cpu, reason) (rate(lstrace_helper_cpu_failures_total'
+                           f'{{{CSEL}}}{RI}))', "helpers {{reason}} cpu {{cpu}}"),
+                    target(f'sum by (cpu, errno) (rate(lstrace_rqspinlock_cpu_failures_total'
+                           f'{{{CSEL}}}{RI}))', "rqspinlock {{errno}} cpu {{cpu}}", "B")],
+                   12, 0, "ops",
+                   "CPU-local failures: helper calls that failed on a held busy counter or an "
+                   "rqspinlock deadlock/timeout, and rqspinlock failures seen at "
+                   "lock:contention_end."),
         timeseries("Busy ratio per helper (busy failures / calls)",
-                   [target(f'sum by (probe) (rate(lstrace_helper_failures_total{{{CSEL},'
+                   [target(f'sum by (probe) (rate(lstrace_helper_failures_total{{{PSEL},'
                            f'reason="busy"}}{RI})) / sum by (probe) (rate('
-                           f'lstrace_helper_calls_total{{{CSEL}}}{RI}))', "{{probe}}")],
+                           f'lstrace_helper_calls_total{{{PSEL}}}{RI}))', "{{probe}}")],
                    0, 8, "percentunit",
                    "Share of calls that failed because the CPU's busy counter was held "
                    "(generation A/B recursion guard)."),
         timeseries("rqspinlock deadlocks and timeouts by kind and caller",
                    [target(f'sum by (errno, kind, caller) (rate(lstrace_rqspinlock_failures_total'
-                           f'{{{CSEL}}}{RI}))', "{{errno}} {{kind}} {{caller}}")], 12, 8, "ops",
+                           f'{{{SEL}}}{RI}))', "{{errno}} {{kind}} {{caller}}")], 12, 8, "ops",
                    "EDEADLK: AA/ABBA deadlock detected and the acquisition aborted; "
                    "ETIMEDOUT: gave up after the timeout."),
-        heatmap("Helper latency, CPU $cpu", "lstrace_helper_latency_seconds", 0, 16,
-                ',probe=~"$probe"', "log2 buckets of helper call latency (selected probes)."),
-        heatmap("rqspinlock wait, CPU $cpu", "lstrace_rqspinlock_wait_seconds", 0, 24, "",
-                "Time spent in the rqspinlock slow path."),
+        heatmap("Helper latency", "lstrace_helper_latency_seconds", 0, 16, PSEL,
+                "log2 buckets of helper call latency (selected probes, all CPUs)."),
+        heatmap("rqspinlock wait", "lstrace_rqspinlock_wait_seconds", 12, 16, SEL,
+                "Time spent in the rqspinlock slow path (all CPUs)."),
+        timeseries("Helper calls/s by CPU",
+                   [target(f'sum by (cpu) (rate(lstrace_helper_calls_total{{{CSEL},'
+                           f'probe=~"$probe"}}{RI}))', "cpu {{cpu}}")], 0, 24, "ops",
+                   "Calls of the selected probes on each CPU."),
         panel("Probe status", "table",
               [target(f'max by (instance, probe, mode) (lstrace_probe_attached{{{SEL}}})', "",
                       format="table", instant=True, range=False),
@@ -92,7 +103,7 @@ def build():
                   "renameByName": {"Value #A": "attached", "Value #B": "kernel"}}}]),
         timeseries("bpf() syscall errors/s",
                    [target(f'sum by (cmd, errno, map_type) (rate(lstrace_bpf_syscall_errors_total'
-                           f'{{{CSEL}}}{RI}))', "{{cmd}} {{map_type}} {{errno}}")], 12, 32, "ops"),
+                           f'{{{SEL}}}{RI}))', "{{cmd}} {{map_type}} {{errno}}")], 12, 32, "ops"),
         timeseries("BPF program runs/s",
                    [target(f'sum by (program) (rate(lstrace_bpf_program_runs_total{{{SEL}}}{RI}))',
                            "{{program}}")], 0, 42, "ops"),

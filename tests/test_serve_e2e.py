@@ -29,7 +29,10 @@ IN_GUEST = bool(os.environ.get("LAB_KERNEL"))
 SCRAPE_S = 3 if IN_GUEST else 1
 RATE_WINDOW_S = 10 * SCRAPE_S
 HELPER_METRICS = ("lstrace_helper_calls_total", "lstrace_helper_failures_total",
-                  "lstrace_helper_latency_seconds_bucket")
+                  "lstrace_helper_cpu_failures_total", "lstrace_helper_latency_seconds_bucket")
+# "a quiet minute" before the first failure, shortened: Prometheus must hold this
+# many zero samples of the series (increase() needs one before the failure)
+QUIET_SAMPLES = 10
 
 
 def http_get(url, timeout=5):
@@ -76,6 +79,46 @@ def bpf_lookup_failures(n, cpu):
     return enoent, other
 
 
+def scraped(lport, sel):
+    """The value of one series in lstrace's own /metrics now (0 if absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    name, _, rest = sel.partition("{")
+    want = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    for fam in text_string_to_metric_families(http_get(f"http://127.0.0.1:{lport}/metrics")):
+        for smp in fam.samples:
+            if smp.name == name and all(smp.labels.get(k) == v for k, v in want.items()):
+                return smp.value
+    return 0.0
+
+
+def provoke_one_rqspinlock_deadlock(cpus, tries=400):
+    """As few queued-path AA deadlocks as the repro's aa_queued program can make
+    (one, nearly always): single-iteration runs on `cpus` at once until the
+    program's own raw_tp on lock:contention_end saw a failure.  Returns
+    {cpu: failures it saw there} (the ground truth)."""
+    from lstrace.repro import preflight, stats
+    from lstrace.repro import sys as bsys
+    from lstrace.repro.cases.base import load
+    from lstrace.repro.cases.helper_calls import PKT
+    from lstrace.repro.cases.rqspinlock import SEEN
+    from lstrace.repro.cases.threads import on_cpus
+    preflight()
+    with load("rqspin") as obj:
+        fd = obj.prog_fd("aa_queued")
+        obj.attach("on_end")
+        try:
+            for _ in range(tries):
+                on_cpus(lambda c: (lambda _deadline: bsys.test_run(fd, data=PKT, repeat=1)),
+                        cpus, 0)
+                seen = stats.read_groups(obj.map_fd("stats"), {"q": SEEN["aa-queued"]}, cpus)
+                got = {c: v["calls"] for c, v in seen["q"].items()}
+                if any(got.values()):
+                    return got
+        finally:
+            obj.detach()
+    return {}
+
+
 def maybe_rqspinlock_repro():
     try:
         from lstrace.repro import run_case
@@ -109,7 +152,7 @@ def helper_workloads(prom, cpu):
     got = {}
     for name, sel, want in (
             ("calls", f'lstrace_helper_calls_total{{probe="{get}",cpu="{cpu}"}}', want_calls),
-            ("busy", f'sum(lstrace_helper_failures_total{{reason="busy",cpu="{cpu}"}})',
+            ("busy", f'sum(lstrace_helper_cpu_failures_total{{reason="busy",cpu="{cpu}"}})',
              want_busy)):
         def value(sel=sel, want=want):
             r = prom.query(sel)
@@ -189,8 +232,13 @@ def wait_gone(ids, timeout=5.0):
 def test_prometheus_scrapes_ground_truth_and_every_expression(served):
     proc, lport, prom = served
     cpu = max(os.sched_getaffinity(0))
+    # bpf() errors are summed over CPUs: the workload's share is what it adds
+    sel = 'lstrace_bpf_syscall_errors_total{cmd="MAP_LOOKUP_ELEM",errno="ENOENT",map_type="hash"}'
+    before = scraped(lport, sel)
     enoent, other = bpf_lookup_failures(N_LOOKUPS, cpu)
     assert (enoent, other) == (N_LOOKUPS, 0)
+    after = scraped(lport, sel)
+    assert after - before == enoent, (before, after, enoent)
     rq_skip = maybe_rqspinlock_repro()
     helpers_on = re.findall(r'^lstrace_probe_attached\{[^}]*probe="task_storage_get[^}]*\} 1',
                             http_get(f"http://127.0.0.1:{lport}/metrics"), re.M)
@@ -198,15 +246,13 @@ def test_prometheus_scrapes_ground_truth_and_every_expression(served):
     if helpers_on:
         print(helper_workloads(prom, cpu))
 
-    sel = (f'lstrace_bpf_syscall_errors_total{{cpu="{cpu}",cmd="MAP_LOOKUP_ELEM",'
-           f'errno="ENOENT",map_type="hash"}}')
-
     def value():
         r = prom.query(sel)
-        return r and float(r[0]["value"][1]) >= enoent and float(r[0]["value"][1])
+        return r and float(r[0]["value"][1]) >= after and float(r[0]["value"][1])
     got = wait_for(value, 20 * SCRAPE_S, sel)
-    print(f"\nground truth {enoent} ENOENT lookups on cpu {cpu}; Prometheus holds {got}")
-    assert got == enoent
+    print(f"\nground truth {enoent} ENOENT lookups on cpu {cpu}: lstrace counted "
+          f"{after - before:g} more; Prometheus holds {got:g} (lstrace's {after:g} or later)")
+    assert got >= after
 
     text = http_get(f"http://127.0.0.1:{lport}/metrics")
     r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
@@ -226,10 +272,12 @@ def test_prometheus_scrapes_ground_truth_and_every_expression(served):
         for m in HELPER_METRICS:
             explained[m] = "no helper probe can attach on this kernel (fentry/kprobe forbidden)"
     if not prom.query('lstrace_probe_attached{probe="rqspinlock"} == 1'):
-        for m in ("lstrace_rqspinlock_failures_total", "lstrace_rqspinlock_wait_seconds_bucket"):
+        for m in ("lstrace_rqspinlock_failures_total", "lstrace_rqspinlock_cpu_failures_total",
+                  "lstrace_rqspinlock_wait_seconds_bucket"):
             explained[m] = "rqspinlock probe not attached (kernel before 6.15)"
-    elif "lstrace_rqspinlock_failures_total" not in present:
-        explained["lstrace_rqspinlock_failures_total"] = rq_skip or "no rqspinlock failure"
+    else:       # zero series from the start, failures or not
+        assert {"lstrace_rqspinlock_failures_total",
+                "lstrace_rqspinlock_cpu_failures_total"} <= present, rq_skip
     for m in ("lstrace_busy_samples_total", "lstrace_busy_held_samples_total"):
         if m not in present:
             assert prom.query('lstrace_probe_attached{probe="busy_sampler"} == 1') == []
@@ -260,6 +308,67 @@ def test_prometheus_scrapes_ground_truth_and_every_expression(served):
     print(f"{checked} expressions returned data; skipped (explained): "
           + "; ".join(f"{w}: {why}" for w, why in skipped))
     assert checked >= 6
+
+
+def test_first_rqspinlock_deadlock_alerts(served):
+    """Issue 12: after a quiet period, one single deadlock on a CPU is seen by
+    increase(...[1m]) and fires LstraceRqspinlockDeadlock (dashboards/alerts.yml):
+    the per-CPU series exists with 0 before the first failure."""
+    _proc, _lport, prom = served
+    from lstrace.repro import CASES
+    if CASES["rqspinlock"].check():
+        pytest.skip(CASES["rqspinlock"].check())
+    att = wait_for(lambda: prom.query('lstrace_probe_attached{probe="rqspinlock"}'),
+                   20 * SCRAPE_S, "first scrape")
+    if att[0]["value"][1] != "1":
+        pytest.skip("rqspinlock probe not attached")
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    if len(cpus) < 2:
+        pytest.skip("aa_queued needs two CPUs")
+    series = 'lstrace_rqspinlock_cpu_failures_total{errno="EDEADLK"}'
+    # the quiet period: QUIET_SAMPLES samples of every CPU's series, none of them
+    # increasing (other sessions on a shared host may provoke deadlocks: wait them out)
+    def quiet():
+        counts = prom.query(f"count_over_time({series}[1m])")
+        return (counts and all(float(r["value"][1]) >= QUIET_SAMPLES for r in counts)
+                and not prom.query(f"increase({series}[1m]) > 0")
+                and not prom.query('ALERTS{alertname="LstraceRqspinlockDeadlock"}'))
+    try:
+        wait_for(quiet, 120, "a quiet period in Prometheus")
+    except AssertionError:
+        pytest.skip("not quiet: rqspinlock deadlocks from elsewhere on this host: "
+                    f"{prom.query(f'increase({series}[1m]) > 0')}")
+    before = {r["metric"]["cpu"]: float(r["value"][1]) for r in prom.query(series)}
+
+    truth = provoke_one_rqspinlock_deadlock(cpus)
+    assert truth, "aa_queued made no queued-path deadlock"
+    cpu = str(next(c for c, n in truth.items() if n))
+    one = f'lstrace_rqspinlock_cpu_failures_total{{errno="EDEADLK",cpu="{cpu}"}}'
+    inc = wait_for(lambda: float((prom.query(f"increase({one}[1m])") or [{"value": [0, 0]}])
+                                 [0]["value"][1]), 20 * SCRAPE_S, f"increase({one}[1m]) > 0")
+    got = float(prom.query(one)[0]["value"][1]) - before[cpu]
+    alert = wait_for(lambda: prom.query(
+        f'ALERTS{{alertname="LstraceRqspinlockDeadlock",cpu="{cpu}"}}'), 20 * SCRAPE_S,
+        "LstraceRqspinlockDeadlock")
+    state = alert[0]["metric"]["alertstate"]
+    print(f"\n{sum(truth.values())} deadlock(s) provoked after {QUIET_SAMPLES} quiet scrapes "
+          f"({truth}); Prometheus: +{got:g} on cpu {cpu}, increase[1m] = {inc:.2f}, alert {state}")
+    assert got == truth[int(cpu)]
+    assert state in ("pending", "firing")
+
+
+def test_bpf_lock_error_series_exist_before_any_failure(served):
+    """The bpf() lock errors LstraceBpfSyscallLockError reads are there with 0
+    from the first scrape, so its first occurrence counts (this host cannot
+    make a bpf() map call fail on a lock)."""
+    _proc, _lport, prom = served
+    sel = ('lstrace_bpf_syscall_errors_total{errno=~"EBUSY|EDEADLK|ETIMEDOUT",'
+           'cmd=~"MAP_UPDATE_ELEM|MAP_DELETE_ELEM"}')
+    from lstrace import exporter
+    want = (len(exporter.SYS_LOCK_ERRNOS) * len(exporter.SYS_LOCK_CMDS)
+            * len(exporter.SYS_LOCK_MAP_TYPES))
+    got = wait_for(lambda: prom.query(sel), 20 * SCRAPE_S, sel)
+    assert len(got) >= want
 
 
 def test_sigterm_detaches_and_exits_0(served):
