@@ -18,8 +18,8 @@
 #define F_CREATE 1ULL
 #define N_FRAMES 8       /* slots for entered, not yet returned calls per CPU */
 #define MAX_NEST 4       /* guard: deeper nesting of lstrace programs is skipped */
-#define STACK_DEPTH 8    /* kernel stack frames read on lock failures */
-#define N_EVENTS 16      /* recent failure events kept per CPU */
+/* STACK_DEPTH (stack frames read on lock failures) and N_EVENTS (recent failure
+ * events kept per CPU) come from lstrace/decode.py as -D defines. */
 #define LCB_F_SPIN 1
 
 struct counters {

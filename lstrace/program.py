@@ -11,7 +11,7 @@ import errno
 import sys
 from pathlib import Path
 
-from . import layout, probes
+from . import decode, layout, probes
 from .probes import RET_ERR_PTR, RET_ERR_PTR_OR_NULL, RET_ERRNO, RET_PTR_OR_NULL, RET_VOID
 
 RET_KIND_CODE = {RET_PTR_OR_NULL: 0, RET_ERRNO: 1, RET_ERR_PTR: 2, RET_ERR_PTR_OR_NULL: 3,
@@ -149,6 +149,7 @@ def defines(kernel, plans):
     btf = kernel.btf
     names = {p.name for p in plans if p.available}
     d = {"N_RANGES": N_RANGES,
+         "N_EVENTS": decode.N_EVENTS, "STACK_DEPTH": decode.STACK_DEPTH,
          "SYSCALL_FRAME": SYSCALL_FRAME,
          "WITH_RQSPINLOCK": int("rqspinlock" in names),
          "WITH_BPF_SYSCALL": int("bpf_syscall" in names),

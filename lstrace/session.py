@@ -7,31 +7,19 @@ Start-up checks turn each missing prerequisite (root, BCC, BTF, headers) into
 one clear error; a probe that fails to attach is reported in the snapshot and
 the others keep running.
 """
-import array
 import ctypes
 import os
-import struct
 import time
 
-from . import bpfsys, layout, probes
+from . import bpfsys, decode, probes
 from . import headers as headersmod
 from . import plan as planmod
 from . import program
 from .errors import NoProbeAttached, PermissionDenied, Unavailable
 from .kernel import Kernel
-from .snapshot import FailureEvent, ProbeStatus, ProgramStats, Snapshot
+from .snapshot import ProbeStatus, ProgramStats, Snapshot
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
-N_EVENTS, STACK_DEPTH = 16, 8
-EVENT = struct.Struct("<QQII16s" + "Q" * STACK_DEPTH)
-# frames that are lstrace's or the tracing machinery's, not the lock's user
-_HOOK_PREFIXES = ("bpf_prog_", "bpf_trampoline", "__bpf_trace", "bpf_trace_run", "__traceiter",
-                  "bpf_get_stack", "____bpf_get_stack", "bpf_get_stackid", "kretprobe",
-                  "arch_rethook", "rethook", "perf_", "resilient_queued_spin_lock_slowpath",
-                  "trace_contention", "__bpf_prog_enter", "__bpf_prog_exit", "ftrace",
-                  "__x64_sys_bpf", "do_syscall", "entry_SYSCALL")
-
-
 def effective_caps():
     try:
         with open("/proc/self/status") as f:
@@ -238,94 +226,29 @@ class Session:
                             p.reason or p.blind_spots, p.func) for p in self.plans]
 
     def _percpu(self, name, size):
+        """Every CPU's value of a single-slot per-CPU array, in one lookup."""
         ncpu = len(self.kernel.possible_cpus)
-        stride = (size + 7) // 8 * 8
-        raw = bpfsys.map_lookup_raw(self.bpf[name.encode()].map_fd, b"\0\0\0\0", stride * ncpu)
-        return [raw[i * stride:(i + 1) * stride] for i in range(ncpu)]
+        raw = bpfsys.map_lookup_raw(self.bpf[name.encode()].map_fd, b"\0\0\0\0",
+                                    (size + 7) // 8 * 8 * ncpu)
+        return decode.split_percpu(raw, ncpu, size)
 
     def snapshot(self):
-        lay = self.layout
         snap = Snapshot(taken=time.monotonic(), cpus=list(self.kernel.possible_cpus),
                         kernel={"release": self.kernel.release,
                                 "generation": self.kernel.generation},
                         probes=self.statuses(), started=self.started)
-        helpers = [p.name for p in probes.HELPERS]
         attached = {p.name for p in self.plans if p.available}
-        for cpu, raw in zip(snap.cpus, self._percpu("counters", lay.value_size)):
-            words = array.array("Q", raw)
-            self._decode_counters(snap, cpu, words, helpers, attached)
-        self._read_events(snap)
-        snap.programs = self.program_stats()
-        return snap
-
-    def _decode_counters(self, snap, cpu, words, helpers, attached):
-        lay, no, ns = self.layout, len(layout.OUTCOMES), layout.NSLOTS
-        hb, lb = lay.block(words, "helper"), lay.block(words, "lat")
-        for i, name in enumerate(helpers):
-            if name in attached:
-                snap.helper[(name, cpu)] = dict(zip(layout.OUTCOMES, hb[i * no:(i + 1) * no]))
-                snap.latency[(name, cpu)] = list(lb[i * ns:(i + 1) * ns])
-        if "rqspinlock" in attached:
-            rq = lay.block(words, "rq")
-            nk, nc = len(layout.RQ_KINDS), len(layout.CALLERS)
-            for ei, err in enumerate(layout.RQ_ERRNOS):
-                for ki, kind in enumerate(layout.RQ_KINDS):
-                    for ci, caller in enumerate(layout.CALLERS):
-                        n = rq[(ei * nk + ki) * nc + ci]
-                        if n:
-                            snap.rq_failures[(cpu, err, kind, caller)] = n
-            snap.rq_wait[cpu] = list(lay.block(words, "rq_wait"))
-        if "bpf_syscall" in attached:
-            sysb = lay.block(words, "sys")
-            nm, ne = len(layout.MAP_TYPE_BUCKETS), len(layout.SYS_ERRNOS)
-            for i, n in enumerate(sysb):
-                if n:
-                    ci, rest = divmod(i, nm * ne)
-                    mi, ei = divmod(rest, ne)
-                    snap.syscall_errors[(cpu, layout.CMD_NAMES[ci], layout.MAP_TYPE_BUCKETS[mi],
-                                         layout.SYS_ERRNOS[ei])] = n
-        if "busy_sampler" in attached:
-            held = lay.block(words, "busy_held")
-            snap.busy_samples[cpu] = (lay.block(words, "busy_samples")[0],
-                                      dict(zip(layout.BUSY_COUNTERS, held)))
-        snap.guard_skips[cpu] = lay.block(words, "guard_skips")[0]
-
-    def _read_events(self, snap):
-        size = 8 + N_EVENTS * EVENT.size
-        helpers = [p.name for p in probes.HELPERS]
-        ks = self.kernel.kallsyms
-        rows = [EVENT.unpack_from(raw, 8 + i * EVENT.size)
-                for raw in self._percpu("events", size) for i in range(N_EVENTS)]
+        decode.counters(snap, self.layout, self._percpu("counters", self.layout.value_size),
+                        attached)
+        rows = decode.event_rows(self._percpu("events", decode.RING_SIZE))
         # new failures may come from BPF programs loaded since the symbols were read
-        newest = tuple(max(r[0] for r in rows[c * N_EVENTS:(c + 1) * N_EVENTS])
-                       for c in range(len(snap.cpus)))
+        newest = decode.newest_seqs(rows, len(snap.cpus))
         if newest != self._events_seen:
             self._events_seen = newest
-            ks.refresh_bpf()
-        for j, (seq, ts, what, outcome, comm, *ips) in enumerate(rows):
-            if not seq:
-                continue
-            source = helpers[what] if what < len(helpers) else "rqspinlock"
-            prog, caller, unresolved = "", "", False
-            for ip in ips:
-                sym = ks.resolve(ip) if ip else None
-                if not sym:
-                    unresolved = unresolved or bool(ip)
-                    continue
-                name = sym[0]
-                if name.startswith("bpf_prog_") and not prog:
-                    parts = name.split("_", 3)     # bpf_prog_<tag>_<name>
-                    if len(parts) == 4 and parts[2] not in self._our_tags:
-                        prog = parts[3]
-                elif not caller and not name.startswith(_HOOK_PREFIXES):
-                    caller = name
-            if not caller and unresolved:
-                caller = "unknown"      # no symbol covers it: never guess the nearest one
-            snap.events.append(FailureEvent(
-                seq, snap.cpus[j // N_EVENTS], ts, source,
-                layout.OUTCOMES[min(outcome, len(layout.OUTCOMES) - 1)],
-                comm.split(b"\0")[0].decode(errors="replace"), prog, caller))
-        snap.events.sort(key=lambda e: e.ts_ns)
+            self.kernel.kallsyms.refresh_bpf()
+        decode.events(snap, rows, self.kernel.kallsyms.resolve, self._our_tags)
+        snap.programs = self.program_stats()
+        return snap
 
     def program_stats(self):
         # which helper probe each program serves: its exit program's

@@ -1,0 +1,120 @@
+"""Raw bytes of lstrace's per-CPU maps -> Snapshot fields.
+
+Pure: no BPF, no root, no kernel.  Session reads the maps (one lookup each,
+every CPU's value) and hands the bytes here; tests/test_decode.py feeds it
+synthetic bytes.  The event ring's shape is defined here and reaches the C
+code as -D defines (program.defines), like the counter layout (layout.py).
+"""
+import array
+import struct
+
+from . import layout, probes
+from .snapshot import FailureEvent
+
+N_EVENTS, STACK_DEPTH = 16, 8      # recent failure events per CPU, stack frames each
+# struct event in bpf/lstrace.bpf.c: seq, ts, what, outcome, comm[16], ips[STACK_DEPTH]
+EVENT = struct.Struct("<QQII16s" + "Q" * STACK_DEPTH)
+RING_SIZE = 8 + N_EVENTS * EVENT.size    # struct ring: head, ev[N_EVENTS]
+# frames that are lstrace's or the tracing machinery's, not the lock's user
+HOOK_PREFIXES = ("bpf_prog_", "bpf_trampoline", "__bpf_trace", "bpf_trace_run", "__traceiter",
+                 "bpf_get_stack", "____bpf_get_stack", "bpf_get_stackid", "kretprobe",
+                 "arch_rethook", "rethook", "perf_", "resilient_queued_spin_lock_slowpath",
+                 "trace_contention", "__bpf_prog_enter", "__bpf_prog_exit", "ftrace",
+                 "__x64_sys_bpf", "do_syscall", "entry_SYSCALL")
+HELPER_NAMES = tuple(p.name for p in probes.HELPERS)
+
+
+def split_percpu(raw, ncpu, size):
+    """One BPF_MAP_LOOKUP_ELEM of a per-CPU array returns every CPU's value,
+    each padded to 8 bytes."""
+    stride = (size + 7) // 8 * 8
+    return [raw[i * stride:i * stride + size] for i in range(ncpu)]
+
+
+def counters(snap, lay, per_cpu_raw, attached):
+    """Fill snap's counter fields from each CPU's `struct counters` bytes."""
+    for cpu, raw in zip(snap.cpus, per_cpu_raw):
+        _cpu_counters(snap, cpu, lay, array.array("Q", raw), attached)
+
+
+def _cpu_counters(snap, cpu, lay, words, attached):
+    no, ns = len(layout.OUTCOMES), layout.NSLOTS
+    hb, lb = lay.block(words, "helper"), lay.block(words, "lat")
+    for i, name in enumerate(HELPER_NAMES):
+        if name in attached:
+            snap.helper[(name, cpu)] = dict(zip(layout.OUTCOMES, hb[i * no:(i + 1) * no]))
+            snap.latency[(name, cpu)] = list(lb[i * ns:(i + 1) * ns])
+    if "rqspinlock" in attached:
+        rq = lay.block(words, "rq")
+        nk, nc = len(layout.RQ_KINDS), len(layout.CALLERS)
+        for ei, err in enumerate(layout.RQ_ERRNOS):
+            for ki, kind in enumerate(layout.RQ_KINDS):
+                for ci, caller in enumerate(layout.CALLERS):
+                    n = rq[(ei * nk + ki) * nc + ci]
+                    if n:
+                        snap.rq_failures[(cpu, err, kind, caller)] = n
+        snap.rq_wait[cpu] = list(lay.block(words, "rq_wait"))
+    if "bpf_syscall" in attached:
+        nm, ne = len(layout.MAP_TYPE_BUCKETS), len(layout.SYS_ERRNOS)
+        for i, n in enumerate(lay.block(words, "sys")):
+            if n:
+                ci, rest = divmod(i, nm * ne)
+                mi, ei = divmod(rest, ne)
+                snap.syscall_errors[(cpu, layout.CMD_NAMES[ci], layout.MAP_TYPE_BUCKETS[mi],
+                                     layout.SYS_ERRNOS[ei])] = n
+    if "busy_sampler" in attached:
+        held = lay.block(words, "busy_held")
+        snap.busy_samples[cpu] = (lay.block(words, "busy_samples")[0],
+                                  dict(zip(layout.BUSY_COUNTERS, held)))
+    snap.guard_skips[cpu] = lay.block(words, "guard_skips")[0]
+
+
+def event_rows(per_cpu_raw):
+    """[(cpu index, seq, ts, what, outcome, comm, ips)] of every slot of every ring."""
+    rows = []
+    for c, raw in enumerate(per_cpu_raw):
+        for i in range(N_EVENTS):
+            seq, ts, what, outcome, comm, *ips = EVENT.unpack_from(raw, 8 + i * EVENT.size)
+            rows.append((c, seq, ts, what, outcome, comm, tuple(ips)))
+    return rows
+
+
+def newest_seqs(rows, ncpu):
+    """The newest event's seq on each CPU (0: none): what changed since a snapshot."""
+    newest = [0] * ncpu
+    for c, seq, *_ in rows:
+        newest[c] = max(newest[c], seq)
+    return tuple(newest)
+
+
+def events(snap, rows, resolve, our_tags):
+    """Append a FailureEvent per used slot; `resolve(ip)` -> (symbol, offset) or
+    None; programs whose tag is in `our_tags` are lstrace's own."""
+    for c, seq, ts, what, outcome, comm, ips in rows:
+        if not seq:
+            continue
+        prog, caller = attribute(ips, resolve, our_tags)
+        snap.events.append(FailureEvent(
+            seq, snap.cpus[c], ts, HELPER_NAMES[what] if what < len(HELPER_NAMES) else "rqspinlock",
+            layout.OUTCOMES[min(outcome, len(layout.OUTCOMES) - 1)],
+            comm.split(b"\0")[0].decode(errors="replace"), prog, caller))
+    snap.events.sort(key=lambda e: e.ts_ns)
+
+
+def attribute(ips, resolve, our_tags):
+    """(calling BPF program, kernel caller) of one failure's stack.  A caller
+    no symbol covers is "unknown", never the nearest symbol."""
+    prog, caller, unresolved = "", "", False
+    for ip in ips:
+        sym = resolve(ip) if ip else None
+        if not sym:
+            unresolved = unresolved or bool(ip)
+            continue
+        name = sym[0]
+        if name.startswith("bpf_prog_") and not prog:
+            parts = name.split("_", 3)     # bpf_prog_<tag>_<name>
+            if len(parts) == 4 and parts[2] not in our_tags:
+                prog = parts[3]
+        elif not caller and not name.startswith(HOOK_PREFIXES):
+            caller = name
+    return prog, caller or ("unknown" if unresolved else "")
