@@ -66,7 +66,10 @@ def synthetic_snapshot(ncpus, seed=1):
     for st in statuses:              # lstrace's programs: entry + exit per probe
         for part in ("entry", "exit"):
             pid += 1
-            s.programs.append(ProgramStats(pid, f"lst_{st.name}_{part}"[:15], big(), big(), 0))
+            helper = st.kind == "helper"
+            s.programs.append(ProgramStats(pid, f"lst_{st.name}_{part}"[:15], big(), big(), 0,
+                                           probe=st.name if helper else "",
+                                           role=part if helper else ""))
     return s
 
 
@@ -85,22 +88,26 @@ def client_text(collector):
 
 
 def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=True,
-                   syscall_sets=36, probes=22, programs=44, blind=0):
-    """Series of one scrape (README "Metrics"), latency per probe (the default).
+                   syscall_sets=36, probes=22, programs=44, blind=0, per_cpu_latency=False):
+    """Series of one scrape (README "Metrics").
 
     per CPU: helpers (calls) + cpu_reasons (if any helper) + 2 (rqspinlock)
              + 3 (busy_sampler) + 1 (guard skips)
-    fixed:   49 per helper (6 failure reasons, 43 histogram lines, 1 missed-calls)
+    fixed:   50 per helper (6 failure reasons, 43 histogram lines, 1 missed-calls)
              + 97 (rqspinlock: 54 errno x kind x caller, 43 histogram lines)
              + bpf() label sets (36 lock-errno zeros + others seen)
-             + probes (attached gauge) + blind spots + 3 per program name + 3"""
+             + probes (attached gauge) + blind spots + 3 per program name + 3
+    --per-cpu-latency: the 43-line histograms per CPU instead of once."""
     per_cpu = (helpers + (cpu_reasons if helpers else 0) + 2 * rqspinlock + 3 * busy_sampler
                + 1)
-    fixed = 49 * helpers + 97 * rqspinlock + syscall_sets + probes + blind + 3 * programs + 3
+    fixed = 50 * helpers + 97 * rqspinlock + syscall_sets + probes + blind + 3 * programs + 3
+    if per_cpu_latency:
+        per_cpu += 43 * (helpers + rqspinlock)
+        fixed -= 43 * (helpers + rqspinlock)
     return ncpus * per_cpu + fixed
 
 
-def synthetic_formula(snap):
+def synthetic_formula(snap, per_cpu_latency=False):
     """series_formula() for a synthetic_snapshot()."""
     from lstrace import exporter
     syscall = {(c, e, m) for _, c, m, e in snap.syscall_errors}
@@ -108,7 +115,8 @@ def synthetic_formula(snap):
                 for m in exporter.SYS_LOCK_MAP_TYPES}
     return series_formula(len(snap.cpus), len({p for p, _ in snap.helper}), cpu_reasons=3,
                           syscall_sets=len(syscall), probes=len(snap.probes),
-                          programs=len({p.name for p in snap.programs}))
+                          programs=len({p.name for p in snap.programs}),
+                          per_cpu_latency=per_cpu_latency)
 
 
 def _timed(fn, reps):

@@ -115,15 +115,18 @@ def _kb(n):
 def exporter_table(res):
     rows = []
     for n, v in sorted(res.get("synthetic", {}).items(), key=lambda kv: int(kv[0])):
+        client = v.get("client_seconds")
         rows.append([f"synthetic, {n} CPUs", f"{v['series']:,}", _kb(v["bytes"]),
-                     _kb(v["gzip_bytes"]), spread(v["seconds"], 1e3, "{:.1f}")])
+                     _kb(v["gzip_bytes"]), spread(v["seconds"], 1e3, "{:.1f}"),
+                     spread(client, 1e3, "{:.1f}") if client else ""])
     s = res.get("serve")
     if s:
         b = s["bytes"]["median"]
         rows.append([f"real `lstrace serve` on this host, HTTP ({s['attached'] or '?'})",
                      f"{s['series']['median']:,.0f}", _kb(b), "",
-                     spread(s["scrape_s"], 1e3, "{:.1f}")])
-    return tabulate(rows, headers=["scrape", "series", "bytes", "gzip", "latency ms"],
+                     spread(s["scrape_s"], 1e3, "{:.1f}"), ""])
+    return tabulate(rows, headers=["scrape", "series", "bytes", "gzip", "latency ms",
+                                   "prometheus_client ms"],
                     tablefmt="github", disable_numparse=True)
 
 
@@ -133,6 +136,9 @@ def process_table(res):
     if s:
         rows.append(["`lstrace serve` VmRSS once serving, MB", spread(s["rss_start_mb"], 1, "{:.1f}"),
                      f"{s['runs']} daemons"])
+        if "anon_start_mb" in s:
+            rows.append(["… of it anonymous (RssAnon), MB", spread(s["anon_start_mb"], 1, "{:.1f}"),
+                         f"{s['runs']} daemons"])
         rows.append([f"… after {s['scrapes_per_run']} scrapes, MB",
                      spread(s["rss_after_mb"], 1, "{:.1f}"), f"{s['runs']} daemons"])
     t = res.get("top")

@@ -300,11 +300,12 @@ def test_series_budget_at_256_cpus():
 
 
 @pytest.mark.parametrize("ncpus", [2, 64, 256])
-def test_series_formula(ncpus):
+@pytest.mark.parametrize("per_cpu_latency", [False, True])
+def test_series_formula(ncpus, per_cpu_latency):
     """README's formula, for the synthetic snapshot."""
     snap = synthetic_snapshot(ncpus)
-    smp, _ = samples(snap)
-    assert len(smp) == synthetic_formula(snap)
+    smp, _ = samples(snap, per_cpu_latency)
+    assert len(smp) == synthetic_formula(snap, per_cpu_latency)
 
 
 def test_http_app_gzip_and_methods():
