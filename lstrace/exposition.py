@@ -43,15 +43,15 @@ def _labels(pairs):
 class Renderer:
     """Renders lstrace.exporter.Family lists to text; caches label text.
 
-    The cache is keyed by (sample name, label values) and bounded by the label
-    sets lstrace can produce (CPUs x probes x fixed tables), so it stops
-    growing after the first scrapes."""
+    The cache holds one dict per family (label values -> "name{...} "), bounded
+    by the label sets lstrace can produce (CPUs x probes x fixed tables), so it
+    stops growing after the first scrapes."""
 
     def __init__(self, les, estimated_sum):
         self.les = les                  # histogram bucket `le` texts, "+Inf" last
         self.estimated_sum = estimated_sum   # log2 slots -> _sum
-        self._prefix = {}       # (family name, label values) -> "name{...} "
-        self._hist = {}         # (family name, label values) -> [bucket prefixes..., count, sum]
+        self._prefix = {}       # family name -> {label values: "name{...} "}
+        self._hist = {}         # family name -> {label values: [bucket prefixes..., count, sum]}
 
     def render(self, fams):
         out = []
@@ -64,35 +64,32 @@ class Renderer:
         return "".join(out).encode("utf-8")
 
     def _simple(self, f, out):
-        name = f.sample_name()
-        cache, names = self._prefix, f.labels
-        append = out.append
+        name, names = f.sample_name(), f.labels
+        cache = self._prefix.setdefault(name, {})
+        get, append = cache.get, out.append
         for values, v in f.rows:
-            key = (name, values)
-            p = cache.get(key)
+            p = get(values)
             if p is None:
-                p = cache[key] = f"{name}{_labels(zip(names, values))} "
-            append(p)
-            append(fmt_value(v))
-            append("\n")
+                p = cache[values] = f"{name}{_labels(zip(names, values))} "
+            # counts inline (most lines): fmt_value's int case without the call
+            append(f"{p}{v}.0\n" if type(v) is int else f"{p}{fmt_value(v)}\n")
 
     def _histogram(self, f, out):
         les, estimated_sum = self.les, self.estimated_sum
-        cache, names = self._hist, f.labels
+        cache, names = self._hist.setdefault(f.name, {}), f.labels
         for values, slots in f.rows:
-            key = (f.name, values)
-            pre = cache.get(key)
+            pre = cache.get(values)
             if pre is None:
                 pairs = list(zip(names, values))
                 pre = [f"{f.name}_bucket{_labels(pairs + [('le', le)])} " for le in les]
                 pre += [f"{f.name}_count{_labels(pairs)} ", f"{f.name}_sum{_labels(pairs)} "]
-                cache[key] = pre
+                cache[values] = pre
             acc, lines = 0, []
             for p, n in zip(pre, slots):
                 acc += n
-                lines.append(p + fmt_value(acc))
-            lines.append(pre[-3] + fmt_value(acc))          # +Inf
-            lines.append(pre[-2] + fmt_value(acc))          # _count
+                lines.append(f"{p}{acc}.0")
+            lines.append(f"{pre[-3]}{acc}.0")          # +Inf
+            lines.append(f"{pre[-2]}{acc}.0")          # _count
             lines.append(pre[-1] + fmt_value(estimated_sum(slots)))
             out.append("\n".join(lines))
             out.append("\n")
