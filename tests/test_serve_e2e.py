@@ -179,7 +179,7 @@ def helper_workloads(prom, cpu):
         series = f'lstrace_helper_cpu_failures_total{{reason="busy",cpu="{cpu}"}}'
         wait_quiet(prom, series, "LstraceHelperBusy")
         for _ in range(20):
-            busy = run_case("task-busy", duration=0.2, cpus=[cpu], kinds=("task",), cpu=cpu)
+            busy = run_case("task-busy", duration=0.03, cpus=[cpu], kinds=("task",), cpu=cpu)
             want_calls += busy.groups["bpf_task_storage_get"][cpu]["calls"]
             want_busy += sum(per[cpu]["busy"] for g, per in busy.groups.items()
                              if not g.startswith("hammer"))
