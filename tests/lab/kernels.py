@@ -5,6 +5,7 @@ Cache layout (CACHE = --cache, $LSTRACE_LAB_CACHE or /var/cache/lstrace-lab):
   CACHE/debs/RELEASE_VERSION/   downloaded .deb files
   CACHE/kernels/RELEASE_VERSION/  `dpkg -x` of all of them + tree.json (written last: complete)
   CACHE/kernels/RELEASE_VERSION/initramfs.cpio   only for kernels whose virtio bits are modules
+  CACHE/roots/debian13-KEY/     the --root debian13 root file system (rootfs.py)
 """
 import fcntl
 import json
