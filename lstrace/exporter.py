@@ -32,10 +32,10 @@ dashboards/alerts.yml use them):
   lstrace_scrape_duration_seconds
 
 Series budget (issue 12): a series per CPU only where the mission needs the
-CPU, everything else summed over CPUs, so a scrape grows by
-H + |reasons| + 2 + 4 series per CPU (H attached helper probes), not by the
-~1,090 of per-CPU histograms and per-CPU cubes.  README "Metrics" has the
-formula and the measured table.
+CPU, everything else summed over CPUs, so a CPU adds at most H + 3 + 2 + 3
++ 1 series (calls of H attached helper probes, failure reasons, rqspinlock
+errnos, busy samples, guard skips), not the ~1,090 of per-CPU histograms and
+per-CPU cubes.  README "Metrics" has the formula and the measured table.
 
 The first failure counts: rate()/increase() cannot see a series' first
 sample, so every failure counter an alert reads exists from attach time with
@@ -440,7 +440,8 @@ class SnapshotCollector:
     def describe(self):
         return []      # unchecked collector: names come from collect()
 
-    def plan(self):
+    def _families(self):
+        """This scrape's families, its start time and its (empty) duration gauge."""
         t0 = time.perf_counter()
         with self._lock:
             snap = self.snapshot_fn()
@@ -454,14 +455,14 @@ class SnapshotCollector:
         return fams, t0, dur
 
     def collect(self):
-        fams, t0, dur = self.plan()
+        fams, t0, dur = self._families()
         dur.add([], time.perf_counter() - t0)
         return [f.to_client() for f in fams]
 
     def render(self):
         """The text exposition (bytes); the scrape duration covers formatting
         all but its own line."""
-        fams, t0, dur = self.plan()
+        fams, t0, dur = self._families()
         body = self._renderer.render(fams[:-1])
         dur.add([], time.perf_counter() - t0)
         return body + self._renderer.render([dur])
