@@ -180,6 +180,21 @@ def test_first_failure_series_exist_at_zero(gen, reasons):
                    map_type="task_storage") == 0
 
 
+def test_rqspinlock_keys_outside_the_cube_still_exported():
+    """The fast fold reads the known cube; anything else takes the slow path."""
+    snap = make_snap(rq_failures={(0, "EDEADLK", "AA", "local_storage"): 2,
+                                  (1, "EDEADLK", "AA", "newcaller"): 3,
+                                  (7, "ETIMEDOUT", "unknown", "htab"): 1},
+                     rq_wait={0: [0] * NSLOTS, 1: [0] * NSLOTS})
+    smp, _ = samples(snap)
+    assert get(smp, "lstrace_rqspinlock_failures_total", errno="EDEADLK", kind="AA",
+               caller="newcaller") == 3
+    assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu="1", errno="EDEADLK") == 3
+    assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu="7", errno="ETIMEDOUT") == 1
+    assert get(smp, "lstrace_rqspinlock_failures_total", errno="EDEADLK", kind="AA",
+               caller="local_storage") == 2
+
+
 def test_not_attached_exports_no_zero_series():
     smp, _ = samples(make_snap(probes=[ProbeStatus("rqspinlock", "tracepoint", "unavailable",
                                                    False, "no")]))
