@@ -87,17 +87,48 @@ def _versions(rootfs: Path):
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
+def _mounts_under(path: Path):
+    with open("/proc/self/mountinfo") as f:
+        return [ln.split()[4] for ln in f if ln.split()[4].startswith(f"{path}/")]
+
+
+def _remove(tmp: Path):
+    """rmtree, but never while mmdebstrap's /proc, /sys or /dev mounts are inside: it would
+    descend into them."""
+    if _mounts_under(tmp):
+        kernels.note(f"left {tmp} in place: file systems are still mounted inside it")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mmdebstrap(target: Path):
+    p = subprocess.Popen(["mmdebstrap", "--quiet", *OPTIONS, f"--include={','.join(PACKAGES)}",
+                          SUITE, str(target), MIRROR],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        err = p.communicate()[1]
+    finally:
+        if p.poll() is None:  # we were interrupted: let it undo its mounts before we clean up
+            p.terminate()
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    if p.returncode:
+        raise BuildError(f"mmdebstrap failed ({p.returncode}):\n{err[-3000:]}")
+
+
 def _build(cache: Path, final: Path):
     (cache / "roots").mkdir(exist_ok=True)
+    for stale in (cache / "roots").glob(".debian13-*"):  # a builder killed before its cleanup
+        _remove(stale)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache / "roots"))
     try:
         kernels.note(f"building the debian13 root with mmdebstrap ({len(PACKAGES)} packages "
-                     f"and their dependencies from {MIRROR} {SUITE}; a few minutes)")
+                     f"and their dependencies from {MIRROR} {SUITE}; about a minute)")
         t0 = time.monotonic()
-        p = subprocess.run(["mmdebstrap", "--quiet", *OPTIONS, f"--include={','.join(PACKAGES)}",
-                            SUITE, str(tmp / "rootfs"), MIRROR], capture_output=True, text=True)
-        if p.returncode:
-            raise BuildError(f"mmdebstrap failed ({p.returncode}):\n{p.stderr[-3000:]}")
+        _mmdebstrap(tmp / "rootfs")
         secs = time.monotonic() - t0
         manifest = {"key": key(), "suite": SUITE, "mirror": MIRROR, "packages": PACKAGES,
                     "options": OPTIONS, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -111,7 +142,7 @@ def _build(cache: Path, final: Path):
         raise BuildError(f"building {final}: {e} (mmdebstrap comes with scripts/install.sh "
                          "--test)") from e
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
     return load(final)
 
 
