@@ -41,6 +41,9 @@ class NoProbeAttached(LstraceError):
     exit_code = EXIT_NO_PROBE
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def _term_as_interrupt(_signum, _frame):
     raise KeyboardInterrupt
 
@@ -49,12 +52,14 @@ def friendly_errors(fn):
     """Turn LstraceError (and Ctrl-C) into 'lstrace: message' + exit code.
     SIGTERM is Ctrl-C while the command runs (Python would die without running
     any cleanup); commands that treat Ctrl-C as "stop" (top, hist) exit 0 then.
+    SIGINT is set too: a process started in the background by a non-interactive
+    shell inherits SIGINT ignored, and would otherwise never stop on it.
     Lives here, not in cli.py, so command modules can use it while cli.py
     imports them."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         main = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGTERM, _term_as_interrupt) if main else None
+        old = {s: signal.signal(s, _term_as_interrupt) for s in STOP_SIGNALS} if main else {}
         try:
             return fn(*args, **kwargs)
         except LstraceError as e:
@@ -63,6 +68,6 @@ def friendly_errors(fn):
         except KeyboardInterrupt:
             sys.exit(130)
         finally:
-            if main:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
+            for sig, handler in old.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
     return wrapper

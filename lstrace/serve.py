@@ -34,7 +34,7 @@ import click
 
 from . import reasons
 from .errors import friendly_errors
-from .options import mode_option, probes_option, verbose_option
+from .options import interval_option, mode_option, probes_option, verbose_option
 from .errors import EXIT_CANTCREAT, EXIT_PORT, LstraceError, UsageError
 
 DEFAULT_PORT = 9477
@@ -159,8 +159,7 @@ def _log(msg):
 @click.option("--textfile", default=None, metavar="PATH",
               help="Write node_exporter textfile format to PATH (atomically) every --interval "
                    "seconds instead of serving HTTP (both with an explicit --listen).")
-@click.option("--interval", default=15.0, show_default=True, type=float, metavar="S",
-              help="Seconds between --textfile writes.")
+@interval_option(15.0, help="Seconds between --textfile writes.")
 @click.option("--once", is_flag=True, help="Print one exposition on stdout and exit.")
 @mode_option
 @click.option("--all-programs", is_flag=True,
