@@ -11,7 +11,6 @@ from tabulate import tabulate
 from . import headers as headersmod
 from . import plan as planmod
 from . import reasons
-from .plan import parse_probe_list
 from .errors import friendly_errors
 from .options import json_option, mode_option, probes_option, verbose_option
 from .errors import EXIT_NO_PROBE
@@ -57,7 +56,7 @@ def _proto_text(proto):
 @friendly_errors
 def doctor(as_json, mode, btf, probe_list, verbose):
     """Kernel, generation, BTF, headers and every probe's mode with the reason."""
-    names = parse_probe_list(probe_list)
+    names = planmod.parse_probe_list(probe_list)
     kernel = Kernel(btf_path=btf)
     r = report(kernel, mode, names)
     ok = any(p["mode"] != "unavailable" for p in r["probes"])
@@ -76,7 +75,6 @@ def doctor(as_json, mode, btf, probe_list, verbose):
             click.echo(tabulate(rows, headers=["probe", "mode", "notes"],
                                 maxcolwidths=[None, None, 90]))
         if not verbose:
-            lines = reasons.summary_lines([(p["name"], p["kind"], p["reason"])
-                                           for p in r["probes"] if p["mode"] == "unavailable"])
+            lines = reasons.summary_lines(r["unavailable"])
             click.echo("\n".join(([""] if rows and lines else []) + lines))
     raise SystemExit(0 if ok else EXIT_NO_PROBE)

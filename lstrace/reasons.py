@@ -13,15 +13,21 @@ def group_unavailable(items):
             for (kind, reason), names in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
 
 
-def summary_lines(items):
-    """One line per reason."""
-    out = []
-    for g in group_unavailable(items):
-        n, names = len(g["probes"]), g["probes"]
-        what = f"probe {names[0]}" if n == 1 else \
-            f"{n} {g['kind']} probes ({_short_list(names)})"
-        out.append(f"{what} unavailable: {g['reason']}")
-    return out
+def group_line(g, name_probes=True):
+    """One group as a line: "probe x unavailable: ..." or "19 helper probes
+    (a, b, c and 16 more; ...) unavailable: ..." (names left out with name_probes=False)."""
+    names = g["probes"]
+    if len(names) == 1:
+        what = f"probe {names[0]}"
+    else:
+        what = f"{len(names)} {g['kind']} probes" + (f" ({_short_list(names)})"
+                                                     if name_probes else "")
+    return f"{what} unavailable: {g['reason']}"
+
+
+def summary_lines(groups):
+    """One line per reason, from group_unavailable()'s groups."""
+    return [group_line(g) for g in groups]
 
 
 def _short_list(names, most=3):

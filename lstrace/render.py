@@ -274,10 +274,8 @@ def probe_table(m, sort="cpu"):
                      _num(r["failures_per_s"]), _num(r["calls_total"]), _num(r["failures_total"]),
                      _num(r["busy_total"]), _num(r["deadlock_total"]), _num(r["timeout_total"])])
     lines = _table(PROBE_HEADERS, rows)
-    for g in m.get("unavailable", []):
-        n = len(g["probes"])
-        what = g["probes"][0] if n == 1 else f"{n} {g['kind']} probes"
-        lines.append((f"  {what} unavailable: {g['reason']}", False))
+    lines += [("  " + reasons.group_line(g, name_probes=False), False)
+              for g in m.get("unavailable", [])]
     return lines
 
 

@@ -208,7 +208,7 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, per_
         session.start()
         missing = [(s.name, s.kind, s.reason) for s in session.statuses() if not s.attached]
         for line in ([f"probe {n} not attached: {r}" for n, _, r in missing] if verbose
-                     else reasons.summary_lines(missing)):
+                     else reasons.summary_lines(reasons.group_unavailable(missing))):
             _log(line)
         attached = [f"{s.name} ({s.mode})" for s in session.statuses() if s.attached]
         _log("attached " + ", ".join(attached))

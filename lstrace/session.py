@@ -20,6 +20,8 @@ from .kernel import Kernel
 from .snapshot import ProbeStatus, ProgramStats, Snapshot
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
 def effective_caps():
     try:
         with open("/proc/self/status") as f:
@@ -242,10 +244,10 @@ class Session:
                         attached)
         rows = decode.event_rows(self._percpu("events", decode.RING_SIZE))
         # new failures may come from BPF programs loaded since the symbols were read
+        # (a re-read skipped by the rate limit is tried again at the next snapshot)
         newest = decode.newest_seqs(rows, len(snap.cpus))
-        if newest != self._events_seen:
+        if newest != self._events_seen and self.kernel.kallsyms.refresh_bpf():
             self._events_seen = newest
-            self.kernel.kallsyms.refresh_bpf()
         decode.events(snap, rows, self.kernel.kallsyms.resolve, self._our_tags)
         snap.programs = self.program_stats()
         return snap

@@ -25,10 +25,10 @@ def test_every_command_spells_shared_flags_the_same():
 def test_probes_unavailable_for_one_reason_are_one_line():
     why = "fentry: EPERM; kprobes not supported"
     items = [(f"p{i}", "helper", why) for i in range(19)] + [("busy_sampler", "tracepoint", "x")]
-    lines = reasons.summary_lines(items)
+    groups = reasons.group_unavailable(items)
+    lines = reasons.summary_lines(groups)
     assert len(lines) == 2
     assert lines[0].startswith("19 helper probes (p0, p1, p2 and 16 more; --verbose names them)")
     assert lines[0].count(why) == 1 and lines[0].endswith(why)
     assert lines[1] == "probe busy_sampler unavailable: x"
-    groups = reasons.group_unavailable(items)
     assert [len(g["probes"]) for g in groups] == [19, 1]
