@@ -123,6 +123,23 @@ def entry_exit_names(plan, compiled):
     return f"lst_kp_{hp.name}", f"lst_krp_{hp.name}"
 
 
+def needs_entry(plan, latency):
+    """A helper probe runs an entry program only where it needs one: for the
+    latency clock, or (kprobe mode) for the arguments a kretprobe cannot see."""
+    return latency or (plan.mode == "kprobe" and probes.helper(plan.name).role == "get")
+
+
+def attach_points(plan, compiled, latency=False):
+    """[(kind, event, function)] of one planned probe: what is attached and
+    detached, in this order (entry before exit)."""
+    if plan.kind == "tracepoint":
+        return list(probes.tracepoint(plan.name).programs)
+    entry, exit_ = entry_exit_names(plan, compiled)
+    kinds = ("kfunc", "kretfunc") if plan.mode == "fentry" else ("kprobe", "kretprobe")
+    points = [(kinds[0], plan.func, entry)] if needs_entry(plan, latency) else []
+    return points + [(kinds[1], plan.func, exit_)]
+
+
 def caller_ranges(kallsyms):
     """Sorted, merged [start, end) ranges of rqspinlock users -> caller index."""
     rows = []
@@ -179,7 +196,7 @@ def defines(kernel, plans):
     return d
 
 
-def build(kernel, plans, fallback=False):
+def build(kernel, plans, fallback=False, latency=False):
     """(C text, cflags, layout) for the planned probes.  With `fallback`, fentry
     probes get kprobe programs too (BCC loads only what is attached): a probe
     whose fentry attach fails after a good trial can still fall back."""

@@ -99,10 +99,11 @@ def compile_bcc(text, cflags=(), headers=None, cls=None):
 
 
 class Session:
-    def __init__(self, kernel=None, probes=None, mode="auto", bpf_stats=False):
+    def __init__(self, kernel=None, probes=None, mode="auto", bpf_stats=False, latency=False):
         self.kernel = kernel or Kernel()
         self.wanted = probes
         self.mode = mode
+        self.latency = latency    # opt-in: entry programs and clocks (latency histograms)
         self.bpf_stats = bpf_stats
         self.plans = []
         self.headers = None
@@ -125,7 +126,8 @@ class Session:
             raise NoProbeAttached("no probe can attach on this kernel: " + "; ".join(
                 f"{p.name}: {p.reason}" for p in self.plans))
         text, cflags, self.layout = program.build(self.kernel, self.plans,
-                                                  fallback=self.mode == "auto")
+                                                  fallback=self.mode == "auto",
+                                                  latency=self.latency)
 
         class _BPF(bcc.BPF):
             def _trace_autoload(self):
@@ -157,12 +159,7 @@ class Session:
 
     def attach_points(self, p):
         """[(kind, event, function)] of one planned probe: what is attached and detached."""
-        if p.kind == "tracepoint":
-            return list(probes.tracepoint(p.name).programs)
-        entry, exit_ = program.entry_exit_names(p, self.compiled)
-        if p.mode == "fentry":
-            return [("kfunc", p.func, entry), ("kretfunc", p.func, exit_)]
-        return [("kprobe", p.func, entry), ("kretprobe", p.func, exit_)]
+        return program.attach_points(p, self.compiled, self.latency)
 
     def attach(self, p):
         """Attach one probe's programs, all or none.  An fentry probe that passed the
