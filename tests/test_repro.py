@@ -98,6 +98,32 @@ def test_rqspinlock_counts(rq):
             assert abs(sum(seen["aa-queued"].values()) - aaq) <= max(2, aaq // 50) + setup_fail
 
 
+def test_rqspinlock_made_vs_visible(rq):
+    """failures: what the workload made vs what contention_end saw, per CPU."""
+    f = rq.failures
+    assert set(f) == {"made", "visible", "not_visible", "blind_spot"}
+    assert "pending" in f["blind_spot"] and "6.19" in f["blind_spot"]
+    for cpu in CPUS:
+        made, vis = f["made"][cpu], f["visible"][cpu]
+        want = sum(c["calls"] - c["ok"] for per in rq.groups.values() for c in [per[cpu]])
+        assert made["total"] == want == made["deadlock"] + made["timeout"] + made["other"]
+        assert made["total"] == sum(made["by_kind"].values())
+        assert vis["total"] == rq.visible[cpu] == sum(vis["by_kind"].values())
+        assert f["not_visible"][cpu] == made["total"] - vis["total"] >= 0
+        for kind, n in vis["by_kind"].items():
+            assert n <= made["by_kind"][kind], (kind, cpu, f)
+    # the private AA locks never queue: every AA abort is in the blind spot
+    assert all(f["visible"][c]["by_kind"]["aa"] == 0 for c in CPUS)
+    assert sum(f["not_visible"].values()) > 0
+    from lstrace.repro import report
+    text = report.to_text([rq])
+    assert "failures the workload made" in text and "failures visible at contention_end" in text
+    assert "blind spot" in text
+    doc = json.loads(report.to_json([rq], 1.5, CPUS))["cases"]["rqspinlock"]
+    assert doc["failures"]["made"][str(CPUS[0])]["total"] == f["made"][CPUS[0]]["total"]
+    assert doc["visible"] == {str(c): n for c, n in rq.visible.items()}
+
+
 def test_rqspinlock_contention_end_sees_exactly_the_queued_failures():
     """A BCC raw_tp on contention_end (ret < 0) counts what `visible` says, per CPU."""
     if len(CPUS) < 2 or CASES["rqspinlock"].check():

@@ -22,6 +22,11 @@ Exit status: 0 whether or not the kernel is affected; 2 bad arguments;
     errnos     syscall-errors: {"<cpu>": {"<map kind>:<cmd>": {"ok"|"EEXIST"|...: n}}}
     visible    rqspinlock: {"<cpu>": workload failures its own raw_tp saw at
                lock:contention_end (ret < 0)}
+    failures   rqspinlock: {"made": {"<cpu>": F}, "visible": {"<cpu>": F},
+               "not_visible": {"<cpu>": n}, "blind_spot": text}, F = {"total",
+               "deadlock", "timeout", "other", "by_kind": {"aa","abba","timeout",
+               "aa-queued": n}}: failures the workload made vs failures visible
+               at lock:contention_end; the difference is the tracepoint's blind spot
     expected   helper-calls, syscall-errors: the counts the case is built to give, per CPU
     extra      case specifics (skipped parts, lock_addrs, busy_per_cpu,
                recursion_misses, visible_by_kind, ...)

@@ -32,10 +32,34 @@ def to_text(results) -> str:
         for g, per in r.groups.items():
             cells = " | ".join(f"CPU {cpu}: {_counts(c)}" for cpu, c in per.items())
             out.append(f"  {g:<{width}}  {cells}")
-        if r.visible:
+        if r.failures:
+            out += _failure_lines(r.failures)
+        elif r.visible:
             out.append("  reached lock:contention_end (ret<0): " +
                        ", ".join(f"CPU {c}: {n}" for c, n in r.visible.items()))
     return "\n".join(out)
+
+
+def _split(m: dict) -> str:
+    kinds = ", ".join(f"{k} {n}" for k, n in m["by_kind"].items() if n)
+    errs = ", ".join(f"{m[k]} {e}" for k, e in (("deadlock", "-EDEADLK"),
+                                                 ("timeout", "-ETIMEDOUT"), ("other", "other"))
+                     if m[k])
+    return f"{m['total']}" + (f" ({errs}; {kinds})" if m["total"] else "")
+
+
+def _failure_lines(f: dict) -> list:
+    """rqspinlock: failures the workload made vs those visible at contention_end."""
+    rows = [("failures the workload made", f["made"]),
+            ("failures visible at contention_end", f["visible"])]
+    width = max(len(t) for t, _ in rows)
+    out = [f"  {t:<{width}}  " + " | ".join(f"CPU {c}: {_split(m)}" for c, m in per.items())
+           for t, per in rows]
+    out.append(f"  {'not visible there':<{width}}  " +
+               " | ".join(f"CPU {c}: {n}" for c, n in f["not_visible"].items()) +
+               ": the tracepoint's blind spot")
+    out.append(f"  blind spot: {f['blind_spot']}")
+    return out
 
 
 def list_cases(cases, reasons) -> str:

@@ -19,6 +19,10 @@ class CaseResult:
     visible[cpu]   : rqspinlock only: the workload's failures that reached
                      lock:contention_end with ret < 0 (queued slow path), as its
                      own raw_tp on that tracepoint counted them.
+    failures       : rqspinlock only: {"made": {cpu: {kind: n, "total": n}},
+                     "visible": {cpu: {kind: n, "total": n}}, "not_visible": {cpu: n},
+                     "blind_spot": why the difference never reaches the tracepoint}:
+                     what the workload made vs what a contention_end observer saw.
     expected       : what the case was built to produce (helper-calls, syscall-errors).
     """
     name: str
@@ -32,6 +36,7 @@ class CaseResult:
     groups: Dict[str, Dict[int, dict]] = field(default_factory=dict)
     errnos: Dict[int, dict] = field(default_factory=dict)
     visible: Dict[int, int] = field(default_factory=dict)
+    failures: dict = field(default_factory=dict)
     expected: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     affected: Optional[bool] = None
@@ -55,4 +60,6 @@ class CaseResult:
         d["groups"] = {g: {str(k): v for k, v in per.items()} for g, per in self.groups.items()}
         d["errnos"] = {str(k): v for k, v in self.errnos.items()}
         d["visible"] = {str(k): v for k, v in self.visible.items()}
+        d["failures"] = {k: ({str(c): n for c, n in v.items()} if isinstance(v, dict) else v)
+                         for k, v in self.failures.items()}
         return d
