@@ -99,10 +99,17 @@ def add(acc, key, outcomes):
         a[k] += v
 
 
-@pytest.fixture(scope="module", params=["fentry", "kprobe"])
+# counting mode (the default: fexit only in fentry mode) and --latency (entry
+# programs and clocks), each in both helper modes
+SESSIONS = {"fentry": ("fentry", False), "kprobe": ("kprobe", False),
+            "fentry-latency": ("fentry", True), "kprobe-latency": ("kprobe", True)}
+
+
+@pytest.fixture(scope="module", params=list(SESSIONS))
 def session(request):
     from lstrace.session import Session
-    with Session(mode=request.param) as s:
+    mode, latency = SESSIONS[request.param]
+    with Session(mode=mode, latency=latency) as s:
         yield s
 
 
