@@ -31,19 +31,21 @@ def split_percpu(raw, ncpu, size):
     return [raw[i * stride:i * stride + size] for i in range(ncpu)]
 
 
-def counters(snap, lay, per_cpu_raw, attached):
-    """Fill snap's counter fields from each CPU's `struct counters` bytes."""
+def counters(snap, lay, per_cpu_raw, attached, latency=True):
+    """Fill snap's counter fields from each CPU's `struct counters` bytes.
+    Without `latency` (counting mode) the histograms stay absent."""
     for cpu, raw in zip(snap.cpus, per_cpu_raw):
-        _cpu_counters(snap, cpu, lay, array.array("Q", raw), attached)
+        _cpu_counters(snap, cpu, lay, array.array("Q", raw), attached, latency)
 
 
-def _cpu_counters(snap, cpu, lay, words, attached):
+def _cpu_counters(snap, cpu, lay, words, attached, latency):
     no, ns = len(layout.OUTCOMES), layout.NSLOTS
     hb, lb = lay.block(words, "helper"), lay.block(words, "lat")
     for i, name in enumerate(HELPER_NAMES):
         if name in attached:
             snap.helper[(name, cpu)] = dict(zip(layout.OUTCOMES, hb[i * no:(i + 1) * no]))
-            snap.latency[(name, cpu)] = list(lb[i * ns:(i + 1) * ns])
+            if latency:
+                snap.latency[(name, cpu)] = list(lb[i * ns:(i + 1) * ns])
     if "rqspinlock" in attached:
         rq = lay.block(words, "rq")
         nk, nc = len(layout.RQ_KINDS), len(layout.CALLERS)
@@ -53,7 +55,8 @@ def _cpu_counters(snap, cpu, lay, words, attached):
                     n = rq[(ei * nk + ki) * nc + ci]
                     if n:
                         snap.rq_failures[(cpu, err, kind, caller)] = n
-        snap.rq_wait[cpu] = list(lay.block(words, "rq_wait"))
+        if latency:
+            snap.rq_wait[cpu] = list(lay.block(words, "rq_wait"))
     if "bpf_syscall" in attached:
         nm, ne = len(layout.MAP_TYPE_BUCKETS), len(layout.SYS_ERRNOS)
         for i, n in enumerate(lay.block(words, "sys")):

@@ -290,7 +290,8 @@ def helper_families(snap, per_cpu_latency):
         for (probe, _cpu), slots in snap.latency.items():
             by.setdefault(probe, []).append(slots)
         lat.rows = [((probe,), _sum_slots(by[probe])) for probe in sorted(by)]
-    return [calls, fails, cpu_fails, lat]
+    # latency is opt-in (serve --latency): without it the family is absent, not zero
+    return [calls, fails, cpu_fails] + ([lat] if snap.latency else [])
 
 
 _RQ_CUBE = tuple((e, k, c) for e in RQ_ERRNOS for k in RQ_KINDS for c in CALLERS)
@@ -350,7 +351,7 @@ def rqspinlock_families(snap, attached, per_cpu_latency):
             wait.add([cpu], slots)
     elif snap.rq_wait:
         wait.add([], _sum_slots(list(snap.rq_wait.values())))
-    return [rq, rq_cpu, wait]
+    return [rq, rq_cpu] + ([wait] if snap.rq_wait else [])
 
 
 def syscall_family(snap, attached):
