@@ -339,7 +339,7 @@ def rqspinlock_families(snap, attached, per_cpu_latency):
     if attached:      # the whole bounded cube, zeros included: the first failure counts
         for key in ((e, k, c) for e in RQ_ERRNOS for k in RQ_KINDS for c in CALLERS):
             cube.setdefault(key, 0)
-        cpu_ids.update(snap.rq_wait)
+        cpu_ids.update(snap.cpus)
     rq.rows = [(key, cube[key]) for key in sorted(cube)]
     for cpu in sorted(cpu_ids):
         rq_cpu.rows += [((cpu, e), cpus_get((cpu, e), 0)) for e in errnos]
