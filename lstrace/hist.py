@@ -133,7 +133,7 @@ def hist(probe, per_cpu, cpu, duration, interval, unit, as_json, mode, list_):
     if cpu is not None and cpu not in kernel.possible_cpus:
         raise UsageError(f"no CPU {cpu} (possible: {kernel.possible_cpus[0]}-"
                          f"{kernel.possible_cpus[-1]})")
-    with Session(kernel=kernel, probes=[probe], mode=mode) as s:
+    with Session(kernel=kernel, probes=[probe], mode=mode, latency=True) as s:   # hist is latency
         st = next(p for p in s.statuses() if p.name == probe)
         if not st.attached:
             raise NoProbeAttached(f"{probe} is unavailable on this kernel: {st.reason}")

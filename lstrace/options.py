@@ -24,3 +24,11 @@ def duration_option(default=0.0, help="Stop after SECONDS (default: until Ctrl-C
 def interval_option(default, help):
     return click.option("-i", "--interval", type=float, default=default, metavar="SECONDS",
                         show_default=bool(default), help=help)
+
+
+# Latency is opt-in: it adds an entry program and two clock reads to every
+# probed call (counting mode, the default, runs one exit program and no clock).
+latency_option = click.option(
+    "--latency", is_flag=True,
+    help="Also measure latency histograms (adds an entry program and clock reads to every "
+         "probed call; default: counting mode, exit programs only).")

@@ -34,7 +34,8 @@ import click
 
 from . import reasons
 from .errors import friendly_errors
-from .options import interval_option, mode_option, probes_option, verbose_option
+from .options import (interval_option, latency_option, mode_option, probes_option,
+                      verbose_option)
 from .errors import EXIT_CANTCREAT, EXIT_PORT, LstraceError, UsageError
 
 DEFAULT_PORT = 9477
@@ -164,13 +165,14 @@ def _log(msg):
 @mode_option
 @click.option("--all-programs", is_flag=True,
               help="Also export run counts of every BPF program on the host (by name).")
+@latency_option
 @click.option("--per-cpu-latency", is_flag=True,
-              help="Latency histograms per CPU too (43 series per probe and CPU; default: "
-                   "per probe).")
+              help="With --latency: histograms per CPU too (43 series per probe and CPU; "
+                   "default: per probe).")
 @verbose_option
 @friendly_errors
-def serve(listen, probe_list, textfile, interval, once, mode, all_programs, per_cpu_latency,
-          verbose):
+def serve(listen, probe_list, textfile, interval, once, mode, all_programs, latency,
+          per_cpu_latency, verbose):
     """Prometheus exporter: per-CPU helper failures, rqspinlock failures, bpf() errors."""
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client import write_to_textfile
@@ -184,6 +186,8 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, per_
     names = parse_probe_list(probe_list)
     if not 0 < interval < float("inf"):       # also refuses nan
         raise UsageError(f"bad --interval {interval}: must be a finite number of seconds > 0")
+    if per_cpu_latency and not latency:
+        raise UsageError("--per-cpu-latency needs --latency (latency histograms are opt-in)")
     if textfile is not None and not textfile.strip():
         raise UsageError("bad --textfile '': name the file to write")
     serve_http = not once and (textfile is None or listen is not None)
@@ -199,7 +203,7 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, per_
     def on_signal(signum, _frame):
         stop.set()
 
-    session = Session(probes=names, mode=mode, bpf_stats=True)
+    session = Session(probes=names, mode=mode, bpf_stats=True, latency=latency)
     serving = False
     try:
         # signals only set a flag: the finally below always detaches

@@ -26,7 +26,8 @@ import click
 
 from . import render
 from .errors import UsageError, friendly_errors
-from .options import duration_option, interval_option, json_option, mode_option, probes_option
+from .options import (duration_option, interval_option, json_option, latency_option,
+                      mode_option, probes_option)
 from .plan import parse_probe_list
 from .session import Session
 
@@ -116,8 +117,9 @@ def _curses_loop(stdscr, session, interval, duration):
 @json_option
 @probes_option
 @mode_option
+@latency_option
 @friendly_errors
-def top(interval, duration, once, as_json, probe_list, mode):
+def top(interval, duration, once, as_json, probe_list, mode, latency):
     """Live per-CPU failure rates of BPF local storage and rqspinlocks."""
     if not 0 < interval < float("inf"):       # also refuses nan
         raise UsageError("--interval must be a finite number of seconds > 0")
@@ -125,7 +127,7 @@ def top(interval, duration, once, as_json, probe_list, mode):
         raise UsageError("--duration must be a finite number of seconds >= 0")
     names = parse_probe_list(probe_list)
     tty = sys.stdout.isatty() and sys.stdin.isatty()
-    with Session(probes=names, mode=mode) as s:
+    with Session(probes=names, mode=mode, latency=latency) as s:
         try:
             _run(s, interval, duration, once, as_json, tty)
         except KeyboardInterrupt:       # Ctrl-C or SIGTERM: a normal way to quit top
