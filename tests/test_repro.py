@@ -7,14 +7,14 @@ import os
 
 import pytest
 
-from lstrace.repro import CASES, kernel, run_case
-from lstrace.repro import sys as bsys
+from lstrace.repro import CASES, run_case
+from lstrace.repro.host import BadArgument, kernel, parse_cpus, usable_cpus
 from lstrace.repro.stats import CATS
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="loads BPF programs: needs root")]
 
-CPUS = bsys.usable_cpus()[:2]
+CPUS = usable_cpus()[:2]
 
 
 def consistent(counts):
@@ -23,9 +23,11 @@ def consistent(counts):
 
 
 def test_parse_cpus():
-    assert bsys.parse_cpus("0-2,5") == [0, 1, 2, 5]
-    with pytest.raises(ValueError):
-        bsys.parse_cpus("2-1")
+    assert parse_cpus("0-2,5") == [0, 1, 2, 5]
+    for bad in ("2-1", "x", "", "1,,2"):
+        with pytest.raises(BadArgument):      # a UsageError (exit 2) and a ValueError
+            parse_cpus(bad)
+    assert issubclass(BadArgument, ValueError)
 
 
 def test_helper_calls_exact():
@@ -92,7 +94,7 @@ def test_rqspinlock_counts(rq):
         assert aaq > 0
         # private locks (aa, timeout) and a two-CPU ABBA never queue
         assert sum(sum(seen[k].values()) for k in ("aa", "abba", "timeout")) == 0
-        if kernel.generation() == "B":
+        if kernel().generation == "B":
             # 6.x (6.18 here) finds AA while waiting: the queued AA reaches
             # contention_end; exact unless a vCPU stalled (host preemption)
             assert abs(sum(seen["aa-queued"].values()) - aaq) <= max(2, aaq // 50) + setup_fail

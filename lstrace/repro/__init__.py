@@ -7,20 +7,24 @@ purpose and count them exactly, per CPU, from inside the workload.
 
 run_case() returns a CaseResult (lstrace/repro/result.py); a case this
 kernel or host cannot run comes back with runnable=False and a reason.
-Raises NotRoot, build.ToolMissing or libbpf.LibbpfMissing before any work,
-ValueError on bad arguments.
+Every error is an lstrace.errors.LstraceError with its exit code: NotRoot
+(77), build.ToolMissing / libbpf.LibbpfMissing (69) before any work,
+host.BadArgument (2, also a ValueError) on bad arguments.  The kernel is
+read through the core (lstrace.kernel.Kernel), bpf() through lstrace.bpfsys.
 """
 import os
 
-from . import build, libbpf, sys as _sys
+from ..errors import PermissionDenied
+from . import build, libbpf
 from .cases import CASES
 from .cases.base import NotRunnable
+from .host import BadArgument, parse_cpus, usable_cpus
 from .result import CaseResult
 
 __all__ = ["run_case", "CASES", "CaseResult", "NotRoot", "applicable"]
 
 
-class NotRoot(PermissionError):
+class NotRoot(PermissionDenied):
     pass
 
 
@@ -33,15 +37,15 @@ def preflight():
 
 
 def resolve_cpus(cpus):
-    usable = _sys.usable_cpus()
+    usable = usable_cpus()
     if cpus is None:
         return usable
     if isinstance(cpus, str):
-        cpus = _sys.parse_cpus(cpus)
+        cpus = parse_cpus(cpus)
     cpus = sorted(set(int(c) for c in cpus))
     bad = [c for c in cpus if c not in usable]
     if bad:
-        raise ValueError(f"CPU(s) {bad} not usable here (usable: {usable})")
+        raise BadArgument(f"CPU(s) {bad} not usable here (usable: {usable})")
     return cpus
 
 
@@ -52,7 +56,7 @@ def applicable():
 
 def run_case(name, duration=5.0, cpus=None, **params) -> CaseResult:
     if name not in CASES:
-        raise ValueError(f"unknown case {name!r} (known: {', '.join(CASES)})")
+        raise BadArgument(f"unknown case {name!r} (known: {', '.join(CASES)})")
     preflight()
     cpus = resolve_cpus(cpus)
     case = CASES[name]
@@ -63,3 +67,19 @@ def run_case(name, duration=5.0, cpus=None, **params) -> CaseResult:
         except NotRunnable as e:
             reason = str(e)
     return CaseResult(name, runnable=False, reason=reason, cpus=cpus, params=params)
+
+
+def __getattr__(name):
+    """`from lstrace.repro import sys` for the callers outside repro that still
+    use the old module (tests/test_serve_e2e.py, benchmarks/helper_overhead.py):
+    its names, served by lstrace.bpfsys.  New code imports lstrace.bpfsys."""
+    if name != "sys":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import types
+
+    from .. import bpfsys
+    from ..workload import pinned
+    return types.SimpleNamespace(
+        test_run=bpfsys.prog_test_run, Pinned=pinned, map_update=bpfsys.map_update_elem,
+        map_delete=bpfsys.map_delete_elem, map_lookup=bpfsys.map_lookup_elem,
+        pidfd_open=bpfsys.pidfd_open, usable_cpus=usable_cpus, parse_cpus=parse_cpus)

@@ -10,17 +10,19 @@ import shutil
 import subprocess
 import tempfile
 
+from ..errors import LstraceError, Unavailable
+from .host import kernel
+
 SRC_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "bpf", "repro"))
 DEFAULT_CACHE = "/var/cache/lstrace/repro"
-BTF_PATH = "/sys/kernel/btf/vmlinux"
 FIX = "apt-get install -y clang llvm libbpf-dev"
 
 
-class ToolMissing(RuntimeError):
+class ToolMissing(Unavailable):
     """clang, bpftool or libbpf headers are absent: the message says how to fix it."""
 
 
-class CompileError(RuntimeError):
+class CompileError(LstraceError):
     pass
 
 
@@ -66,7 +68,7 @@ def _digest(*chunks) -> str:
 
 
 def _btf_hash() -> str:
-    with open(BTF_PATH, "rb") as f:
+    with open(kernel().btf_path, "rb") as f:
         return _digest(f.read())
 
 
@@ -83,7 +85,7 @@ def vmlinux_h(cache: str, btf_hash: str) -> str:
     path = os.path.join(d, "vmlinux.h")
     if not os.path.exists(path):
         os.makedirs(d, exist_ok=True)
-        r = subprocess.run(["bpftool", "btf", "dump", "file", BTF_PATH, "format", "c"],
+        r = subprocess.run(["bpftool", "btf", "dump", "file", kernel().btf_path, "format", "c"],
                            capture_output=True)
         if r.returncode:
             raise CompileError(f"bpftool btf dump failed: {r.stderr.decode()[-300:]}")

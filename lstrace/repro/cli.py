@@ -4,7 +4,9 @@ Runs workloads that make BPF local-storage helpers and rqspinlock fail (or
 show they do not), counting every result per CPU from inside the workload.
 Exit status: 0 whether or not the kernel is affected; 2 bad arguments;
 69 clang/bpftool/libbpf missing (the message names the apt-get command);
-77 not root; 1 any other error. Never a traceback.
+77 not root; 1 any other error; 130 interrupted. Never a traceback: every
+error is an lstrace.errors.LstraceError, printed as one line by
+friendly_errors like every other command.
 
 --json prints one object:
   version      1
@@ -32,18 +34,12 @@ Exit status: 0 whether or not the kernel is affected; 2 bad arguments;
                recursion_misses, visible_by_kind, ...)
     affected, verdict (one line)
 """
-import sys
-
 import click
 
+from ..errors import LstraceError, UsageError, friendly_errors
 from ..options import duration_option, json_option
 
 CASE_HELP = "case to run (repeatable); default: every case that applies here"
-
-
-def _fail(code, msg):
-    click.echo(f"lstrace repro: {msg}", err=True)
-    sys.exit(code)
 
 
 @click.command("repro")
@@ -52,46 +48,40 @@ def _fail(code, msg):
 @click.option("--cpus", metavar="LIST", help="CPUs to use, e.g. 0,1 or 0-3 (default: all)")
 @json_option
 @click.option("--list", "list_only", is_flag=True, help="list the cases and exit")
+@friendly_errors
 def repro(cases, duration, cpus, as_json, list_only):
     """Provoke local-storage / rqspinlock failures and count them per CPU."""
     try:
         _main(cases, duration, cpus, as_json, list_only)
-    except SystemExit:
+    except (LstraceError, KeyboardInterrupt):
         raise
-    except KeyboardInterrupt:
-        _fail(130, "interrupted")
     except Exception as e:          # one line, never a traceback
-        _fail(1, f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise LstraceError(f"error: {type(e).__name__}: {first}") from None
 
 
 def _main(cases, duration, cpus, as_json, list_only):
-    from . import CASES, NotRoot, applicable, build, libbpf, preflight, report, resolve_cpus
-    from . import run_case
+    from . import CASES, applicable, preflight, report, resolve_cpus, run_case
+    from .result import CaseResult
 
     unknown = [c for c in cases if c not in CASES]
     if unknown:
-        _fail(2, f"unknown case {unknown[0]!r} (known: {', '.join(CASES)})")
+        raise UsageError(f"unknown case {unknown[0]!r} (known: {', '.join(CASES)})")
     if duration <= 0:
-        _fail(2, "--duration must be positive")
+        raise UsageError("--duration must be positive")
     if list_only:
         click.echo(report.list_cases(CASES, applicable()))
         return
-    try:
-        preflight()
-    except NotRoot as e:
-        _fail(77, str(e))
-    except (build.ToolMissing, libbpf.LibbpfMissing) as e:
-        _fail(69, f"{e} (fix: `{build.FIX}`)" if isinstance(e, libbpf.LibbpfMissing) else str(e))
+    preflight()             # NotRoot: 77; clang, bpftool, libbpf missing: 69
     try:
         cpu_list = resolve_cpus(cpus)
-    except ValueError as e:
-        _fail(2, f"--cpus: {e}")
+    except UsageError as e:
+        raise UsageError(f"--cpus: {e}") from None
     reasons = applicable()
     names = list(cases) or list(CASES)
     results = []
     for name in names:
         if not cases and reasons[name] is not None:
-            from .result import CaseResult
             results.append(CaseResult(name, runnable=False, reason=reasons[name], cpus=cpu_list))
             continue
         if not as_json:

@@ -4,34 +4,31 @@ BCC cannot call kfuncs (bpf_res_spin_lock), so the workloads are plain
 libbpf objects; this is the smallest wrapper that loads them.
 """
 import ctypes
-import ctypes.util
 import os
+
+from ..bpfsys import BPFError
+from ..errors import Unavailable
+from .build import FIX
 
 _c = ctypes.c_void_p
 
 
-class LibbpfMissing(RuntimeError):
+class LibbpfMissing(Unavailable):
     pass
 
 
-class LoadError(OSError):
-    """Opening, loading or attaching failed; .log is libbpf's (verifier) output."""
-
-    def __init__(self, err, what, log=""):
-        super().__init__(err, f"{what}: {os.strerror(err)}")
-        self.log = log
-
-    def reason(self) -> str:
-        """The most telling line of the log, for a one-line 'cannot run' reason."""
-        lines = [l.strip() for l in self.log.splitlines() if l.strip()]
-        for key in ("failed to find", "unknown func", "invalid func"):
-            for line in lines:
-                if key in line:
-                    return line[:200]
-        for i, line in enumerate(lines):     # the verifier's last word
-            if line.startswith("processed ") and i:
-                return lines[i - 1][:200]
-        return self.strerror or ""
+def log_reason(e: BPFError) -> str:
+    """The most telling line of a failed open/load/attach's libbpf (verifier)
+    log, for a one-line 'cannot run' reason."""
+    lines = [line.strip() for line in e.log.splitlines() if line.strip()]
+    for key in ("failed to find", "unknown func", "invalid func"):
+        for line in lines:
+            if key in line:
+                return line[:200]
+    for i, line in enumerate(lines):     # the verifier's last word
+        if line.startswith("processed ") and i:
+            return lines[i - 1][:200]
+    return e.strerror or ""
 
 
 _lib = None
@@ -58,7 +55,7 @@ def lib():
         try:
             _lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
         except OSError as e:
-            raise LibbpfMissing(str(e)) from None
+            raise LibbpfMissing(f"{e} (fix: `{FIX}`)") from None
         sig = {
             "bpf_object__open_file": (_c, [ctypes.c_char_p, _c]),
             "bpf_object__load": (ctypes.c_int, [_c]),
@@ -80,7 +77,8 @@ def lib():
 
 
 class Object:
-    """One loaded BPF object; programs are loaded together, attached on demand."""
+    """One loaded BPF object; programs are loaded together, attached on demand.
+    Failures raise lstrace.bpfsys.BPFError with libbpf's log in .log."""
 
     def __init__(self, path, skip=()):
         L = lib()
@@ -88,7 +86,7 @@ class Object:
         self._links = []
         self._obj = L.bpf_object__open_file(os.fsencode(path), None)
         if not self._obj:
-            raise LoadError(ctypes.get_errno() or 22, f"open {path}", "".join(_log))
+            raise BPFError(ctypes.get_errno() or 22, f"open {path}", "".join(_log))
         for name in skip:          # programs this kernel cannot verify
             p = L.bpf_object__find_program_by_name(self._obj, name.encode())
             if p:
@@ -99,7 +97,7 @@ class Object:
             log = "".join(_log)
             L.bpf_object__close(self._obj)
             self._obj = None
-            raise LoadError(-err, f"load {os.path.basename(path)}", log)
+            raise BPFError(-err, f"load {os.path.basename(path)}", log)
 
     def _prog(self, name):
         p = lib().bpf_object__find_program_by_name(self._obj, name.encode())
@@ -121,7 +119,7 @@ class Object:
         _log.clear()
         link = lib().bpf_program__attach(self._prog(name))
         if not link:
-            raise LoadError(ctypes.get_errno() or 22, f"attach {name}", "".join(_log))
+            raise BPFError(ctypes.get_errno() or 22, f"attach {name}", "".join(_log))
         self._links.append(link)
 
     def detach(self):

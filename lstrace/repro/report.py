@@ -1,15 +1,14 @@
 """Text and JSON renderings of CaseResults."""
 import json
-import os
 
-from . import kernel
+from .host import info, kernel
 from .stats import CATS
 
 JSON_VERSION = 1
 
 
 def to_json(results, duration, cpus) -> str:
-    doc = {"version": JSON_VERSION, "kernel": kernel.info(), "duration": duration,
+    doc = {"version": JSON_VERSION, "kernel": info(), "duration": duration,
            "cpus": cpus, "affected": any(r.affected for r in results),
            "cases": {r.name: r.to_dict() for r in results}}
     return json.dumps(doc, indent=2, sort_keys=False)
@@ -21,7 +20,7 @@ def _counts(c: dict) -> str:
 
 
 def to_text(results) -> str:
-    out = [f"kernel {os.uname().release}, generation {kernel.generation()}"]
+    out = [f"kernel {kernel().release}, generation {kernel().generation}"]
     for r in results:
         if not r.runnable:
             out.append(f"{r.name}: cannot run here: {r.reason}")

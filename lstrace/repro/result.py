@@ -49,10 +49,6 @@ class CaseResult:
             for cpu, counts in per.items():
                 add(self.per_cpu.setdefault(cpu, zero()), counts)
 
-    def total(self, key, group=None) -> int:
-        src = self.groups[group] if group else self.per_cpu
-        return sum(c.get(key, 0) for c in src.values())
-
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         # JSON object keys are strings; keep CPU numbers readable

@@ -1,12 +1,18 @@
 """What every case shares: the Case interface and loading its object."""
+import errno
 import struct
 
+from ...bpfsys import BPFError, map_update_elem
+from ...errors import LstraceError
 from .. import build, libbpf
-from .. import sys as bsys
 
 
-class NotRunnable(Exception):
+class NotRunnable(LstraceError):
     """This kernel or host cannot run the case; str() is the reason."""
+
+
+class RunFailed(LstraceError):
+    """A workload call failed in a way no case provokes (exit 1, one line)."""
 
 
 class Case:
@@ -37,16 +43,17 @@ def load(obj_name, skip=()):
                           f"{(errs or [str(e)])[0].strip()[:200]}") from None
     try:
         return libbpf.Object(path, skip=skip)
-    except libbpf.LoadError as e:
-        if e.errno == 1:
+    except BPFError as e:
+        if e.errno == errno.EPERM:
             raise NotRunnable(f"loading {obj_name} was refused (EPERM): "
-                              f"{e.reason()}") from None
-        raise NotRunnable(f"{obj_name} does not load on this kernel: {e.reason()}") from None
+                              f"{libbpf.log_reason(e)}") from None
+        raise NotRunnable(f"{obj_name} does not load on this kernel: "
+                          f"{libbpf.log_reason(e)}") from None
 
 
 def set_cfg(obj, *vals):
     """Fill struct cfg (repro.h): up to 8 u64 parameters."""
     vals = list(vals) + [0] * (8 - len(vals))
-    ret = bsys.map_update(obj.map_fd("cfg"), struct.pack("<I", 0), struct.pack("<8Q", *vals))
+    ret = map_update_elem(obj.map_fd("cfg"), struct.pack("<I", 0), struct.pack("<8Q", *vals))
     if ret < 0:
-        raise OSError(-ret, "cfg update failed")
+        raise RunFailed(f"cfg update failed: {errno.errorcode.get(-ret, -ret)}")

@@ -5,10 +5,12 @@ cgroup, so runs must not overlap), the calling thread pinned to that CPU runs
 each storage type's program once with BPF_PROG_TEST_RUN.
 """
 
-from .. import kernel, stats
-from .. import sys as bsys
+from ...bpfsys import prog_test_run
+from ...workload import pinned
+from .. import stats
+from ..host import BadArgument, has_func, kernel
 from ..result import CaseResult
-from .base import Case, NotRunnable, load, set_cfg
+from .base import Case, NotRunnable, RunFailed, load, set_cfg
 
 PKT = bytes(14) + bytes([0x45]) + bytes(53)   # any 68-byte packet for tc test runs
 
@@ -29,14 +31,14 @@ class HelperCalls(Case):
 
     def run(self, duration, cpus, n=1000, nulls=400, deletes=10, kinds=("task", "cgrp", "sk")):
         if not (0 <= nulls <= n) or deletes < 1:
-            raise ValueError("need 0 <= nulls <= n and deletes >= 1")
+            raise BadArgument("need 0 <= nulls <= n and deletes >= 1")
         r = CaseResult(self.name, cpus=list(cpus), duration=0.0,
                        params={"n": n, "nulls": nulls, "deletes": deletes})
-        gen = kernel.generation()
+        gen = kernel().generation
         skipped = {}
         for kind in kinds:
             objname, prog, ptype, get, delete = self.KINDS[kind]
-            if kind == "cgrp" and not kernel.has("func", "bpf_cgrp_storage_get"):
+            if kind == "cgrp" and not has_func("bpf_cgrp_storage_get"):
                 skipped[kind] = "no cgroup storage (needs 6.2+)"
                 continue
             try:
@@ -48,14 +50,14 @@ class HelperCalls(Case):
                 set_cfg(obj, n, nulls, deletes)
                 fd = obj.prog_fd(prog)
                 for cpu in cpus:
-                    with bsys.Pinned(cpu):
+                    with pinned(cpu):
                         if ptype == "raw_tp":
-                            ret, retval = bsys.test_run(fd, cpu=cpu)
+                            ret, retval = prog_test_run(fd, cpu=cpu)
                         else:
                             # one call per run; the socket lives for the whole test run
-                            ret, retval = bsys.test_run(fd, data=PKT, repeat=n + deletes)
+                            ret, retval = prog_test_run(fd, data=PKT, repeat=n + deletes)
                     if ret < 0 or retval != 0:
-                        raise RuntimeError(f"{prog} test run failed on CPU {cpu}: "
+                        raise RunFailed(f"{prog} test run failed on CPU {cpu}: "
                                            f"ret={ret} retval={retval}")
                 g = stats.read_groups(obj.map_fd("stats"), {get: 0, delete: 1}, cpus)
             if gen == "C":           # errno of a NULL get is lost there

@@ -7,8 +7,10 @@ and/or -EDEADLK.
 """
 import os
 
-from .. import kernel, stats
-from .. import sys as bsys
+from ... import bpfsys
+from ...workload import pinned
+from .. import stats
+from ..host import kernel
 from ..result import CaseResult
 from .base import Case, NotRunnable, load, set_cfg
 
@@ -23,15 +25,15 @@ class Recursion(Case):
     applies = "kernels that allow fentry (the lab guests); not this host"
 
     def check(self):
-        tid = kernel.type_id("func", "bpf_local_storage_update")
+        tid = kernel().btf.func_id("bpf_local_storage_update")
         if tid is None:
             return "bpf_local_storage_update is not in this kernel's BTF"
-        err = bsys.trial_fentry(tid)      # try it: the only honest test
-        if err == -1:
+        err = bpfsys.trial_fentry(tid)      # try it: the only honest test
+        if err is None:
+            return None
+        if "EPERM" in err:
             return "fentry programs are forbidden here (EPERM)"
-        if err < 0:
-            return f"fentry on bpf_local_storage_update fails here ({os.strerror(-err)})"
-        return None
+        return f"fentry on bpf_local_storage_update fails here ({err})"
 
     def run(self, duration, cpus, syscalls=100):
         cpus = list(cpus)
@@ -49,7 +51,7 @@ class Recursion(Case):
             except OSError as e:
                 raise NotRunnable(f"attaching failed: {e}") from None
             for cpu in cpus:
-                with bsys.Pinned(cpu):
+                with pinned(cpu):
                     set_cfg(obj, 0, 0, 0, os.getpid(), 1)
                     for _ in range(syscalls):
                         os.getppid()
@@ -57,8 +59,8 @@ class Recursion(Case):
             obj.detach()
             r.groups = stats.read_groups(obj.map_fd("stats"), GROUPS, cpus)
             r.extra["recursion_misses"] = {
-                p: bsys.prog_recursion_misses(obj.prog_fd(p)) for p in ("on_enter", "on_update")}
-        gen = kernel.generation()
+                p: bpfsys.prog_info(obj.prog_fd(p)).recursion_misses for p in ("on_enter", "on_update")}
+        gen = kernel().generation
         if gen == "C":
             for per in r.groups.values():
                 for c in per.values():

@@ -15,10 +15,12 @@ stalls a vCPU: a setup lock times out in the queue, or an AA runs before the
 stalled waiter set the pending bit); on 7.3 (AA found before queueing) none
 of AA, ABBA or aa-queued does.
 """
-from .. import kernel, stats
-from .. import sys as bsys
+from ...bpfsys import map_lookup_elem, prog_test_run
+from ...workload import pinned
+from .. import stats
+from ..host import BadArgument, has_func
 from ..result import CaseResult
-from .base import Case, load
+from .base import Case, RunFailed, load
 from .helper_calls import PKT
 from .threads import on_cpus
 
@@ -83,9 +85,9 @@ def _loop(fd, repeat=None):
 
     def work(deadline):
         while time.monotonic() < deadline:
-            ret, retval = bsys.test_run(fd, data=PKT, repeat=repeat or REPEAT)
+            ret, retval = prog_test_run(fd, data=PKT, repeat=repeat or REPEAT)
             if ret < 0 or retval:
-                raise RuntimeError(f"test run failed: ret={ret} retval={retval}")
+                raise RunFailed(f"test run failed: ret={ret} retval={retval}")
     return work
 
 
@@ -95,14 +97,14 @@ class Rqspinlock(Case):
     applies = "6.15+ (bpf_res_spin_lock kfuncs)"
 
     def check(self):
-        if not kernel.has("func", "bpf_res_spin_lock"):
+        if not has_func("bpf_res_spin_lock"):
             return "needs 6.15+ for bpf_res_spin_lock (not in this kernel's BTF)"
         return None
 
     def run(self, duration, cpus, kinds=KINDS, timeouts=1):
         unknown = set(kinds) - set(KINDS)
         if unknown:
-            raise ValueError(f"unknown rqspinlock kinds {sorted(unknown)}; known: {KINDS}")
+            raise BadArgument(f"unknown rqspinlock kinds {sorted(unknown)}; known: {KINDS}")
         cpus = list(cpus)
         r = CaseResult(self.name, cpus=cpus, duration=duration,
                        params={"kinds": list(kinds), "timeouts": timeouts})
@@ -125,11 +127,11 @@ class Rqspinlock(Case):
                     on_cpus(lambda c: _loop(fds["aa_queued"]), cpus, share)
                 else:
                     for cpu in cpus:    # one at a time: 250 ms each, same locks
-                        with bsys.Pinned(cpu):
+                        with pinned(cpu):
                             for _ in range(timeouts):
-                                ret, retval = bsys.test_run(fds["timeout"], data=PKT, repeat=1)
+                                ret, retval = prog_test_run(fds["timeout"], data=PKT, repeat=1)
                                 if ret < 0 or retval:
-                                    raise RuntimeError(f"timeout run failed: {ret} {retval}")
+                                    raise RunFailed(f"timeout run failed: {ret} {retval}")
             obj.detach()
             names = {}
             for kind in kinds:
@@ -161,7 +163,7 @@ class Rqspinlock(Case):
     def _addrs(obj):
         import struct
         # struct shared in rqspin.bpf.c: u32 waiters, u32 sink, u64 addr[4], ...
-        ret, raw = bsys.map_lookup(obj.map_fd("shared"), struct.pack("<I", 0), 56)
+        ret, raw = map_lookup_elem(obj.map_fd("shared"), struct.pack("<I", 0), 56)
         shared_, a, b, base = struct.unpack_from("<4Q", raw, 8) if ret == 0 else (0,) * 4
         # base: lock of key 0; the workload's locks are base .. base + 256 * 8
         return {"shared": shared_, "A": a, "B": b, "base": base, "size": 256 * 8}

@@ -9,23 +9,30 @@ import errno
 import os
 import struct
 
-from .. import kernel, stats
-from .. import sys as bsys
+from ... import bpfsys
+from ...bpfsys import map_delete_elem, map_lookup_elem, map_update_elem, pidfd_open
+from ...layout import BPF_CMDS
+from ...workload import pinned
+from .. import stats
+from ..host import has_func
 from ..result import CaseResult
 from .base import Case, NotRunnable, load
 
 VALUE = struct.pack("<Q", 42)
 # (cmd, flags, expected errno) per round
-SEQUENCE = [(bsys.MAP_UPDATE_ELEM, bsys.NOEXIST, 0),
-            (bsys.MAP_UPDATE_ELEM, bsys.NOEXIST, errno.EEXIST),
-            (bsys.MAP_LOOKUP_ELEM, 0, 0),
-            (bsys.MAP_DELETE_ELEM, 0, 0),
-            (bsys.MAP_LOOKUP_ELEM, 0, errno.ENOENT),
-            (bsys.MAP_DELETE_ELEM, 0, errno.ENOENT)]
+SEQUENCE = [(bpfsys.MAP_UPDATE_ELEM, bpfsys.NOEXIST, 0),
+            (bpfsys.MAP_UPDATE_ELEM, bpfsys.NOEXIST, errno.EEXIST),
+            (bpfsys.MAP_LOOKUP_ELEM, 0, 0),
+            (bpfsys.MAP_DELETE_ELEM, 0, 0),
+            (bpfsys.MAP_LOOKUP_ELEM, 0, errno.ENOENT),
+            (bpfsys.MAP_DELETE_ELEM, 0, errno.ENOENT)]
 FUNCS = {"task_storage": "bpf_pid_task_storage_{}_elem", "cgrp_storage": "bpf_cgrp_storage_{}_elem",
          "hash": "htab_map_{}_elem"}
-ERR_CAT = {0: "ok", errno.ENOENT: "not_found", errno.EBUSY: "busy", errno.EDEADLK: "deadlock",
-           errno.ETIMEDOUT: "timeout", errno.ENOMEM: "nomem"}
+
+
+def cmd_name(cmd):
+    """"map_update_elem" for BPF_MAP_UPDATE_ELEM (lstrace.layout's names)."""
+    return BPF_CMDS[cmd].lower()
 
 
 def cgroup2_dir():
@@ -61,11 +68,11 @@ class SyscallErrors(Case):
         try:
             o = load("maps_task")
             objs.append(o)
-            pidfd = bsys.pidfd_open(os.getpid())
+            pidfd = pidfd_open(os.getpid())
             keys["task_storage"] = (o.map_fd("task_map"), struct.pack("<i", pidfd), pidfd)
             keys["hash"] = (o.map_fd("hash_map"), struct.pack("<i", 7), None)
             cg = cgroup2_dir()
-            if kernel.has("func", "bpf_cgrp_storage_get") and cg:
+            if has_func("bpf_cgrp_storage_get") and cg:
                 try:
                     o = load("maps_cgrp")
                     objs.append(o)
@@ -75,7 +82,7 @@ class SyscallErrors(Case):
                     r.extra["skipped"] = {"cgrp_storage": str(e)}
             for cpu in cpus:
                 r.errnos[cpu] = {}
-                with bsys.Pinned(cpu):
+                with pinned(cpu):
                     for _ in range(rounds):
                         for kind, (fd, key, _) in keys.items():
                             self.one_round(r, cpu, kind, fd, key)
@@ -87,7 +94,7 @@ class SyscallErrors(Case):
                 o.close()
         for kind in keys:
             for cmd, flags, exp in SEQUENCE:
-                g = f"{kind}:{bsys.CMD_NAMES[cmd]}"
+                g = f"{kind}:{cmd_name(cmd)}"
                 e = r.expected.setdefault(g, {})
                 e[errname(exp)] = e.get(errname(exp), 0) + rounds
             r.functions += [FUNCS[kind].format(op) for op in ("update", "lookup", "delete")]
@@ -100,19 +107,19 @@ class SyscallErrors(Case):
     @staticmethod
     def one_round(r, cpu, kind, fd, key):
         for cmd, flags, _ in SEQUENCE:
-            if cmd == bsys.MAP_UPDATE_ELEM:
-                ret = bsys.map_update(fd, key, VALUE, flags)
-            elif cmd == bsys.MAP_LOOKUP_ELEM:
-                ret = bsys.map_lookup(fd, key, len(VALUE))[0]
+            if cmd == bpfsys.MAP_UPDATE_ELEM:
+                ret = map_update_elem(fd, key, VALUE, flags)
+            elif cmd == bpfsys.MAP_LOOKUP_ELEM:
+                ret = map_lookup_elem(fd, key, len(VALUE))[0]
             else:
-                ret = bsys.map_delete(fd, key)
+                ret = map_delete_elem(fd, key)
             e = -ret if ret < 0 else 0
-            g = f"{kind}:{bsys.CMD_NAMES[cmd]}"
+            g = f"{kind}:{cmd_name(cmd)}"
             per = r.errnos[cpu].setdefault(g, {})
             per[errname(e)] = per.get(errname(e), 0) + 1
             c = r.groups.setdefault(g, {}).setdefault(cpu, stats.zero())
             c["calls"] += 1
-            c[ERR_CAT.get(e, "other")] += 1
+            c[stats.category(e)] += 1
 
     @staticmethod
     def verdict(r):

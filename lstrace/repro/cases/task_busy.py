@@ -17,11 +17,13 @@ import os
 import struct
 import time
 
-from .. import kernel, stats
-from .. import sys as bsys
+from ... import bpfsys
+from ...bpfsys import map_delete_elem, map_update_elem, pidfd_open, prog_test_run
+from .. import stats
+from ..host import BadArgument, has_var, kernel
 from ..result import CaseResult
-from .base import Case, NotRunnable, load, set_cfg
-from .syscall_errors import cgroup2_dir
+from .base import Case, NotRunnable, RunFailed, load, set_cfg
+from .syscall_errors import cgroup2_dir, cmd_name
 from .threads import on_cpus
 
 VAR = {"task": "bpf_task_storage_busy", "cgrp": "bpf_cgrp_storage_busy"}
@@ -33,14 +35,14 @@ class TaskBusy(Case):
     applies = "kernels with bpf_task_storage_busy (5.13-6.19); cgroup part: 6.2-6.19"
 
     def check(self):
-        if not kernel.has("var", "bpf_task_storage_busy"):
+        if not has_var("bpf_task_storage_busy"):
             return "no bpf_task_storage_busy in BTF: this kernel has no busy counter (7.0+)"
         return None
 
     def run(self, duration, cpus, kinds=("task", "cgrp"), cpu=None, threads=2, mode="prog",
             batch=500):
         if mode not in ("prog", "python"):
-            raise ValueError("mode is 'prog' or 'python'")
+            raise BadArgument("mode is 'prog' or 'python'")
         cpus = list(cpus)
         cpu = cpus[0] if cpu is None else cpu
         if cpu not in cpus:
@@ -48,7 +50,7 @@ class TaskBusy(Case):
         r = CaseResult(self.name, cpus=cpus, duration=duration,
                        params={"kinds": list(kinds), "cpu": cpu, "threads": threads,
                                "mode": mode, "batch": batch})
-        todo = [k for k in kinds if kernel.has("var", VAR[k])]
+        todo = [k for k in kinds if has_var(VAR[k])]
         skipped = {k: f"no {VAR[k]} in BTF" for k in kinds if k not in todo}
         for kind in todo:
             try:
@@ -67,7 +69,7 @@ class TaskBusy(Case):
         return r
 
     def _one(self, r, kind, duration, cpu, threads, mode, batch):
-        gen = kernel.generation()
+        gen = kernel().generation
         obj = None
         if kind == "task" and gen == "A":
             # tells busy NULL lookups apart; needs per-CPU symbols in kallsyms
@@ -79,7 +81,7 @@ class TaskBusy(Case):
             set_cfg(obj, 0, 0, 0, os.getpid())
             map_fd = obj.map_fd("hammered")
             if kind == "task":
-                key_fd = bsys.pidfd_open(os.getpid())
+                key_fd = pidfd_open(os.getpid())
             else:
                 cg = cgroup2_dir()
                 if not cg:
@@ -95,9 +97,9 @@ class TaskBusy(Case):
                     def work_for(_c):
                         def work(deadline):
                             while time.monotonic() < deadline:
-                                ret, _ = bsys.test_run(fd, ctx=args)
+                                ret, _ = prog_test_run(fd, ctx=args)
                                 if ret < 0:
-                                    raise OSError(-ret, "hammer test run failed")
+                                    raise RunFailed(f"hammer test run failed: {os.strerror(-ret)}")
                         return work
                 else:
                     key, val = struct.pack("<i", key_fd), struct.pack("<Q", 1)
@@ -107,10 +109,10 @@ class TaskBusy(Case):
                             mine = {}
                             while time.monotonic() < deadline:
                                 for _ in range(100):
-                                    for cmd, ret in ((bsys.MAP_UPDATE_ELEM,
-                                                      bsys.map_update(map_fd, key, val)),
-                                                     (bsys.MAP_DELETE_ELEM,
-                                                      bsys.map_delete(map_fd, key))):
+                                    for cmd, ret in ((bpfsys.MAP_UPDATE_ELEM,
+                                                      map_update_elem(map_fd, key, val)),
+                                                     (bpfsys.MAP_DELETE_ELEM,
+                                                      map_delete_elem(map_fd, key))):
                                         mine[(cmd, ret)] = mine.get((cmd, ret), 0) + 1
                             for k, n in mine.items():
                                 py[k] = py.get(k, 0) + n
@@ -135,12 +137,11 @@ class TaskBusy(Case):
             stats.add(merged[c], lookup[c])
         g[f"bpf_{kind}_storage_get"] = merged
         if mode == "python":
-            from .syscall_errors import ERR_CAT
             for (cmd, ret), n in py.items():
-                c = g.setdefault(f"hammer-{kind}:{bsys.CMD_NAMES[cmd]}",
+                c = g.setdefault(f"hammer-{kind}:{cmd_name(cmd)}",
                                  {x: stats.zero() for x in r.cpus})[cpu]
                 c["calls"] += n
-                c[ERR_CAT.get(-ret if ret < 0 else 0, "other")] += n
+                c[stats.category(-ret if ret < 0 else 0)] += n
         r.groups.update(g)
         if kind == "task" and gen == "B":
             r.functions += ["bpf_task_storage_get_recur", "bpf_task_storage_delete_recur"]

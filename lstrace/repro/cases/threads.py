@@ -2,7 +2,7 @@
 import threading
 import time
 
-from .. import sys as bsys
+from ...workload import pinned
 
 
 def on_cpus(fn_for_cpu, cpus, duration):
@@ -16,7 +16,7 @@ def on_cpus(fn_for_cpu, cpus, duration):
 
     def body(cpu):
         try:
-            with bsys.Pinned(cpu):
+            with pinned(cpu):
                 work = fn_for_cpu(cpu)
                 barrier.wait()
                 work(time.monotonic() + duration)
