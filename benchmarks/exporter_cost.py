@@ -88,19 +88,24 @@ def client_text(collector):
 
 
 def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=True,
-                   syscall_sets=36, probes=22, programs=44, blind=0, per_cpu_latency=False):
+                   syscall_sets=36, probes=22, programs=44, blind=0, per_cpu_latency=False,
+                   latency=True):
     """Series of one scrape (README "Metrics").
 
     per CPU: helpers (calls) + cpu_reasons (if any helper) + 2 (rqspinlock)
              + 3 (busy_sampler) + 1 (guard skips)
-    fixed:   50 per helper (6 failure reasons, 43 histogram lines, 1 missed-calls)
-             + 97 (rqspinlock: 54 errno x kind x caller, 43 histogram lines)
+    fixed:   per helper: the failure reasons (7), 1 missed-calls, and with --latency 43
+             histogram lines
+             + rqspinlock: 54 errno x kind x caller, and with --latency 43 histogram lines
              + bpf() label sets (36 lock-errno zeros + others seen)
              + probes (attached gauge) + blind spots + 3 per program name + 3
     --per-cpu-latency: the 43-line histograms per CPU instead of once."""
+    from lstrace.layout import FAILURE_REASONS
+    hist = 43 if latency else 0
     per_cpu = (helpers + (cpu_reasons if helpers else 0) + 2 * rqspinlock + 3 * busy_sampler
                + 1)
-    fixed = 50 * helpers + 97 * rqspinlock + syscall_sets + probes + blind + 3 * programs + 3
+    fixed = ((len(FAILURE_REASONS) + 1 + hist) * helpers + (54 + hist) * rqspinlock
+             + syscall_sets + probes + blind + 3 * programs + 3)
     if per_cpu_latency:
         per_cpu += 43 * (helpers + rqspinlock)
         fixed -= 43 * (helpers + rqspinlock)

@@ -8,8 +8,13 @@ they reach the C code as -D defines (see `cflags`).
 """
 import errno as _errno
 
-OUTCOMES = ("ok", "busy", "deadlock", "timeout", "nomem", "not_found", "other")
+OUTCOMES = ("ok", "busy", "deadlock", "timeout", "nomem", "not_found", "unsupported", "other")
 FAILURE_REASONS = OUTCOMES[1:]
+# the one errno -> outcome table (the C switch is generated from it); any other
+# errno is "other".  EOPNOTSUPP: *_storage_delete in NMI, 7.0.y+.
+ERRNO_OUTCOMES = {_errno.EBUSY: "busy", _errno.EDEADLK: "deadlock", _errno.ETIMEDOUT: "timeout",
+                  _errno.ENOMEM: "nomem", _errno.ENOENT: "not_found",
+                  _errno.EOPNOTSUPP: "unsupported"}
 
 # log2 latency slots: slot 0 holds 0..1 ns, slot s holds (2^(s-1), 2^s] ns,
 # so a slot's upper bound 2^s is exactly a Prometheus `le`.
@@ -51,8 +56,7 @@ def errno_index(table, err):
 
 def outcome_of_errno(err):
     """Outcome of a helper or kernel function that failed with -err."""
-    return {_errno.EBUSY: "busy", _errno.EDEADLK: "deadlock", _errno.ETIMEDOUT: "timeout",
-            _errno.ENOMEM: "nomem", _errno.ENOENT: "not_found"}.get(err, "other")
+    return ERRNO_OUTCOMES.get(err, "other")
 
 
 def map_type_bucket(map_type):

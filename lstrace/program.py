@@ -7,6 +7,7 @@ prototype: bpf_local_storage_update has had 4, 5 and 6 arguments), and
 computes the -D defines: dimensions, kernel struct offsets from BTF,
 addresses from kallsyms.
 """
+import dataclasses
 import errno
 import sys
 from pathlib import Path
@@ -69,9 +70,13 @@ def _lookup_busy_var(hp, kernel):
     return "BUSY_TASK" if kernel.generation == "A" and hp.name == "task_storage_get" else "0"
 
 
-def helper_glue(plan, kernel, create_null_busy, mode):
-    """C text of the entry and exit programs of one helper probe in `mode`
-    (fentry or kprobe)."""
+def helper_glue(plan, kernel, create_null_busy, mode, latency=False):
+    """C text of the programs of one helper probe in `mode` (fentry or kprobe).
+
+    Counting (the default): fentry mode has one fexit program that classifies
+    from its own arguments and return value (count_exit); kprobe mode keeps an
+    entry program only for gets, whose kretprobe cannot see the flags, and
+    reads no clock.  With `latency`: entry and exit programs with a clock."""
     hp = probes.helper(plan.name)
     proto = plan.proto
     idx, role = helper_index(hp.name), ROLE_CODE[hp.role]
@@ -79,24 +84,37 @@ def helper_glue(plan, kernel, create_null_busy, mode):
     busy = _lookup_busy_var(hp, kernel)
     create_null = "OUT_BUSY" if create_null_busy and kernel.generation in hp.busy_capable \
         else "OUT_OTHER"
-    flags_arg = 3 if hp.role == "get" else None
+    flags_arg = 3 if hp.role in ("get", "update") else None
     ret_decl = _ret_decl(proto)
     rc = "(s64)ret" if ret_decl else "0"
+    clock = int(latency)
+    entry = needs_entry(dataclasses.replace(plan, mode=mode), latency)
     if mode == "fentry":
         args = ", ".join(f"u64 a{i}" for i in range(len(proto.params)))
         exit_args = ", ".join(x for x in (args, ret_decl) if x)
-        flags = f"a{flags_arg}" if flags_arg is not None else "0"
+        def arg(i):      # the i-th argument, where the prototype has one
+            return f"a{i}" if i is not None and i < len(proto.params) else "0"
+        flags = arg(flags_arg)
+        if not entry:
+            # gets: (map, owner, value, flags); the update: (owner, smap, value, flags)
+            owner, smap = {"get": (1, 0), "update": (0, 1)}.get(hp.role, (None, None))
+            owner, smap, value = arg(owner), arg(smap), arg(2 if owner is not None else None)
+            return (f"KRETFUNC_PROBE({hp.func}, {exit_args})\n"
+                    f"{{ return count_exit(ctx, {idx}, {kind}, {rc}, {create_null}, {flags}, "
+                    f"{owner}, {smap}, {value}, {busy}); }}\n")
         return (f"KFUNC_PROBE({hp.func}, {args})\n"
-                f"{{ return on_entry({idx}, {role}, {flags}, {busy}); }}\n"
+                f"{{ return on_entry({idx}, {role}, {flags}, {busy}, {clock}); }}\n"
                 f"KRETFUNC_PROBE({hp.func}, {exit_args})\n"
-                f"{{ return on_exit(ctx, {idx}, {kind}, {rc}, {create_null}, {flags}); }}\n")
+                f"{{ return on_exit(ctx, {idx}, {kind}, {rc}, {create_null}, {flags}, 1, "
+                f"{clock}); }}\n")
     flags = f"PT_REGS_PARM{flags_arg + 1}(ctx)" if flags_arg is not None else "0"
     cast = {"int ret": "(s64)(int)PT_REGS_RC(ctx)", "long ret": "(s64)PT_REGS_RC(ctx)"}.get(
         ret_decl, "0")
-    return (f"int lst_kp_{hp.name}(struct pt_regs *ctx)\n"
-            f"{{ return on_entry({idx}, {role}, {flags}, {busy}); }}\n"
-            f"int lst_krp_{hp.name}(struct pt_regs *ctx)\n"
-            f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}, FLAGS_UNKNOWN); }}\n")
+    text = (f"int lst_kp_{hp.name}(struct pt_regs *ctx)\n"
+            f"{{ return on_entry({idx}, {role}, {flags}, {busy}, {clock}); }}\n") if entry else ""
+    return text + (f"int lst_krp_{hp.name}(struct pt_regs *ctx)\n"
+                   f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}, FLAGS_UNKNOWN, "
+                   f"{int(entry)}, {clock}); }}\n")
 
 
 KFUNC_PREFIXES = ("kfunc__", "kretfunc__")
@@ -162,7 +180,7 @@ def _cases(mapping):
     return " ".join(f"case {k}: return {v};" for k, v in mapping.items())
 
 
-def defines(kernel, plans):
+def defines(kernel, plans, latency=False):
     btf = kernel.btf
     names = {p.name for p in plans if p.available}
     d = {"N_RANGES": N_RANGES,
@@ -170,7 +188,8 @@ def defines(kernel, plans):
          "SYSCALL_FRAME": SYSCALL_FRAME,
          "WITH_RQSPINLOCK": int("rqspinlock" in names),
          "WITH_BPF_SYSCALL": int("bpf_syscall" in names),
-         "WITH_BUSY_SAMPLER": int("busy_sampler" in names)}
+         "WITH_BUSY_SAMPLER": int("busy_sampler" in names),
+         "WITH_LATENCY": int(latency)}
     d["PCPU_OFFSETS"] = f"{kernel.percpu_offsets_addr:#x}ULL"
     for define, var in (("BUSY_TASK", "bpf_task_storage_busy"),
                         ("BUSY_CGRP", "bpf_cgrp_storage_busy"),
@@ -190,6 +209,7 @@ def defines(kernel, plans):
     d["CMD_CASES"] = _cases(cmd_idx)
     err_idx = {getattr(errno, n): i for i, n in enumerate(layout.SYS_ERRNOS) if n != "other"}
     d["SYSERR_CASES"] = _cases(err_idx)
+    d["OUTCOME_CASES"] = _cases({e: f"OUT_{o.upper()}" for e, o in layout.ERRNO_OUTCOMES.items()})
     mt_idx = {t: layout.MAP_TYPE_BUCKETS.index(layout.map_type_bucket(t)) for t in range(64)}
     d["MAPTYPE_CASES"] = _cases(mt_idx)
     d["IS_MAP_ELEM_CMD(c)"] = "(" + " || ".join(f"(c) == {c}" for c in layout.MAP_ELEM_CMDS) + ")"
@@ -205,12 +225,12 @@ def build(kernel, plans, fallback=False, latency=False):
     avail = {p.name for p in plans if p.available}
     # a NULL from get(F_CREATE) is "busy" only if we would have seen the nested update
     create_null_busy = "local_storage_update" in avail
-    glue = [helper_glue(p, kernel, create_null_busy, mode) for p in plans
+    glue = [helper_glue(p, kernel, create_null_busy, mode, latency) for p in plans
             if p.kind == "helper" and p.available
             for mode in ((p.mode, "kprobe") if fallback and p.mode == "fentry" else (p.mode,))]
     text += "\n/* ---- generated probe glue */\n" + "\n".join(glue)
     # macros with spaces (switch cases) go into the text, the rest are -D flags
-    d = defines(kernel, plans)
+    d = defines(kernel, plans, latency)
     head = "".join(f"#define {k} {v}\n" for k, v in d.items() if " " in str(v))
     flags = ["-Wno-pass-failed"] + lay.cflags() + [f"-D{k}={v}" for k, v in d.items() if " " not in str(v)]
     return head + text, flags, lay

@@ -96,10 +96,34 @@ def test_fexit_glue_follows_prototype(nargs):
     p = plan.ProbePlan("local_storage_update", "helper", mode="fentry",
                        func="bpf_local_storage_update",
                        proto=t.prototype("bpf_local_storage_update"))
-    glue = program.helper_glue(p, FakeKernel(t), create_null_busy=True, mode="fentry")
     args = ", ".join(f"u64 a{i}" for i in range(nargs))
+    # counting mode: one fexit that reads (owner, smap, value, flags) and no entry program
+    glue = program.helper_glue(p, FakeKernel(t), create_null_busy=True, mode="fentry")
+    assert "KFUNC_PROBE" not in glue
+    assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
+    want = ("a3, a0, a1, a2" if nargs == 4 else "0, a0, a1, 0")   # what the prototype has
+    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0)" in glue
+    # --latency: entry and exit, both with the clock
+    glue = program.helper_glue(p, FakeKernel(t), create_null_busy=True, mode="fentry",
+                               latency=True)
     assert f"KFUNC_PROBE(bpf_local_storage_update, {args})" in glue
     assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
+    assert f"on_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want.split(',')[0]}, 1, 1)" in glue
+
+
+@pytest.mark.parametrize("latency", [False, True])
+def test_kprobe_glue_keeps_entry_only_where_needed(latency):
+    """kprobe counting mode: gets keep an entry program (a kretprobe cannot see
+    the flags), every other probe runs its kretprobe alone; --latency: all both."""
+    t = sample_btf(4)
+    for name, func, entry in (("local_storage_update", "bpf_local_storage_update", latency),
+                              ("task_storage_get", "bpf_task_storage_get", True)):
+        p = plan.ProbePlan(name, "helper", mode="kprobe", func=func,
+                           proto=t.prototype("bpf_local_storage_update"))
+        glue = program.helper_glue(p, FakeKernel(t), True, "kprobe", latency)
+        assert (f"int lst_kp_{name}(" in glue) == entry
+        assert f"int lst_krp_{name}(" in glue
+        assert program.needs_entry(p, latency) == entry
 
 
 def test_unknown_probe_name():

@@ -101,7 +101,7 @@ def test_buckets_cumulative_sorted_and_end_in_inf():
 
 def test_helper_metrics_and_label_sets():
     outcomes = {"ok": 90, "busy": 5, "deadlock": 1, "timeout": 2, "nomem": 0, "not_found": 2,
-                "other": 0}
+                "unsupported": 0, "other": 0}
     snap = make_snap(helper={("task_storage_get", 1): outcomes,
                              ("task_storage_get", 0): {"ok": 3, "busy": 1}},
                      latency={("task_storage_get", 1): slots_with([1024] * 3 + [3]),

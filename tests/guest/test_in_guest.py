@@ -60,13 +60,14 @@ def test_update_prototype_matches_kernel():
         assert names == ["owner", "smap", "value", "map_flags", "swap_uptrs"]
 
 
+@pytest.mark.parametrize("latency", [False, True], ids=["counting", "latency"])
 @pytest.mark.parametrize("mode", ["fentry", "kprobe"])
-def test_counts_equal_ground_truth(mode, workload):
+def test_counts_equal_ground_truth(mode, latency, workload):
     from lstrace.kernel import Kernel
     from lstrace.session import Session
     k = Kernel()
     get, delete = gen_probes(k.generation)
-    with Session(probes=[get, delete, "local_storage_update"], mode=mode) as s:
+    with Session(probes=[get, delete, "local_storage_update"], mode=mode, latency=latency) as s:
         status = {p.name: p for p in s.statuses()}
         assert all(status[n].mode == mode for n in (get, delete, "local_storage_update")), status
         before_truth, before = workload.truth(), s.snapshot()

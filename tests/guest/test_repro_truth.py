@@ -136,7 +136,8 @@ def test_helper_calls_exact(session):
     for cpu in CPUS:
         assert seen(d, "local_storage_update", cpu) == dict(ZERO, ok=kinds), cpu
         assert seen(d, "selem_unlink", cpu) == dict(ZERO, ok=kinds), cpu
-    print(f"{session.mode}: {len(truth)} (probe, cpu) pairs exact: {r.verdict}")
+    print(f"{session.mode}{' --latency' if session.latency else ''}: {len(truth)} (probe, cpu) "
+          f"pairs exact: {r.verdict}")
 
 
 def test_syscall_path(session):

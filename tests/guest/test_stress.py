@@ -32,7 +32,8 @@ def kernel_log():
     return subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
 
 
-def test_stress_every_cpu_counts_stay_exact():
+@pytest.mark.parametrize("latency", [False, True], ids=["counting", "latency"])
+def test_stress_every_cpu_counts_stay_exact(latency):
     from lstrace.repro import CASES, run_case
     from lstrace.session import Session
     busy_case = CASES["task-busy"].check() is None       # generations A/B
@@ -42,7 +43,7 @@ def test_stress_every_cpu_counts_stay_exact():
     visible = {}      # rqspinlock failures the workload saw reach contention_end
     gaps = []
     lock = threading.Lock()
-    with Session(mode="fentry") as s:
+    with Session(mode="fentry", latency=latency) as s:
         before = s.snapshot()
         deadline = time.monotonic() + SECONDS
 
@@ -102,7 +103,8 @@ def test_stress_every_cpu_counts_stay_exact():
         rq[cpu] = rq.get(cpu, 0) + n
     assert rq == {c: n for c, n in visible.items() if n}, (rq, visible)
     busy = sum(w["busy"] for w in truth.values())
-    print(f"stress {SECONDS:.0f} s on {os.uname().release}: runs {runs}, "
+    print(f"stress {SECONDS:.0f} s on {os.uname().release}{' --latency' if latency else ''}: "
+          f"runs {runs}, "
           f"{len(truth)} (probe, cpu) pairs exact, {busy} busy failures, rqspinlock {rq}, "
           f"reported missed {lost}, "
           f"max heartbeat gap {max(gaps) * 1000:.0f} ms, kernel log clean")
