@@ -15,7 +15,7 @@ from .errors import friendly_errors
 from .options import json_option, mode_option, probes_option, verbose_option
 from .errors import EXIT_NO_PROBE
 from .kernel import Kernel
-from .session import check_privileges, import_bcc
+from .preflight import check_privileges, import_bcc
 
 
 def report(kernel, mode="auto", names=None):

@@ -36,7 +36,8 @@ from . import render_hist as rh
 from .errors import NoProbeAttached, UsageError, friendly_errors
 from .kernel import Kernel
 from .options import duration_option, interval_option, json_option, mode_option
-from .session import Session, check_privileges
+from .preflight import check_privileges
+from .session import Session
 
 NO_HIST = {"bpf_syscall": "bpf_syscall counts errors only, it has no latency histogram",
            "busy_sampler": "busy_sampler samples counters, it has no latency histogram"}

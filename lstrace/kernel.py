@@ -2,11 +2,13 @@
 prototypes, tracepoints and symbols.  Everything is read from the kernel
 itself (BTF, kallsyms, tracefs), never guessed from the version string.
 """
+import array
 import bisect
 import os
 import platform
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -62,15 +64,85 @@ def _floor(addrs, addr):
     return bisect.bisect_right(addrs, addr) - 1
 
 
+class Names(Sequence):
+    """Symbol names as one bytes blob and an array of start offsets: ~200k
+    names as Python str objects cost ~25 MB of the daemon's heap, this ~5 MB."""
+    __slots__ = ("blob", "starts")
+
+    def __init__(self, names=()):
+        blob, starts = bytearray(b"\n"), array.array("I")      # blobs stay < 4 GiB
+        for n in names:
+            starts.append(len(blob))
+            blob += n if isinstance(n, bytes) else n.encode()
+            blob += b"\n"
+        self.blob, self.starts = bytes(blob), starts
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self.starts)
+        start = self.starts[i]
+        return self.blob[start:self.blob.index(b"\n", start)].decode()
+
+    def __iter__(self):
+        return iter(self.blob[1:-1].decode().split("\n") if self.starts else ())
+
+    def index(self, name, *_):
+        pos = self.blob.find(b"\n" + name.encode() + b"\n")
+        if pos < 0:
+            raise ValueError(f"{name!r} is not a symbol")
+        return bisect.bisect_left(self.starts, pos + 1)
+
+
+class SymbolMap(Mapping):
+    """name -> address, compact (Names sorted by name + an array of addresses)."""
+    __slots__ = ("names", "addrs")
+
+    def __init__(self, pairs=()):
+        pairs = dict(pairs) if not isinstance(pairs, dict) else pairs
+        keys = sorted(pairs)
+        self.names = Names(keys)
+        self.addrs = array.array("Q", (pairs[k] for k in keys))
+
+    def __getitem__(self, name):
+        i = bisect.bisect_left(self.names, name)
+        if i < len(self.names) and self.names[i] == name:
+            return self.addrs[i]
+        raise KeyError(name)
+
+    def __len__(self):
+        return len(self.addrs)
+
+    def __iter__(self):
+        return iter(self.names)
+
+
+def _malloc_trim():
+    """Hand the parse's freed heap back to the kernel: glibc keeps it otherwise
+    (its mmap threshold grows once a big block is freed), ~5 MB of a
+    long-running daemon's RSS for nothing."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass      # not glibc
+
+
 @dataclass
 class Kallsyms:
     """Text symbols sorted by address, for turning addresses into ranges:
     vmlinux and modules (read once), JIT-ed BPF programs ([bpf]:
     bpf_prog_<tag>_<name>, re-read by refresh_bpf()).  Data symbols (vmlinux
-    only) appear only with CONFIG_KALLSYMS_ALL."""
-    addrs: list = field(default_factory=list)
-    names: list = field(default_factory=list)
-    data: dict = field(default_factory=dict)
+    only) appear only with CONFIG_KALLSYMS_ALL.  Stored compactly (arrays and
+    byte blobs, not 200k Python objects): the daemon keeps them for as long as
+    it runs."""
+    addrs: Sequence = field(default_factory=list)
+    names: Sequence = field(default_factory=list)
+    data: Mapping = field(default_factory=dict)
     bpf_addrs: list = field(default_factory=list)
     bpf_names: list = field(default_factory=list)
     path: str = "/proc/kallsyms"
@@ -79,23 +151,34 @@ class Kallsyms:
     @classmethod
     def load(cls, path="/proc/kallsyms"):
         ks = cls(path=str(path))
-        rows, bpf = [], []
-        with open(path) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) < 3:
-                    continue
-                addr = int(parts[0], 16)
-                if addr == 0:
-                    continue
-                if parts[1] in "tTwW":
-                    (bpf if parts[-1] == "[bpf]" else rows).append((addr, parts[2]))
-                elif len(parts) == 3:                   # vmlinux data, not modules'
-                    ks.data[parts[2]] = addr
-        rows.sort()
-        ks.addrs = [a for a, _ in rows]
-        ks.names = [n for _, n in rows]
+        addrs, names, data, bpf = array.array("Q"), [], {}, []
+        with open(path, "rb") as f:
+            raw = f.read()
+        # one pass over short-lived line objects; what stays is two arrays and blobs
+        for line in raw.split(b"\n"):
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            addr = int(parts[0], 16)
+            if addr == 0:
+                continue
+            kind = parts[1]
+            if kind in b"tTwW":
+                if parts[-1] == b"[bpf]":
+                    bpf.append((addr, parts[2].decode()))
+                else:
+                    addrs.append(addr)
+                    names.append(parts[2])
+            elif len(parts) == 3:                   # vmlinux data, not modules'
+                data[parts[2].decode()] = addr
+        del raw
+        order = sorted(range(len(addrs)), key=addrs.__getitem__)
+        ks.addrs = array.array("Q", (addrs[i] for i in order))
+        ks.names = Names(names[i] for i in order)
+        del order, names, addrs
+        ks.data = SymbolMap(data)
         ks._set_bpf(bpf)
+        _malloc_trim()
         return ks
 
     def _set_bpf(self, rows):
@@ -124,7 +207,7 @@ class Kallsyms:
 
     @property
     def readable(self):
-        return bool(self.addrs)
+        return bool(len(self.addrs))
 
     def range_of(self, name):
         """[start, end) of a text symbol, end = the next symbol's start."""
@@ -145,7 +228,8 @@ class Kallsyms:
             if i < 0 or (best and addrs[i] <= best[0]):
                 continue
             last = i + 1 == len(addrs) and addr - addrs[i] >= MAX_LAST_SPAN
-            best = (addrs[i], None if last or TEXT_END_MARKERS.match(names[i]) else names[i])
+            name = names[i]
+            best = (addrs[i], None if last or TEXT_END_MARKERS.match(name) else name)
         if not best or best[1] is None:
             return None
         return best[1], addr - best[0]

@@ -6,96 +6,24 @@
 Start-up checks turn each missing prerequisite (root, BCC, BTF, headers) into
 one clear error; a probe that fails to attach is reported in the snapshot and
 the others keep running.
+
+The facade over four pieces: lstrace.preflight (the checks), lstrace.loader
+(plan, compile and load in a short-lived child process: this process never
+maps BCC or LLVM), lstrace.attach (attach and detach through bpf() and
+perf_event_open) and lstrace.decode (raw map bytes -> Snapshot).
 """
-import ctypes
 import os
 import time
 
-from . import bpfsys, decode, probes
-from . import headers as headersmod
+from . import attach as attachmod
+from . import bpfsys, decode, program
 from . import plan as planmod
-from . import program
-from .errors import NoProbeAttached, PermissionDenied, Unavailable
+from .errors import NoProbeAttached
 from .kernel import Kernel
+from . import loader as loadermod
+from .loader import compile_bcc  # noqa: F401  (tests and tools compile through it)
+from .preflight import check_privileges
 from .snapshot import ProbeStatus, ProgramStats, Snapshot
-
-CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
-
-
-def effective_caps():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return int(line.split()[1], 16)
-    except OSError:
-        pass
-    return 0
-
-
-def check_privileges():
-    caps = effective_caps()
-    has = lambda c: bool(caps & (1 << c))  # noqa: E731
-    if os.geteuid() == 0 and has(CAP_SYS_ADMIN):
-        return
-    if has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON)):
-        return
-    raise PermissionDenied("lstrace needs root (or CAP_BPF and CAP_PERFMON) to load BPF "
-                           "programs: run it with sudo")
-
-
-def import_bcc():
-    try:
-        import bcc
-    except ImportError:
-        raise Unavailable("BCC is not installed for this Python: apt-get install python3-bpfcc "
-                          "(Debian/Ubuntu; the PyPI package named bcc is something else) and "
-                          "use a venv made with --system-site-packages")
-    return bcc
-
-
-def prepare_headers(kernel):
-    h = headersmod.find(kernel.release)
-    if h is None:
-        raise Unavailable(f"no kernel headers for {kernel.release} and none to fall back to: "
-                          "install linux-headers-$(uname -r), or any linux-headers package "
-                          "(scripts/install.sh does this)")
-    return h
-
-
-# BCC's attach and detach calls per attach kind: (bpf, event, function)
-_ATTACH = {
-    "kfunc": lambda b, ev, fn: b.attach_kfunc(fn_name=fn),
-    "kretfunc": lambda b, ev, fn: b.attach_kretfunc(fn_name=fn),
-    "kprobe": lambda b, ev, fn: b.attach_kprobe(event=ev, fn_name=fn),
-    "kretprobe": lambda b, ev, fn: b.attach_kretprobe(event=ev, fn_name=fn, maxactive=64),
-    "raw_tp": lambda b, ev, fn: b.attach_raw_tracepoint(tp=ev, fn_name=fn),
-    "tracepoint": lambda b, ev, fn: b.attach_tracepoint(tp=ev, fn_name=fn),
-}
-_DETACH = {
-    "kfunc": lambda b, ev, fn: b.detach_kfunc(fn_name=fn),
-    "kretfunc": lambda b, ev, fn: b.detach_kretfunc(fn_name=fn),
-    "kprobe": lambda b, ev, fn: b.detach_kprobe(event=ev, fn_name=fn),
-    "kretprobe": lambda b, ev, fn: b.detach_kretprobe(event=ev, fn_name=fn),
-    "raw_tp": lambda b, ev, fn: b.detach_raw_tracepoint(tp=ev),
-    "tracepoint": lambda b, ev, fn: b.detach_tracepoint(tp=ev),
-}
-
-
-def _detach_point(b, point):
-    kind, event, fn = point
-    _DETACH[kind](b, event.encode(), fn.encode())
-
-
-def compile_bcc(text, cflags=(), headers=None, cls=None):
-    """A BCC module compiled against `headers` (default: this kernel's, or the
-    nearest), touching nothing on the host: lstrace's programs and the tests'
-    own BCC programs compile the same way."""
-    bcc = import_bcc()
-    headers = headers or prepare_headers(Kernel())
-    text = text.encode() if isinstance(text, str) else text
-    with headers.for_bcc():
-        return (cls or bcc.BPF)(text=text, cflags=list(cflags) + headers.cflags())
 
 
 class Session:
@@ -106,75 +34,107 @@ class Session:
         self.latency = latency    # opt-in: entry programs and clocks (latency histograms)
         self.bpf_stats = bpf_stats
         self.plans = []
-        self.headers = None
-        self.bpf = None
         self.layout = None
         self.compiled = []        # function names in BCC's own spelling
+        self.started = 0.0
+        self._loader = None
+        self._maps = {}           # map name -> fd
+        self._progs = {}          # function name -> program fd
+        self._load_errors = {}    # function name -> why the loader could not load it
+        self._links = {}          # (kind, event, function) -> attachment fd
         self._events_seen = ()    # newest failure event per CPU at the last snapshot
         self._stats_fd = None
         self._our_tags = set()
-        self.started = 0.0
 
     # ---- lifecycle
     def start(self):
         check_privileges()
-        bcc = import_bcc()
-        self.kernel.btf   # raises Unavailable without BTF
-        self.headers = prepare_headers(self.kernel)
-        self.plans = planmod.make_plan(self.kernel, self.wanted, self.mode)
-        if not any(p.available for p in self.plans):
-            raise NoProbeAttached("no probe can attach on this kernel: " + "; ".join(
-                f"{p.name}: {p.reason}" for p in self.plans))
-        text, cflags, self.layout = program.build(self.kernel, self.plans,
-                                                  fallback=self.mode == "auto",
-                                                  latency=self.latency)
-
-        class _BPF(bcc.BPF):
-            def _trace_autoload(self):
-                pass      # lstrace attaches each program itself, one failure at a time
-
         try:
-            self.bpf = compile_bcc(text, cflags, self.headers, cls=_BPF)
-        except Exception as e:
-            raise Unavailable(f"BCC could not compile lstrace's BPF program against "
-                              f"{self.headers.build}: {e}")
-        self.compiled = [bcc.lib.bpf_function_name(self.bpf.module, i).decode()
-                         for i in range(bcc.lib.bpf_num_functions(self.bpf.module))]
-        self._fill_callers()
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self):
+        self._loader = loadermod.Loader()
+        k = self.kernel
+        self._loader.ask({
+            "op": "start", "probes": self.wanted, "mode": self.mode, "latency": self.latency,
+            "kernel": {"btf_path": k.btf_path, "kallsyms_path": k.kallsyms_path,
+                       "release": k.release}})
+        reply, fds = self._loader.answer()
+        nmaps, nprogs = len(reply["maps"]), len(reply["progs"])
+        self._take(reply["maps"], fds[:nmaps], self._maps)
+        self._take(reply["progs"], fds[nmaps:nmaps + nprogs], self._progs)
+        # the child parsed kallsyms (compactly) anyway: this process takes its copy
+        symbols = loadermod.from_memfd(fds[nmaps + nprogs])
+        k.__dict__.setdefault("kallsyms", symbols)
+        self._load_errors.update(reply["errors"])
+        self.plans, self.layout, self.compiled = reply["plans"], reply["layout"], reply["compiled"]
+        # the child read BTF; this process keeps its verdict, not the parsed BTF
+        # (cached_property values live in the instance dict)
+        k.__dict__.setdefault("generation", reply["generation"])
         for p in self.plans:
             if p.available:
                 self.attach(p)
+        self._loader.close()          # every program the probes use is loaded
         if not any(p.available for p in self.plans):
-            self.stop()
             raise NoProbeAttached("no probe could be attached: " + "; ".join(
                 f"{p.name}: {p.reason}" for p in self.plans))
-        self._our_tags = {bpfsys.prog_info(f.fd).tag for f in self.bpf.funcs.values()}
+        self._our_tags = {bpfsys.prog_info(fd).tag for fd in self._progs.values()}
         if self.bpf_stats:
             try:
                 self._stats_fd = bpfsys.enable_stats()
             except bpfsys.BPFError:
                 self._stats_fd = None
         self.started = time.monotonic()
-        return self
+
+    @staticmethod
+    def _take(names, fds, into):
+        for name, fd in zip(names, fds):
+            old = into.pop(name, None)
+            if old is not None:
+                os.close(old)
+            into[name] = fd
 
     def attach_points(self, p):
         """[(kind, event, function)] of one planned probe: what is attached and detached."""
         return program.attach_points(p, self.compiled, self.latency)
 
+    def _prog_fds(self, points):
+        """Program fd of each point, loading what is missing while the loader lives."""
+        missing = [(fn, kind) for kind, _, fn in points
+                   if fn not in self._progs and fn not in self._load_errors]
+        if missing and self._loader is not None and self._loader.alive:
+            reply, fds = self._loader.request({"op": "load", "functions": missing})
+            self._take(reply["progs"], fds, self._progs)
+            self._load_errors.update(reply["errors"])
+        out = []
+        for _, _, fn in points:
+            if fn in self._progs:
+                out.append(self._progs[fn])
+            else:
+                raise attachmod.AttachError(self._load_errors.get(
+                    fn, f"program {fn} was not loaded when the session started"))
+        return out
+
     def attach(self, p):
         """Attach one probe's programs, all or none.  An fentry probe that passed the
         trial but fails here falls back to kprobe (its programs are compiled too)."""
         try:
+            points = self.attach_points(p)
+            fds = self._prog_fds(points)
             done = []
             try:
-                for point in self.attach_points(p):
-                    _ATTACH[point[0]](self.bpf, point[1].encode(), point[2].encode())
+                for point, fd in zip(points, fds):
+                    self._links[point] = attachmod.attach(point[0], point[1], fd)
                     done.append(point)
             except BaseException:
                 for point in reversed(done):
-                    _detach_point(self.bpf, point)
+                    attachmod.detach(self._links.pop(point))
                 raise
-        except Exception as e:       # BCC raises bare Exceptions
+        except (attachmod.AttachError, LookupError) as e:
             p.tried[p.mode] = str(e)
             failed, p.mode = p.mode, "unavailable"
             p.reason = f"{failed} attach failed: {e}"
@@ -190,20 +150,18 @@ class Session:
     def detach(self, p):
         """Detach one attached probe (the benchmarks toggle probes on a live session)."""
         for point in self.attach_points(p):
-            _detach_point(self.bpf, point)
-
-    def _fill_callers(self):
-        table = self.bpf[b"callers"]
-        ranges = program.caller_ranges(self.kernel.kallsyms)
-        top = (1 << 64) - 1
-        for i in range(program.N_RANGES):
-            start, end, cat = ranges[i] if i < len(ranges) else (top, top, 0)
-            table[ctypes.c_int(i)] = table.Leaf(start, end, cat)
+            fd = self._links.pop(point, None)
+            if fd is not None:
+                attachmod.detach(fd)
 
     def stop(self):
-        if self.bpf is not None:
-            self.bpf.cleanup()
-            self.bpf = None
+        if self._loader is not None:
+            self._loader.kill()
+            self._loader = None
+        for table in (self._links, self._progs, self._maps):
+            for fd in table.values():
+                os.close(fd)
+            table.clear()
         if self._stats_fd is not None:
             os.close(self._stats_fd)
             self._stats_fd = None
@@ -227,7 +185,7 @@ class Session:
     def _percpu(self, name, size):
         """Every CPU's value of a single-slot per-CPU array, in one lookup."""
         ncpu = len(self.kernel.possible_cpus)
-        raw = bpfsys.map_lookup_raw(self.bpf[name.encode()].map_fd, b"\0\0\0\0",
+        raw = bpfsys.map_lookup_raw(self._maps[name], b"\0\0\0\0",
                                     (size + 7) // 8 * 8 * ncpu)
         return decode.split_percpu(raw, ncpu, size)
 
@@ -238,7 +196,7 @@ class Session:
                         probes=self.statuses(), started=self.started)
         attached = {p.name for p in self.plans if p.available}
         decode.counters(snap, self.layout, self._percpu("counters", self.layout.value_size),
-                        attached, latency=self.latency)
+                        attached)
         rows = decode.event_rows(self._percpu("events", decode.RING_SIZE))
         # new failures may come from BPF programs loaded since the symbols were read
         # (a re-read skipped by the rate limit is tried again at the next snapshot)
@@ -258,12 +216,11 @@ class Session:
                 entry, exit_ = program.entry_exit_names(p, self.compiled)
                 role[entry], role[exit_] = (p.name, "entry"), (p.name, "exit")
         out = []
-        for f in (self.bpf.funcs.values() if self.bpf else ()):
+        for name, fd in self._progs.items():
             try:
-                i = bpfsys.prog_info(f.fd)
+                i = bpfsys.prog_info(fd)
             except bpfsys.BPFError:
                 continue
-            name = f.name.decode() if isinstance(f.name, bytes) else f.name
             probe, r = role.get(name, ("", ""))
             out.append(ProgramStats(i.id, name, i.run_cnt, i.run_time_ns, i.recursion_misses,
                                     probe=probe, role=r))
