@@ -178,6 +178,31 @@ def test_task_busy_consistent():
     assert r.extra["busy_per_cpu"][cpu] == create[cpu]["busy"] + delete[cpu]["busy"]
 
 
+def test_htab_case_exact():
+    """htab-busy (map_locked era) or htab-deadlock (rqspinlock era): every
+    replace nests one update, and that update fails, per CPU, exactly."""
+    from lstrace.repro.cases.htab import problems
+    here = [n for n in ("htab-busy", "htab-deadlock") if CASES[n].check() is None]
+    if not here:
+        pytest.skip(CASES["htab-busy"].check())
+    assert len(here) == 1                      # exactly one era applies
+    other = ({"htab-busy", "htab-deadlock"} - set(here)).pop()
+    assert here[0] in CASES[other].check()     # the other case points at this one
+    r = run_case(here[0], duration=1.0, cpus=CPUS)
+    assert r.runnable, r.reason
+    assert r.affected and not r.extra["problems"], r.verdict
+    assert problems(r, CASES[here[0]].kinds) == []
+    for cpu in CPUS:
+        nested = r.groups["htab_map_update_elem:nested"][cpu]
+        assert nested["calls"] > 0 and consistent(nested)
+        kinds = ("busy",) if here[0] == "htab-busy" else ("deadlock", "timeout")
+        assert sum(nested[k] for k in kinds) == nested["calls"]
+    from lstrace.repro import report
+    doc = json.loads(report.to_json([r], 1.0, CPUS))["cases"][here[0]]
+    assert doc["groups"]["htab_map_update_elem:nested"][str(CPUS[0])] == \
+        r.groups["htab_map_update_elem:nested"][CPUS[0]]
+
+
 def test_recursion_reports_why_not():
     r = run_case("recursion", cpus=CPUS[:1])
     if r.runnable:

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: GPL-2.0
+/* htab-busy / htab-deadlock: a BPF program nested inside a hash-map update
+ * on the same CPU, on the same bucket, counting its own returns.
+ *
+ *   outer     tc program, test-run by a thread pinned to each CPU: per round
+ *             it gives this CPU's element an armed bpf_timer (init,
+ *             set_callback, start with a far expiry), then replaces the
+ *             element with bpf_map_update_elem().  For a preallocated hash
+ *             map the kernel frees the old element's special fields while it
+ *             holds the bucket lock (htab_map_update_elem() ->
+ *             check_and_free_fields() -> bpf_timer_cancel_and_free() ->
+ *             hrtimer cancel), so the timer:hrtimer_cancel tracepoint fires
+ *             there, on this CPU.
+ *   nested    tp_btf on hrtimer_cancel (a tracepoint, no kprobe or fentry):
+ *             when the cancelled hrtimer is a BPF timer (its function is
+ *             bpf_timer_cb, address from kallsyms in cfg.arg4; 0 = no
+ *             filter) and this CPU is inside the outer replace, it updates
+ *             the same key of the same map:
+ *               before 6.15  htab_lock_bucket() finds this CPU's map_locked
+ *                            counter held: -EBUSY;
+ *               6.15+        the bucket lock is an rqspinlock already held
+ *                            by this CPU: AA, -EDEADLK (or -ETIMEDOUT).
+ *             tp_btf, not raw_tp: the verifier refuses maps with a bpf_timer
+ *             in kprobe/tracepoint/raw_tp programs ("tracing progs cannot use
+ *             bpf_timer yet", kernel/bpf/verifier.c), not in BPF_PROG_TYPE_TRACING.
+ * Only helpers' own return values are counted: exact per CPU. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "repro.h"
+
+#define CLOCK_MONOTONIC_ 1
+#define FAR_NS (3600ULL * 1000000000ULL)   /* never expires during a run */
+
+/* stats groups */
+enum { G_OUTER, G_NESTED, G_ARM };
+
+struct val {
+	struct bpf_timer t;
+	__u64 n;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);     /* preallocated: fields freed under the lock */
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct val);
+} htab SEC(".maps");
+
+/* per CPU: 1 while the outer replace runs (the nested program acts only then) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} inside SEC(".maps");
+
+static int timer_cb(void *map, __u32 *key, struct val *v)
+{
+	return 0;
+}
+
+static __always_inline __u32 *inside_flag(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&inside, &zero);
+}
+
+SEC("tc")
+int outer(struct __sk_buff *skb)
+{
+	__u32 key = bpf_get_smp_processor_id() & 63;
+	struct counts *arm = group(G_ARM), *upd = group(G_OUTER);
+	struct val zero = {}, *v;
+	__u32 *in = inside_flag();
+	long r;
+
+	if (!arm || !upd || !in)
+		return 1;
+	v = bpf_map_lookup_elem(&htab, &key);
+	if (!v) {
+		bpf_map_update_elem(&htab, &key, &zero, BPF_ANY);
+		v = bpf_map_lookup_elem(&htab, &key);
+		if (!v)
+			return 1;
+	}
+	/* arm: any failure here means no nesting this round (counted apart) */
+	r = bpf_timer_init(&v->t, &htab, CLOCK_MONOTONIC_);
+	if (!r)
+		r = bpf_timer_set_callback(&v->t, timer_cb);
+	if (!r)
+		r = bpf_timer_start(&v->t, FAR_NS, 0);
+	tally(arm, r);
+	if (r)
+		return 0;
+	*in = 1;
+	r = bpf_map_update_elem(&htab, &key, &zero, BPF_ANY);
+	*in = 0;
+	tally(upd, r);
+	return 0;
+}
+
+SEC("tp_btf/hrtimer_cancel")
+int BPF_PROG(nested, struct hrtimer *timer)
+{
+	__u32 key = bpf_get_smp_processor_id() & 63;
+	struct cfg *c = get_cfg();
+	struct val zero = {};
+	__u32 *in = inside_flag();
+
+	if (!c || !in || !*in)
+		return 0;
+	if (c->arg4 && (__u64)timer->function != c->arg4)
+		return 0;
+	*in = 0;              /* once per outer replace */
+	count_ret(G_NESTED, bpf_map_update_elem(&htab, &key, &zero, BPF_ANY));
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,155 @@
+"""htab-busy / htab-deadlock: a BPF program nested inside a hash-map update
+on the same CPU and bucket (bpf/repro/htab.bpf.c).
+
+Each round on each CPU (threads pinned, all CPUs at once): the tc program
+`outer` arms a bpf_timer in this CPU's element, then replaces the element.
+For a preallocated hash map the kernel frees the old element's timer while
+it holds the bucket lock (htab_map_update_elem -> check_and_free_fields ->
+bpf_timer_cancel_and_free), so timer:hrtimer_cancel fires there; the
+tp_btf program `nested` on it updates the same key of the same map:
+  htab-busy      before 6.15: htab_lock_bucket() finds this CPU's per-CPU
+                 map_locked counter held and returns -EBUSY;
+  htab-deadlock  6.15+: the bucket lock is an rqspinlock this CPU holds:
+                 AA, -EDEADLK (-ETIMEDOUT if detection ever fell back to
+                 the timeout).
+A tracepoint, no kprobe or fentry: runs wherever tp_btf loads (this host too).
+groups: "htab_map_update_elem:nested" (the call that fails),
+"htab_map_update_elem:outer" (the replace it nests in: ok) and
+"bpf_timer:arm" (init + set_callback + start, one result per round).
+Every replace cancels exactly one armed BPF timer, so nested calls equal
+outer calls, per CPU; with kallsyms the nested program acts only on a timer
+whose function is bpf_timer_cb.
+"""
+import time
+
+from ...bpfsys import prog_test_run
+from .. import stats
+from ..host import kernel
+from ..result import CaseResult
+from .base import Case, RunFailed, load, set_cfg
+from .helper_calls import PKT
+from .threads import on_cpus
+
+GROUPS = {"htab_map_update_elem:outer": 0, "htab_map_update_elem:nested": 1, "bpf_timer:arm": 2}
+NESTED = "htab_map_update_elem:nested"
+REPEAT = 20        # rounds per test-run call: bounds how far a thread overshoots
+ERRNO = {"busy": "-EBUSY", "deadlock": "-EDEADLK", "timeout": "-ETIMEDOUT"}
+
+
+def htab_lock() -> str:
+    """'map_locked' (before 6.15), 'rqspinlock' (6.15+) or '' (cannot tell),
+    from BTF: struct bpf_htab lost its per-CPU map_locked counters when the
+    bucket lock became an rqspinlock_t."""
+    btf = kernel().btf
+    if btf.member_offset("bpf_htab", "map_locked") is not None:
+        return "map_locked"
+    if btf.member_offset("bpf_htab", "buckets") is not None and \
+            btf.find(8, "rqspinlock_t") is not None:       # 8: BTF_KIND_TYPEDEF
+        return "rqspinlock"
+    return ""
+
+
+def problems(r, failure_kinds) -> list:
+    """What in a run contradicts the design, per CPU (empty when exact):
+    calls = the sum of outcomes in every group, every round armed its timer,
+    every replace succeeded and nested exactly one update, and each nested
+    update failed with one of failure_kinds."""
+    bad = []
+    for g, per in r.groups.items():
+        for c, v in per.items():
+            if v["calls"] != sum(n for k, n in v.items() if k != "calls"):
+                bad.append(f"{g} CPU {c}: calls != sum of outcomes {v}")
+    for c in r.cpus:
+        arm, outer = r.groups["bpf_timer:arm"][c], r.groups["htab_map_update_elem:outer"][c]
+        nested = r.groups[NESTED][c]
+        if arm["ok"] != arm["calls"] or outer["calls"] != arm["ok"]:
+            bad.append(f"CPU {c}: {arm['calls']} rounds, {arm['ok']} armed, "
+                       f"{outer['calls']} replaces")
+        if outer["ok"] != outer["calls"]:
+            bad.append(f"CPU {c}: the outer replace failed: {outer}")
+        if nested["calls"] != outer["calls"]:
+            bad.append(f"CPU {c}: {nested['calls']} nested updates for {outer['calls']} replaces")
+        if sum(nested[k] for k in failure_kinds) != nested["calls"]:
+            bad.append(f"CPU {c}: nested outcomes {nested}, expected only {failure_kinds}")
+    return bad
+
+
+def _loop(fd):
+    def work(deadline):
+        while time.monotonic() < deadline:
+            ret, retval = prog_test_run(fd, data=PKT, repeat=REPEAT)
+            if ret < 0 or retval:
+                raise RunFailed(f"htab outer test run failed: ret={ret} retval={retval}")
+    return work
+
+
+class _Htab(Case):
+    lock = ""          # the htab_lock() this case needs
+    failure = ""       # what the nested update returns then
+    kinds = ()         # its outcome categories
+
+    def check(self):
+        have = htab_lock()
+        if have == self.lock:
+            return None
+        if have == "map_locked":
+            return "hash-map buckets use the per-CPU map_locked guard here (before 6.15): " \
+                   "see htab-busy"
+        if have == "rqspinlock":
+            return "hash-map buckets are rqspinlocks here (6.15+): see htab-deadlock"
+        return "cannot tell the hash-map bucket lock from this kernel's BTF (no struct bpf_htab)"
+
+    def run(self, duration, cpus):
+        cpus = list(cpus)
+        r = CaseResult(self.name, cpus=cpus, duration=duration, params={"repeat": REPEAT})
+        sym = kernel().kallsyms.range_of("bpf_timer_cb")
+        with load("htab") as obj:
+            set_cfg(obj, 0, 0, 0, 0, sym[0] if sym else 0)
+            obj.attach("nested")
+            fd = obj.prog_fd("outer")
+            on_cpus(lambda c: _loop(fd), cpus, duration)
+            obj.detach()
+            r.groups = stats.read_groups(obj.map_fd("stats"), GROUPS, cpus)
+        r.extra["filter"] = ("hrtimer function == bpf_timer_cb" if sym else
+                             "none (no kallsyms): any hrtimer cancelled in the replace")
+        r.extra["bucket_lock"] = self.lock
+        r.sum_groups()
+        r.functions = ["htab_map_update_elem", "bpf_timer_cancel_and_free",
+                       "timer:hrtimer_cancel"]
+        nested = r.groups[NESTED]
+        r.affected = any(c["busy"] or c["deadlock"] or c["timeout"] for c in nested.values())
+        r.extra["problems"] = problems(r, self.kinds)
+        r.verdict = self.verdict(r)
+        return r
+
+    def verdict(self, r):
+        nested, t = r.groups[NESTED], stats.total(r.groups[NESTED])
+        fails = {k: t[k] for k in ("busy", "deadlock", "timeout") if t[k]}
+        by_cpu = ", ".join(f"CPU {c}: {v['calls'] - v['ok']}/{v['calls']}"
+                           for c, v in nested.items())
+        if not t["calls"]:
+            return "the nested program never ran (no hrtimer_cancel inside the replace)"
+        what = ", ".join(f"{n} {ERRNO[k]}" for k, n in fails.items()) or "none"
+        unexpected = "; UNEXPECTED: " + "; ".join(r.extra["problems"]) \
+            if r.extra["problems"] else ""
+        return (f"an update nested in a hash-map update on the same CPU failed "
+                f"{t['calls'] - t['ok']} of {t['calls']} times ({what}; {by_cpu}): "
+                f"{self.failure}{unexpected}")
+
+
+class HtabBusy(_Htab):
+    name = "htab-busy"
+    summary = "hash-map update nested in one on the same CPU: -EBUSY from map_locked"
+    applies = "kernels whose hash maps have the per-CPU map_locked guard (before 6.15)"
+    lock = "map_locked"
+    kinds = ("busy",)
+    failure = "htab_lock_bucket() found this CPU's map_locked counter held (spurious -EBUSY)"
+
+
+class HtabDeadlock(_Htab):
+    name = "htab-deadlock"
+    summary = "hash-map update nested in one on the same CPU: rqspinlock AA -EDEADLK"
+    applies = "kernels whose hash-map buckets are rqspinlocks (6.15+)"
+    lock = "rqspinlock"
+    kinds = ("deadlock", "timeout")
+    failure = "the bucket's rqspinlock detected the AA deadlock (-EDEADLK / -ETIMEDOUT)"
