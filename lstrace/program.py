@@ -137,8 +137,14 @@ def entry_exit_names(plan, compiled):
     (`compiled`: every function name BCC compiled, in its own spelling)."""
     hp = probes.helper(plan.name)
     if plan.mode == "fentry":
-        return tuple(_kfunc_name(compiled, prefix, hp.func) for prefix in KFUNC_PREFIXES)
-    return f"lst_kp_{hp.name}", f"lst_krp_{hp.name}"
+        exit_ = _kfunc_name(compiled, KFUNC_PREFIXES[1], hp.func)
+        try:
+            entry = _kfunc_name(compiled, KFUNC_PREFIXES[0], hp.func)
+        except LookupError:      # counting mode: no entry program
+            entry = None
+        return entry, exit_
+    entry = f"lst_kp_{hp.name}"
+    return (entry if entry in compiled else None), f"lst_krp_{hp.name}"
 
 
 def needs_entry(plan, latency):
