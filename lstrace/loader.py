@@ -321,10 +321,12 @@ class Loader:
             except subprocess.TimeoutExpired:
                 rc = None
             self.kill()
-            died = (f"killed by signal {-rc}" if rc is not None and rc < 0
-                    else f"exit code {rc}")
-            raise LstraceError(f"the BPF loader process died ({died}; {why}) before "
-                               "lstrace's programs were loaded")
+            if rc is not None and rc < 0:
+                died = f"was killed by {signal.Signals(-rc).name}"
+            else:
+                died = f"exited ({'exit code ' + str(rc) if rc is not None else why})"
+            raise LstraceError(f"the BPF loader process {died} before lstrace's programs "
+                               "were loaded")
         if "error" in reply:
             _raise(reply["error"])
         return reply, fds

@@ -208,6 +208,89 @@ def test_killed_mid_run_leaves_nothing_attached(runner, sig):
     assert not changed, f"lstrace {runner} changed the host ({sig.name}): {changed}"
 
 
+# ---- 1b. the loader child (lstrace.loader) SIGKILLed mid-load, or orphaned by a
+# SIGKILLed parent: no program stays loaded, the child does not linger
+def _loader_child(proc, timeout=60):
+    """Pid of `python -m lstrace.loader` under proc, polled closely (it lives ~1 s)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        for task in os.listdir(f"/proc/{proc.pid}/task"):
+            try:
+                with open(f"/proc/{proc.pid}/task/{task}/children") as f:
+                    kids = f.read().split()
+                for kid in kids:
+                    with open(f"/proc/{kid}/cmdline", "rb") as f:
+                        if b"lstrace.loader" in f.read():
+                            return int(kid)
+            except OSError:
+                pass
+        time.sleep(0.002)
+    raise AssertionError(f"no loader child seen (lstrace exit {proc.poll()})")
+
+
+def _gone(pid):
+    """Process pid has exited (a zombie nobody reaps counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _holds_programs(pid):
+    try:
+        return bool(held_prog_ids(pid))
+    except OSError:
+        return False
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("victim", ["loader", "loader-loaded", "parent"])
+@pytest.mark.parametrize("runner", ["serve", "top"])
+def test_sigkill_during_load_leaves_nothing(runner, victim):
+    """SIGKILL of the loader child while it compiles: the command says so in one
+    line (exit 1); once it holds loaded programs (it may have handed them over
+    already: then the command runs on).  SIGKILL of the command: its child dies
+    too (PR_SET_PDEATHSIG).  Either way nothing stays loaded and the host is as
+    it was."""
+    before, before_progs = host_state(), lstrace_prog_ids()
+    args = (("serve", "--listen", f"127.0.0.1:{free_port()}") if runner == "serve"
+            else RUNNERS["top"])
+    d = Lstrace(*args)
+    try:
+        child = _loader_child(d.proc)
+        if victim == "loader-loaded":
+            while not _gone(child) and not _holds_programs(child):
+                time.sleep(0.001)
+        try:
+            os.kill(child if victim.startswith("loader") else d.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            assert victim == "loader-loaded"    # done and reaped a moment earlier
+        try:
+            rc = d.proc.wait(30 if victim != "loader-loaded" else 5)
+        except subprocess.TimeoutExpired:       # it got its programs first: runs on
+            rc = d.stop(signal.SIGTERM)
+        wait_for(lambda: _gone(child), 10, "the loader child to exit")
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(10)
+    time.sleep(0.1)
+    err = d.stderr()
+    print(f"\n{runner}, {victim} killed: exit {rc}; {err.strip()}")
+    if victim == "loader" or (victim == "loader-loaded" and rc != 0):
+        assert rc == 1, err
+        assert err.startswith("lstrace: the BPF loader process was killed by SIGKILL"), err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+    elif victim == "parent":
+        assert rc == -signal.SIGKILL
+    assert not left_over(before_progs), f"lstrace programs left after {victim} SIGKILL"
+    after = host_state()
+    changed = {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys()
+               if before.get(k) != after.get(k)}
+    assert not changed, f"the host changed ({victim} SIGKILL): {changed}"
+
+
 # ---- 2. 50 concurrent scrapers for 60 s
 def _scraper(url, deadline, stats, lock):
     from prometheus_client.parser import text_string_to_metric_families

@@ -1,0 +1,191 @@
+"""The lean daemon (issue 10): BCC compiles and loads in a short-lived child
+(lstrace.loader); the long-running process holds the fds, attaches through
+bpf()/perf_event_open (lstrace.attach) and never maps libbcc or LLVM.  Errors
+in the child come back as the LstraceError they are, never a traceback."""
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, free_port, left_over, lstrace_cmd, lstrace_prog_ids, wait_for
+from lstrace import errors, loader
+
+# issue 10's target for `lstrace serve` once it serves (was 199 MB / 110 MB with BCC resident)
+RSS_LIMIT_MB, ANON_LIMIT_MB = 60, 30
+BCC_LIBS = ("libbcc", "LLVM", "libclang")
+
+
+def status_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def loader_children(pid):
+    """Live `python -m lstrace.loader` children of process `pid`."""
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/cmdline", "rb") as f:
+                    if b"lstrace.loader" in f.read():
+                        out.append(kid)
+            except OSError:
+                pass
+    return out
+
+
+# ---- the wire, without root
+def test_child_errors_come_back_as_the_same_lstrace_error():
+    for err in (errors.Unavailable("BCC is not installed ..."),
+                errors.NoProbeAttached("no probe can attach on this kernel: x"),
+                errors.PermissionDenied("needs root")):
+        with pytest.raises(type(err)) as got:
+            loader._raise(loader._error(err)["error"])
+        assert str(got.value) == str(err) and got.value.exit_code == err.exit_code
+    with pytest.raises(errors.LstraceError) as got:
+        loader._raise(loader._error(KeyError("oops"))["error"])
+    assert "the BPF loader failed: KeyError" in str(got.value)
+    assert got.value.exit_code == errors.EXIT_FAILURE
+
+
+def test_fds_and_objects_cross_the_socketpair():
+    import socket
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    r, w = os.pipe()
+    try:
+        loader.send(a, {"progs": ["lst_x"], "n": 1}, [w])
+        msg, fds = loader.recv(b)
+        assert msg == {"progs": ["lst_x"], "n": 1} and len(fds) == 1
+        os.write(fds[0], b"hi")
+        assert os.read(r, 2) == b"hi"
+        os.close(fds[0])
+        a.close()
+        assert loader.recv(b) == (None, [])          # EOF: the peer is gone
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        b.close()
+
+
+def test_kallsyms_cross_in_a_memfd(tmp_path):
+    from lstrace.kernel import Kallsyms
+    (tmp_path / "kallsyms").write_text(
+        "ffffffff81000000 T _stext\nffffffff81000100 T htab_map_update_elem\n"
+        "ffffffff81000400 t bpf_res_spin_lock\nffffffff83c00000 D rqspinlock_held_locks\n"
+        "ffffffffc00238d0 t bpf_prog_ea71044608b1aceb_lst_x\t[bpf]\n")
+    ks = loader.from_memfd(loader._to_memfd(Kallsyms.load(tmp_path / "kallsyms")))
+    assert ks.resolve(0xffffffff81000110) == ("htab_map_update_elem", 0x10)
+    assert ks.resolve(0xffffffffc00238d8) == ("bpf_prog_ea71044608b1aceb_lst_x", 8)
+    assert ks.data["rqspinlock_held_locks"] == 0xffffffff83c00000
+    assert ks.range_of("htab_map_update_elem") == (0xffffffff81000100, 0xffffffff81000400)
+
+
+# ---- real BPF on this host
+@pytest.mark.root
+def test_serve_never_maps_bcc_and_stays_lean():
+    """libbcc / LLVM, once mapped, stay mapped (Python never unloads a
+    library): absent while serving means never mapped.  The loader child is
+    gone by then."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    proc = subprocess.Popen(lstrace_cmd("serve", "--listen", f"127.0.0.1:{port}"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: b"lstrace_build_info" in urllib.request.urlopen(url, timeout=10).read(),
+                 60, "lstrace serve", proc)
+        for _ in range(20):
+            urllib.request.urlopen(url, timeout=10).read()
+        with open(f"/proc/{proc.pid}/maps") as f:
+            maps = f.read()
+        mapped = sorted({line.split()[-1] for line in maps.splitlines()
+                         if any(lib in line for lib in BCC_LIBS)})
+        rss, anon = status_kb(proc.pid, "VmRSS") / 1024, status_kb(proc.pid, "RssAnon") / 1024
+        kids = loader_children(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+        err = proc.stderr.read()
+    print(f"\nserve: VmRSS {rss:.1f} MB, RssAnon {anon:.1f} MB; BCC/LLVM mapped: {mapped}")
+    assert rc == 0, err
+    assert not mapped, f"lstrace serve maps {mapped}"
+    assert not kids, f"the loader child outlived start-up: {kids}"
+    assert rss <= RSS_LIMIT_MB, f"VmRSS {rss:.1f} MB > {RSS_LIMIT_MB} MB"
+    assert anon <= ANON_LIMIT_MB, f"RssAnon {anon:.1f} MB > {ANON_LIMIT_MB} MB"
+
+
+@pytest.mark.root
+def test_bcc_missing_in_the_child_is_one_clear_line(tmp_path):
+    """The child reports a missing BCC as today's message and exit code 69."""
+    shim = tmp_path / "shim" / "bcc"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('no bcc here (test shim)')\n")
+    before = lstrace_prog_ids()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
+    r = subprocess.run(lstrace_cmd("serve", "--once"), cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == errors.EXIT_UNAVAILABLE, r.stderr
+    assert r.stderr.startswith("lstrace: BCC is not installed for this Python"), r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout == ""
+    assert not left_over(before)
+
+
+@pytest.mark.root
+def test_compile_error_is_the_same_clear_error(monkeypatch):
+    """A program BCC cannot compile: the child's message, as Session raised it
+    before the split (run in-process here: the child's code, not a child)."""
+    from lstrace import program
+    real = program.build
+
+    def broken(*a, **kw):
+        text, cflags, lay = real(*a, **kw)
+        return text + "\nint this is not C;\n", cflags, lay
+
+    monkeypatch.setattr(program, "build", broken)
+    child = loader._Child()
+    req = {"op": "start", "probes": ["bpf_syscall"], "mode": "auto", "latency": False,
+           "kernel": {"btf_path": "/sys/kernel/btf/vmlinux", "kallsyms_path": "/proc/kallsyms",
+                      "release": os.uname().release}}
+    with pytest.raises(errors.Unavailable) as got:
+        child.start(req)
+    assert str(got.value).startswith("BCC could not compile lstrace's BPF program against ")
+
+
+@pytest.mark.root
+def test_session_holds_fds_by_name_and_attaches_itself():
+    from lstrace import bpfsys
+    from lstrace.session import Session
+    before = lstrace_prog_ids()
+    t0 = time.monotonic()
+    with Session(probes=["bpf_syscall", "rqspinlock"]) as s:
+        took = time.monotonic() - t0
+        stats = {p.name: p for p in s.program_stats()}
+        assert {"lst_contention_begin", "tracepoint__syscalls__sys_enter_bpf"} <= set(stats)
+        assert all(p.id in set(bpfsys.iter_prog_ids()) for p in stats.values())
+        assert s.kernel.generation in "ABC" and s.compiled and s.layout
+        assert not loader_children(os.getpid()), "the loader child outlived start()"
+        for p in s.plans:                   # detach and re-attach from the held fds
+            s.detach(p)
+            s.attach(p)
+            assert p.available, p.reason
+        s.snapshot()
+    print(f"\nSession.start {took:.2f} s")
+    assert not left_over(before)
+
+
+@pytest.mark.root
+def test_attach_errors_name_the_point():
+    from lstrace import attach
+    with pytest.raises(attach.AttachError, match="tracepoint nosuch:event"):
+        attach.tracepoint_id("nosuch:event")
