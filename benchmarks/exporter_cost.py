@@ -5,7 +5,8 @@
               reading its maps (SnapshotCollector.render: fold + fast writer),
               and, for comparison, prometheus_client's generate_latest of the
               same families (what --textfile and --once use).
-  serve       a real `lstrace serve` on this host: VmRSS once it serves, and
+  serve       a real `lstrace serve` on this host: start-up time (process start
+              to "serving http"), VmRSS and RssAnon once it serves, and VmRSS
               after a series of HTTP scrapes (also timed, with their size).
   top         a real `lstrace top -i 1` without a terminal: CPU time it uses
               per second once its probes are attached (/proc/PID/task/*/schedstat).
@@ -219,10 +220,12 @@ def _stop(p):
 def serve_once(scrapes):
     """One daemon: RSS when it serves, scrape latencies and sizes, RSS after."""
     port = free_port()
+    t0 = time.perf_counter()
     p = _lstrace("serve", "--listen", f"127.0.0.1:{port}", stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE)
     try:
         lines = _wait_line(p.stderr, r"serving http", 300, "lstrace serve")
+        startup = time.perf_counter() - t0
         _drain(p.stderr)
         attached = next((l.split("attached ", 1)[1].strip() for l in lines
                          if "attached " in l and "not attached" not in l), "")
@@ -235,7 +238,8 @@ def serve_once(scrapes):
                 body = r.read()
             times.append(time.perf_counter() - t0)
         series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-        return {"attached": attached, "rss_start_kb": rss_start, "anon_start_kb": anon_start,
+        return {"attached": attached, "startup_s": startup,
+                "rss_start_kb": rss_start, "anon_start_kb": anon_start,
                 "rss_after_kb": vm_kb(p.pid, "VmRSS"), "hwm_kb": vm_kb(p.pid, "VmHWM"),
                 "scrape_s": times, "bytes": len(body), "series": series}
     finally:
@@ -246,10 +250,14 @@ def serve(runs=5, scrapes=100, log=lambda m: None):
     rs = []
     for i in range(runs):
         rs.append(serve_once(scrapes))
-        log(f"serve {i + 1}/{runs}: RSS {rs[-1]['rss_start_kb']} -> {rs[-1]['rss_after_kb']} kB")
+        log(f"serve {i + 1}/{runs}: started in {rs[-1]['startup_s']:.2f} s, RSS "
+            f"{rs[-1]['rss_start_kb']} -> {rs[-1]['rss_after_kb']} kB "
+            f"(anon {rs[-1]['anon_start_kb']} kB)")
     return {"runs": runs, "scrapes_per_run": scrapes, "attached": rs[0]["attached"],
             "rss_start_mb": summarize([r["rss_start_kb"] / 1024 for r in rs]),
             "anon_start_mb": summarize([r["anon_start_kb"] / 1024 for r in rs]),
+            # process start to "serving http": imports, loader child, compile, attach
+            "startup_s": summarize([r["startup_s"] for r in rs]),
             "rss_after_mb": summarize([r["rss_after_kb"] / 1024 for r in rs]),
             "hwm_mb": summarize([r["hwm_kb"] / 1024 for r in rs]),
             # one median per daemon, so a run's many scrapes do not outvote the others

@@ -214,7 +214,9 @@ class Session:
         for p in self.plans:
             if p.kind == "helper" and p.available:
                 entry, exit_ = program.entry_exit_names(p, self.compiled)
-                role[entry], role[exit_] = (p.name, "entry"), (p.name, "exit")
+                role[exit_] = (p.name, "exit")
+                if entry:                     # counting mode: no entry program
+                    role[entry] = (p.name, "entry")
         out = []
         for name, fd in self._progs.items():
             try:
