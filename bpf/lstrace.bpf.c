@@ -77,6 +77,7 @@ struct cpu_state {
 	u32 lock_depth;
 	u32 opaque_zero;     /* always 0, unknown to the verifier (frame searches, caller_of) */
 	u64 stamp;           /* frame order without a clock (counting mode, kprobe gets) */
+	u64 ctx_addr;        /* ctx as a plain number (see sp_of) */
 	struct pending pend[N_PENDING];
 	u64 pend_head;
 };
@@ -414,6 +415,15 @@ static __always_inline void put_pending(struct cpu_state *s, u64 sp, u32 tid, u6
 	p->sp = sp;
 }
 
+/* A trampoline ctx's address as a number: the verifier refuses arithmetic on
+ * the ctx pointer, but a value read back from map memory is a plain scalar
+ * (storing the pointer there needs CAP_PERFMON, which lstrace has). */
+static __always_inline u64 sp_of(struct cpu_state *s, void *ctx)
+{
+	s->ctx_addr = (u64)ctx;
+	return *(volatile u64 *)&s->ctx_addr;
+}
+
 /* A get that returned NULL (the failure path): why?  Same rules as on_exit. */
 static __always_inline u32 get_null_outcome(void *ctx, struct cpu_state *s, u64 flags, u64 owner,
 					    u64 map, u64 value, u32 create_null, u64 busy_var)
@@ -423,7 +433,7 @@ static __always_inline u32 get_null_outcome(void *ctx, struct cpu_state *s, u64 
 	if (!(flags & F_CREATE))                   /* a lookup: busy only where lookups fail on it */
 		return busy_now(busy_var) ? OUT_BUSY : OUT_NOT_FOUND;
 	s32 err = 0;
-	if (take_pending(s, (u64)ctx, bpf_get_current_pid_tgid(), owner, map, value, &err))
+	if (take_pending(s, sp_of(s, ctx), bpf_get_current_pid_tgid(), owner, map, value, &err))
 		return outcome_of_err(err);
 	return create_null;                        /* no update failed: busy (gen A/B) */
 }
@@ -465,7 +475,7 @@ static __always_inline int count_exit(void *ctx, u32 probe, u32 ret_kind, s64 re
 		__sync_fetch_and_add(&c->helper[probe][out], 1);
 	/* a get's update (BPF_NOEXIST) failed: leave why for the get */
 	if (ret_kind == 2 && flags == 1 && is_err(ret))
-		put_pending(s, (u64)ctx, bpf_get_current_pid_tgid(), owner, map, value, ret);
+		put_pending(s, sp_of(s, ctx), bpf_get_current_pid_tgid(), owner, map, value, ret);
 	if (out != OUT_OK && out != OUT_NOT_FOUND)
 		record_event(ctx, probe, out);
 	guard_exit(s);
