@@ -31,9 +31,9 @@ class SessionToggle:
     compare adjacent runs with and without lstrace (a fresh Session per round
     would cost a BCC compile, ~10 s in a TCG guest)."""
 
-    def __init__(self, probes, mode="auto"):
+    def __init__(self, probes, mode="auto", latency=False):
         from lstrace.session import Session
-        self.s = Session(probes=probes, mode=mode).start()
+        self.s = Session(probes=probes, mode=mode, latency=latency).start()
         self.plans = [p for p in self.s.plans if p.available]
         self.modes = {p.name: p.mode for p in self.plans}
         self.attached = True

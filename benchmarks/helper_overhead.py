@@ -11,13 +11,16 @@ is larger than the effects measured here.  The order of the configurations
 rotates between rounds so none always runs first.
 
 Configurations (name, what is attached to bpf_task_storage_get):
-  empty_fentry      an empty fentry program: the floor
-  empty_fentry_fexit  empty fentry + fexit (lstrace needs both)
+  empty_fentry      an empty fentry program
+  empty_fexit       an empty fexit program: the floor for counting mode (sees return values)
+  empty_fentry_fexit  empty fentry + fexit: the floor for --latency
   ktime_fentry_fexit  fentry + fexit that each only call bpf_ktime_get_ns
   empty_kprobe      an empty kprobe (funccount's mechanism without its counter)
-  empty_kprobe_kretprobe  empty kprobe + kretprobe (the kprobe-mode floor)
-  lstrace_fentry    lstrace Session(probes=["task_storage_get"], mode="fentry")
-  lstrace_kprobe    the same in kprobe mode
+  empty_kretprobe   an empty kretprobe
+  empty_kprobe_kretprobe  empty kprobe + kretprobe (the kprobe-mode floor for gets)
+  lstrace_fentry    lstrace Session(probes=["task_storage_get"], mode="fentry"): counting
+  lstrace_fentry_latency  the same with latency=True (serve --latency)
+  lstrace_kprobe    the same in kprobe mode (_latency: with latency=True)
   funccount         BCC's funccount-bpfcc, a real subprocess per round
 
 Every probe's own count of calls is checked against the calls made, so a probe
@@ -40,7 +43,7 @@ import time
 from common import SessionToggle, clocksource, summarize  # noqa: E402  (puts the checkout on sys.path)
 from lstrace import bpfsys  # noqa: E402
 from lstrace.repro import libbpf  # noqa: E402
-from lstrace.repro import sys as bsys  # noqa: E402
+from lstrace.workload import pinned  # noqa: E402
 
 FUNC = "bpf_task_storage_get"
 PROBE = "task_storage_get"
@@ -66,9 +69,9 @@ class Workload:
     def run(self, n):
         """Wall time of one test run of n helper calls, in ns per call."""
         ctx = struct.pack("<Q", n)
-        with bsys.Pinned(self.cpu):
+        with pinned(self.cpu):
             t0 = time.perf_counter_ns()
-            ret, retval = bsys.test_run(self.fd, ctx=ctx)
+            ret, retval = bpfsys.prog_test_run(self.fd, ctx=ctx)
             dt = time.perf_counter_ns() - t0
         if ret < 0 or retval != 0:
             raise RuntimeError(f"test run failed: ret={ret} retval={retval}")
@@ -129,6 +132,12 @@ class EmptyFentry(Config):
             os.close(fd)
 
 
+class EmptyFexit(EmptyFentry):
+    """The floor for any tool that sees return values (lstrace's counting mode)."""
+    name = "empty_fexit"
+    kinds = (True,)
+
+
 class EmptyFentryFexit(EmptyFentry):
     name = "empty_fentry_fexit"
     kinds = (False, True)
@@ -178,6 +187,11 @@ class EmptyKprobe(Config):
         os.close(self.prog)
 
 
+class EmptyKretprobe(EmptyKprobe):
+    name = "empty_kretprobe"
+    retprobes = (True,)
+
+
 class EmptyKprobeKretprobe(EmptyKprobe):
     name = "empty_kprobe_kretprobe"
     retprobes = (False, True)
@@ -187,12 +201,12 @@ class Lstrace(Config):
     """A real lstrace Session, compiled once; its links are dropped and made
     again per round (common.SessionToggle)."""
 
-    def __init__(self, mode):
-        self.mode = mode
-        self.name = f"lstrace_{mode}"
+    def __init__(self, mode, latency=False):
+        self.mode, self.latency = mode, latency
+        self.name = f"lstrace_{mode}" + ("_latency" if latency else "")
 
     def setup(self):
-        self.t = SessionToggle([PROBE], mode=self.mode)
+        self.t = SessionToggle([PROBE], mode=self.mode, latency=self.latency)
         if self.t.modes.get(PROBE) != self.mode:
             raise RuntimeError(f"lstrace {PROBE} attached as {self.t.modes.get(PROBE)}")
         self.t.off()
@@ -259,9 +273,9 @@ class Funccount(Config):
 
 
 def all_configs():
-    return [EmptyFentry(), EmptyFentryFexit(), KtimeFentryFexit(), EmptyKprobe(),
-            EmptyKprobeKretprobe(), Lstrace("fentry"),
-            Lstrace("kprobe"), Funccount()]
+    return [EmptyFentry(), EmptyFexit(), EmptyFentryFexit(), KtimeFentryFexit(), EmptyKprobe(),
+            EmptyKretprobe(), EmptyKprobeKretprobe(), Lstrace("fentry"), Lstrace("fentry", True),
+            Lstrace("kprobe"), Lstrace("kprobe", True), Funccount()]
 
 
 def measure(n, rounds, cpu, configs, log=lambda *a: None):
@@ -318,6 +332,8 @@ def measure(n, rounds, cpu, configs, log=lambda *a: None):
                                       "calls_made": n * rounds, "calls_seen": seen}
             if seen is not None and seen != n * rounds:
                 res["configs"][c.name]["warning"] = f"probe counted {seen} of {n * rounds} calls"
+        from report import ratios_json
+        res["ratios"] = ratios_json(res)
     finally:
         for c in ready:
             try:

@@ -25,6 +25,8 @@ def test_synthetic_piece_and_tables():
     helper = {"baseline_ns": s, "skipped": {}, "configs": {
         k: {"ns_per_call": s, "overhead_ns": s, "overhead_runs": [1.0, 2.0, 3.0],
             "calls_made": 3, "calls_seen": 3}
-        for k in ("empty_fentry", "lstrace_fentry", "funccount")}}
+        for k in ("empty_fexit", "lstrace_fentry", "funccount")}}
     assert "lstrace, fentry mode" in report.helper_table(helper)
-    assert "NOT met" in report.helper_verdict(helper)
+    assert "NOT met" in report.helper_verdict(helper)      # 1.0x funccount is not below it
+    assert report.ratios_json(helper)["lstrace_vs_empty_fexit"] == 1.0
+    assert report.ratios_json(helper)["latency_vs_empty_pair"] is None   # not measured
