@@ -13,6 +13,10 @@ tp_btf program `nested` on it updates the same key of the same map:
                  AA, -EDEADLK (-ETIMEDOUT if detection ever fell back to
                  the timeout).
 A tracepoint, no kprobe or fentry: runs wherever tp_btf loads (this host too).
+On 7.x (bpf_obj_cancel_fields in BTF) a timer cancelled with IRQs off is
+deferred to irq_work and its hrtimer_cancel fires after the unlock, so there
+the nesting program is an fentry on bpf_obj_cancel_fields, called under the
+lock (the lab guests allow fentry; extra["nested_by_hook"] says which ran).
 groups: "htab_map_update_elem:nested" (the call that fails),
 "htab_map_update_elem:outer" (the replace it nests in: ok) and
 "bpf_timer:arm" (init + set_callback + start, one result per round).
@@ -24,14 +28,17 @@ import time
 
 from ...bpfsys import prog_test_run
 from .. import stats
-from ..host import kernel
+from ..host import has_func, kernel
 from ..result import CaseResult
-from .base import Case, RunFailed, load, set_cfg
+from .base import Case, NotRunnable, RunFailed, load, set_cfg
 from .helper_calls import PKT
 from .threads import on_cpus
 
 GROUPS = {"htab_map_update_elem:outer": 0, "htab_map_update_elem:nested": 1, "bpf_timer:arm": 2}
 NESTED = "htab_map_update_elem:nested"
+# nesting programs: hook -> (program, stats group)
+HOOKS = {"tp_btf/hrtimer_cancel": ("nested", 1), "fentry/bpf_obj_cancel_fields": ("nested_cancel", 3)}
+CANCEL_FIELDS = "bpf_obj_cancel_fields"
 REPEAT = 20        # rounds per test-run call: bounds how far a thread overshoots
 ERRNO = {"busy": "-EBUSY", "deadlock": "-EDEADLK", "timeout": "-ETIMEDOUT"}
 
@@ -103,19 +110,38 @@ class _Htab(Case):
         cpus = list(cpus)
         r = CaseResult(self.name, cpus=cpus, duration=duration, params={"repeat": REPEAT})
         sym = kernel().kallsyms.range_of("bpf_timer_cb")
-        with load("htab") as obj:
+        hooks = list(HOOKS) if has_func(CANCEL_FIELDS) else ["tp_btf/hrtimer_cancel"]
+        try:
+            obj = load("htab", skip=[HOOKS[h][0] for h in HOOKS if h not in hooks])
+        except NotRunnable as e:
+            if len(hooks) == 1:
+                raise
+            raise NotRunnable(f"this kernel defers the timer cancel out of the bucket lock: "
+                              f"the nesting needs fentry on {CANCEL_FIELDS}: {e}") from None
+        with obj:
             set_cfg(obj, 0, 0, 0, 0, sym[0] if sym else 0)
-            obj.attach("nested")
+            for h in hooks:
+                obj.attach(HOOKS[h][0])
             fd = obj.prog_fd("outer")
             on_cpus(lambda c: _loop(fd), cpus, duration)
             obj.detach()
-            r.groups = stats.read_groups(obj.map_fd("stats"), GROUPS, cpus)
+            groups = {g: i for g, i in GROUPS.items() if g != NESTED}
+            groups.update({h: HOOKS[h][1] for h in hooks})
+            g = stats.read_groups(obj.map_fd("stats"), groups, cpus)
+        by_hook = {h: g.pop(h) for h in hooks}
+        g[NESTED] = {c: stats.zero() for c in cpus}
+        for per in by_hook.values():
+            for c in cpus:
+                stats.add(g[NESTED][c], per[c])
+        r.groups = {k: g[k] for k in GROUPS}
+        r.extra["nested_by_hook"] = {h: {c: v["calls"] for c, v in per.items()}
+                                     for h, per in by_hook.items()}
         r.extra["filter"] = ("hrtimer function == bpf_timer_cb" if sym else
                              "none (no kallsyms): any hrtimer cancelled in the replace")
         r.extra["bucket_lock"] = self.lock
         r.sum_groups()
         r.functions = ["htab_map_update_elem", "bpf_timer_cancel_and_free",
-                       "timer:hrtimer_cancel"]
+                       "timer:hrtimer_cancel"] + ([CANCEL_FIELDS] if len(hooks) > 1 else [])
         nested = r.groups[NESTED]
         r.affected = any(c["busy"] or c["deadlock"] or c["timeout"] for c in nested.values())
         r.extra["problems"] = problems(r, self.kinds)
