@@ -1,8 +1,9 @@
 """Prometheus metrics from Snapshots: what lstrace exports, under a series budget.
 
 The collector reads one fresh snapshot per scrape (ebpf_exporter's model: no
-background polling, no state between scrapes).  `plan(snap)` is a pure
-function of a Snapshot returning Family objects; lstrace.exposition renders
+background polling; the one state kept between scrapes is which failure
+events were already counted by program, lstrace.attribution).  `plan(snap)` is
+a pure function of a Snapshot (and that state) returning Family objects; lstrace.exposition renders
 them fast for HTTP, `families()` turns them into prometheus_client families
 (textfile, --once, tests).  Metric names are public API (dashboards/ and
 dashboards/alerts.yml use them):
@@ -22,8 +23,15 @@ dashboards/alerts.yml use them):
   lstrace_rqspinlock_failures_total{errno,kind,caller}  summed over CPUs
   lstrace_rqspinlock_wait_seconds                       histogram ({cpu} with --per-cpu-latency)
   lstrace_bpf_syscall_errors_total{cmd,errno,map_type}  summed over CPUs
+  lstrace_helper_failures_by_program_total{program,probe,reason}
+                                                        the failing call's BPF program (at
+                                                        most 20 names + other, kernel,
+                                                        unattributed; lstrace.attribution)
+  lstrace_failure_events_lost_total                     failure events overwritten in the
+                                                        per-CPU ring before a scrape read them
   lstrace_probe_attached{probe,mode}                    1 attached, 0 not (mode "unavailable")
-  lstrace_probe_blind_spot{probe,mode,blind_spot}       1: calls this probe's mode cannot see
+  lstrace_probe_blind_spot{probe,mode,blind_spot}       1: what this probe cannot see on this
+                                                        kernel (lstrace.plan.BLIND_SPOT_TEXT)
   lstrace_probe_missed_calls_total{probe,mode}          calls the kernel ran without our program
   lstrace_bpf_program_runs_total{program}               needs BPF stats (serve turns them on)
   lstrace_bpf_program_run_seconds_total{program}
@@ -68,9 +76,9 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 
 from . import __version__
+from .attribution import MAX_PROGRAMS, Attribution
 from .exposition import Renderer
 from .layout import BUSY_COUNTERS, CALLERS, NSLOTS, OUTCOMES, RQ_ERRNOS, RQ_KINDS
-from .plan import BLIND_SPOT_KEYS
 
 NS = 1e-9
 
@@ -183,10 +191,13 @@ def _by_cpu(keys):
     return sorted(keys, key=lambda k: (k[0] if isinstance(k, tuple) else k))
 
 
-def plan(snap, extra_programs=None, per_cpu_latency=False):
-    """All metric families for one snapshot (a pure function: unit-tested)."""
+def plan(snap, extra_programs=None, per_cpu_latency=False, attribution=None):
+    """All metric families for one snapshot (a pure function of the snapshot
+    and, for failures by program, the Attribution state across scrapes: a
+    fresh one without)."""
     attached = {p.name for p in snap.probes if p.attached}
     out = helper_families(snap, per_cpu_latency)
+    out += program_failure_families(snap, attribution)
     out += rqspinlock_families(snap, "rqspinlock" in attached, per_cpu_latency)
     out.append(syscall_family(snap, "bpf_syscall" in attached))
 
@@ -222,9 +233,31 @@ def plan(snap, extra_programs=None, per_cpu_latency=False):
     return out
 
 
-def families(snap, extra_programs=None, per_cpu_latency=False):
+def families(snap, extra_programs=None, per_cpu_latency=False, attribution=None):
     """plan() as prometheus_client metric families."""
-    return [f.to_client() for f in plan(snap, extra_programs, per_cpu_latency)]
+    return [f.to_client() for f in plan(snap, extra_programs, per_cpu_latency, attribution)]
+
+
+def program_failure_families(snap, attribution=None):
+    """Failures by the calling BPF program's name, from the failure events
+    (lstrace.attribution: each counted once, lost ones said)."""
+    att = attribution or Attribution(announce=False)
+    att.update(snap)
+    fam = Family("lstrace_helper_failures_by_program", "counter",
+                 f"Failed helper calls and rqspinlock acquisitions by the BPF program on the "
+                 f"failing call's stack (names; the first {MAX_PROGRAMS} to fail, later ones "
+                 f"program=\"other\"; \"kernel\": no BPF program on the stack; "
+                 f"\"unattributed\": failure events lost in the per-CPU ring, by the counter "
+                 f"they are missing from). Counted ~2.5 s after the failure; summed over "
+                 f"programs it equals lstrace_helper_failures_total (reasons but not_found) "
+                 f"and lstrace_rqspinlock_failures_total.", ["program", "probe", "reason"])
+    fam.rows = att.rows(snap)
+    lost = Family("lstrace_failure_events_lost", "counter",
+                  "Failure events overwritten in lstrace's per-CPU ring before a scrape read "
+                  "them (more failures on a CPU between two scrapes than the ring holds): "
+                  "their program is unknown.")
+    lost.add([], att.lost)
+    return [fam, lost]
 
 
 def _sum_slots(rows):
@@ -371,24 +404,26 @@ def syscall_family(snap, attached):
 
 
 def blind_spot_families(snap):
-    """What each attached helper probe cannot see, and how much it missed.
+    """What each attached probe cannot see on this kernel, and how much the
+    kernel counted as skipped.
 
-    kprobe mode is blind while bpf_prog_active is held (inside bpf() map
-    syscalls, under perf-based BPF programs); the kernel counts those skipped
-    runs as recursion_misses of the program on 6.12+ (6.1 drops them
-    silently, which the blind-spot gauge still says)."""
+    The blind spots follow the kernel (lstrace.plan.blind_facts: BTF and
+    kallsyms facts): kprobe mode is blind while bpf_prog_active is held, on
+    kernels without trace_call_bpf_faultable also under syscalls:* tracepoint
+    programs, and before 6.7 it is not counted; the rqspinlock tracepoint
+    misses pending-path failures everywhere and, from 6.19, AA deadlocks found
+    before queueing."""
     blind = Family("lstrace_probe_blind_spot", "gauge",
-                   "1 for each class of calls an attached probe cannot see in its mode "
-                   "(blind_spot=bpf_prog_active: calls inside bpf() map syscalls and under "
-                   "kprobe/tracepoint/perf_event programs).", ["probe", "mode", "blind_spot"])
+                   "1 for each class of calls or failures an attached probe cannot see on this "
+                   "kernel in its mode (lstrace doctor explains each blind_spot).",
+                   ["probe", "mode", "blind_spot"])
     missed = Family("lstrace_probe_missed_calls", "counter",
                     "Calls of the probed function the kernel ran without lstrace's program "
                     "(its exit program's recursion_misses).", ["probe", "mode"])
     modes = {p.name: p.mode for p in snap.probes if p.attached}
     for p in snap.probes:
-        if p.attached and p.kind == "helper":
-            for key in BLIND_SPOT_KEYS.get(p.mode, ()):
-                blind.add([p.name, p.mode, key], 1)
+        for key in p.blind_spot_keys:
+            blind.add([p.name, p.mode, key], 1)
     for prog in snap.programs:
         if prog.role == "exit" and prog.probe in modes:
             missed.add([prog.probe, modes[prog.probe]], prog.recursion_misses)
@@ -437,6 +472,7 @@ class SnapshotCollector:
         self.per_cpu_latency = per_cpu_latency
         self._lock = threading.Lock()
         self._renderer = Renderer(_LES, estimated_sum)
+        self._attribution = Attribution()     # failures by program, across scrapes
 
     def describe(self):
         return []      # unchecked collector: names come from collect()
@@ -449,7 +485,7 @@ class SnapshotCollector:
             extra = []
             if self.all_programs:
                 extra = host_programs({p.id for p in snap.programs})
-        fams = plan(snap, extra, self.per_cpu_latency)
+            fams = plan(snap, extra, self.per_cpu_latency, self._attribution)
         dur = Family("lstrace_scrape_duration_seconds", "gauge",
                      "Time lstrace took to read its maps and build this scrape.")
         fams.append(dur)

@@ -11,16 +11,123 @@ from dataclasses import dataclass, field
 from . import bpfsys, probes
 from .errors import UsageError
 
-# What each mode cannot see (lab-notes.md "Measured"), shown by doctor.
-BLIND_SPOTS = {
-    "kprobe": "misses calls made while bpf_prog_active is held: inside bpf() map syscalls "
-              "and from kprobe/tracepoint/perf_event BPF programs (counted as "
-              "recursion_misses on 6.12+, silent on 6.1)",
-    "fentry": "",
-    "tracepoint": "",
+# What a probe cannot see, per kernel: lstrace_probe_blind_spot{blind_spot=KEY},
+# doctor and top.  Each key is decided from BTF / kallsyms facts of the running
+# kernel (blind_facts), never from the version string; "measured" is what the
+# lab's guests showed (README "How lstrace probes").
+BLIND_SPOT_TEXT = {
+    # kprobe mode (trace_call_bpf, kernel/trace/bpf_trace.c)
+    "bpf_prog_active": (
+        "calls made while bpf_prog_active is raised on the CPU: inside bpf() map syscalls "
+        "and from kprobe, perf_event and (non-syscall) tracepoint BPF programs (counted as "
+        "recursion_misses since 6.7; measured: 6.12 counts them, 6.1 lost them silently)"),
+    "syscall_tracepoint_programs": (
+        "calls from BPF programs on syscalls:* tracepoints: this kernel runs them through "
+        "trace_call_bpf under bpf_prog_active (no trace_call_bpf_faultable; measured on "
+        "6.12: all 2,000 gets of such a program missed; 7.3 saw all 2,000)"),
+    "uncounted_misses": (
+        "the calls it skips are not counted anywhere (bpf_get_kprobe_info has no 'missed': "
+        "before 6.7), so lstrace_probe_missed_calls_total stays 0 (measured on 6.1)"),
+    # rqspinlock (lock:contention_begin/end fire on the queued slow path only,
+    # kernel/bpf/rqspinlock.c resilient_queued_spin_lock_slowpath)
+    "pending_path": (
+        "AA/ABBA deadlocks found by the pending-bit waiter (a lock with no queue) return "
+        "without lock:contention_end (every kernel with rqspinlock; measured on 6.18: "
+        "the repro's 2,106 pending-path deadlocks never showed)"),
+    "pending_timeout": (
+        "a pending-bit waiter's timeout (250 ms) returns the same way, without "
+        "lock:contention_end (every kernel with rqspinlock)"),
+    "pre_queue_aa": (
+        "AA deadlocks are found before queueing (6.19+: 5860f5ce479f, 087849cca31d) and "
+        "return without lock:contention_begin/end (measured on 7.3: none of the repro's AA "
+        "aborts showed); the helper and bpf() probes see them"),
 }
-# the same, as bounded metric label values (lstrace_probe_blind_spot)
-BLIND_SPOT_KEYS = {"kprobe": ("bpf_prog_active",)}
+# fentry and tracepoint modes: what the kernel skips is counted (recursion_misses)
+BLIND_SPOT_KEYS = {"kprobe": ("bpf_prog_active", "syscall_tracepoint_programs",
+                              "uncounted_misses"),
+                   "rqspinlock": ("pending_path", "pending_timeout", "pre_queue_aa")}
+
+
+@dataclass(frozen=True)
+class BlindFacts:
+    """The kernel facts blind spots follow; `how` says what decided each."""
+    syscall_tp_faultable: bool = False    # syscalls:* programs skip bpf_prog_active
+    kprobe_misses_counted: bool = False   # trace_call_bpf counts skipped runs
+    pre_queue_aa: bool = True             # rqspinlock checks AA before queueing
+    how: tuple = ()                       # ((fact, evidence), ...)
+
+
+def _has_symbol(kernel, name):
+    try:
+        if kernel.btf.has_func(name):
+            return True
+    except Exception:       # noqa: BLE001 - no BTF: kallsyms may still say
+        pass
+    try:
+        return kernel.kallsyms.range_of(name) is not None
+    except Exception:       # noqa: BLE001
+        return False
+
+
+def blind_facts(kernel):
+    """Decide the blind-spot facts of one kernel from BTF and kallsyms.
+
+    - trace_call_bpf_faultable exists (7.x): syscall tracepoint programs run
+      without raising bpf_prog_active, so kprobe-mode probes see their calls.
+    - bpf_get_kprobe_info has a `missed` parameter (6.7, the series that made
+      trace_call_bpf count skipped runs as recursion_misses).
+    - rqspinlock without check_deadlock() (dropped by 5860f5ce479f "Perform AA
+      checks immediately", 6.19, with 087849cca31d's AA check before queueing);
+      6.15-6.18 have it (the 6.18.44 host: check_deadlock(lock, mask))."""
+    how = []
+    faultable = _has_symbol(kernel, "trace_call_bpf_faultable")
+    how.append(("syscall_tp_faultable", "trace_call_bpf_faultable " +
+                ("present" if faultable else "absent")))
+    try:
+        proto = kernel.prototype("bpf_get_kprobe_info")
+    except Exception:       # noqa: BLE001
+        proto = None
+    if proto is not None:
+        counted = any(a.name == "missed" for a in proto.params)
+        how.append(("kprobe_misses_counted", "bpf_get_kprobe_info " +
+                    ("has" if counted else "has no") + " 'missed' parameter"))
+    else:
+        counted = False
+        how.append(("kprobe_misses_counted", "bpf_get_kprobe_info not in BTF (no kprobes?): "
+                    "assumed uncounted"))
+    if _has_symbol(kernel, "check_deadlock_AA") or _has_symbol(kernel, "check_deadlock_ABBA"):
+        pre_queue = not _has_symbol(kernel, "check_deadlock")
+        how.append(("pre_queue_aa", "check_deadlock() " + ("absent: 6.19+ AA checks"
+                                                             if pre_queue else "present")))
+    else:
+        pre_queue = True
+        how.append(("pre_queue_aa", "rqspinlock deadlock checks not in BTF or kallsyms: "
+                    "assumed"))
+    return BlindFacts(faultable, counted, pre_queue, tuple(how))
+
+
+def blind_spot_keys(name, kind, mode, facts=None):
+    """Blind-spot keys of one probe in one mode; facts None (unknown kernel):
+    every blind spot the mode can have."""
+    if mode == "kprobe" and kind == "helper":
+        if facts is None:
+            return BLIND_SPOT_KEYS["kprobe"]
+        return tuple(k for k, on in (("bpf_prog_active", True),
+                                     ("syscall_tracepoint_programs",
+                                      not facts.syscall_tp_faultable),
+                                     ("uncounted_misses", not facts.kprobe_misses_counted))
+                     if on)
+    if name == "rqspinlock" and mode == "tracepoint":
+        if facts is None or facts.pre_queue_aa:
+            return BLIND_SPOT_KEYS["rqspinlock"]
+        return ("pending_path", "pending_timeout")
+    return ()
+
+
+def blind_spot_text(keys):
+    """The keys as status text ("blind spots: a, b"; lstrace doctor explains each):
+    ProbeStatus.blind_spot_keys reads the keys back from it."""
+    return f"blind spots: {', '.join(keys)}" if keys else ""
 
 
 @dataclass
@@ -32,14 +139,22 @@ class ProbePlan:
     func: str = ""
     proto: object = None        # btf.Prototype for helpers
     tried: dict = field(default_factory=dict)   # mode -> failure reason
+    facts: BlindFacts = None    # the kernel's (blind_facts), set by make_plan
 
     @property
     def available(self):
         return self.mode != "unavailable"
 
     @property
+    def blind_spot_keys(self):
+        """What this probe cannot see in its current mode (follows a fallback
+        from fentry to kprobe at attach time)."""
+        return blind_spot_keys(self.name, self.kind, self.mode, self.facts) \
+            if self.available else ()
+
+    @property
     def blind_spots(self):
-        return BLIND_SPOTS.get(self.mode, "")
+        return blind_spot_text(self.blind_spot_keys)
 
 
 def parse_probe_list(text):
@@ -97,7 +212,36 @@ def plan_helper(kernel, hp, want_mode="auto"):
     return p
 
 
-def plan_tracepoint(kernel, tp):
+def plan_bpf_syscall(kernel, tp, mode="auto"):
+    """bpf_syscall: one program at bpf()'s exit.  fexit on the arch's syscall
+    wrapper where trampolines attach (not in --mode kprobe), else raw_tp
+    sys_exit; both need the pt_regs members from BTF."""
+    import os
+    p = ProbePlan(tp.name, "tracepoint")
+    arch = probes.SYSCALL_ARCH.get(os.uname().machine)
+    if arch is None or kernel.btf.member_offset("pt_regs", arch["nr"]) is None:
+        p.reason = f"bpf() arguments not readable on {os.uname().machine} (no pt_regs layout)"
+        return p
+    if mode in ("auto", "fentry") and kernel.btf.func_id(arch["func"]) is not None:
+        why = _try_fentry(kernel, arch["func"])
+        if why is None:
+            p.mode, p.func = "fentry", arch["func"]
+            return p
+        p.tried["fentry"] = why
+    if not kernel.has_tracepoint("raw_syscalls", "sys_exit"):
+        p.reason = "tracepoint raw_syscalls:sys_exit does not exist on this kernel"
+        return p
+    why = bpfsys.trial_raw_tracepoint("sys_exit")
+    if why:
+        p.reason = f"raw tracepoint sys_exit: {why}"
+        return p
+    p.mode = "tracepoint"
+    return p
+
+
+def plan_tracepoint(kernel, tp, mode="auto"):
+    if tp.name == "bpf_syscall":
+        return plan_bpf_syscall(kernel, tp, mode)
     p = ProbePlan(tp.name, "tracepoint")
     for cat, ev in tp.events:
         if not kernel.has_tracepoint(cat, ev):
@@ -142,5 +286,9 @@ def make_plan(kernel, names=None, mode="auto"):
             plans.append(plan_helper(kernel, hp, mode))
     for tp in probes.TRACEPOINTS:
         if tp.name in wanted:
-            plans.append(plan_tracepoint(kernel, tp))
+            plans.append(plan_tracepoint(kernel, tp, mode))
+    if any(p.available for p in plans):
+        facts = blind_facts(kernel)
+        for p in plans:
+            p.facts = facts
     return plans

@@ -16,6 +16,24 @@ class ProbeStatus:
     attached: bool
     reason: str = ""   # why not attached / what the mode cannot see
     func: str = ""
+    blind_spots: tuple = None   # blind-spot keys (lstrace.plan.BLIND_SPOT_TEXT); None: not given
+
+    @property
+    def blind_spot_keys(self):
+        """What this attached probe cannot see: the keys given, else read back
+        from the status text ("blind spots: a, b", plan.blind_spot_text), else
+        every blind spot its mode can have on some kernel."""
+        if not self.attached:
+            return ()
+        if self.blind_spots is not None:
+            return tuple(self.blind_spots)
+        from .plan import BLIND_SPOT_TEXT, blind_spot_keys
+        text = self.reason or ""
+        if text.startswith("blind spots: "):
+            keys = tuple(k.strip() for k in text[len("blind spots: "):].split(","))
+            if all(k in BLIND_SPOT_TEXT for k in keys):
+                return keys
+        return blind_spot_keys(self.name, self.kind, self.mode)
 
 
 @dataclass(frozen=True)

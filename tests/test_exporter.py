@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lstrace import __version__, exporter, exposition
+from lstrace import __version__, attribution, exporter, exposition
 from lstrace.layout import CALLERS, FAILURE_REASONS, NSLOTS, RQ_ERRNOS, RQ_KINDS
-from lstrace.snapshot import ProbeStatus, ProgramStats, Snapshot
+from lstrace.snapshot import FailureEvent, ProbeStatus, ProgramStats, Snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from exporter_cost import synthetic_formula, synthetic_snapshot  # noqa: E402
@@ -320,7 +320,12 @@ def test_series_formula(ncpus, per_cpu_latency):
     """README's formula, for the synthetic snapshot."""
     snap = synthetic_snapshot(ncpus)
     smp, _ = samples(snap, per_cpu_latency)
-    assert len(smp) == synthetic_formula(snap, per_cpu_latency)
+    # issue 13 adds, per host: a zero series per (probe, reason) that leaves failure
+    # events (program="unattributed"), the lost-events counter, and the
+    # rqspinlock probe's blind spots (README's formula has them)
+    extra = (len(attribution.event_keys(snap)) + 1
+             + sum(len(p.blind_spot_keys) for p in snap.probes))
+    assert len(smp) == synthetic_formula(snap, per_cpu_latency) + extra
 
 
 def test_http_app_gzip_and_methods():
@@ -338,3 +343,149 @@ def test_http_app_gzip_and_methods():
     assert body == b"x_total 1.0\n" and "Content-Encoding" not in seen["headers"]
     app({"REQUEST_METHOD": "POST", "PATH_INFO": "/metrics"}, start)
     assert seen["status"].startswith("405")
+
+
+# ---- failures by BPF program (issue 13): the event ring, counted once, lost ones said
+
+HOLD_NS = int(attribution.HOLD_S * 1e9)
+
+
+def ev(seq, cpu, program, source="task_storage_get", outcome="busy", ts=0):
+    return FailureEvent(seq, cpu, ts, source, outcome, "comm", program, "caller")
+
+
+def by_program(smp):
+    return {(dict(ls)["program"], dict(ls)["probe"], dict(ls)["reason"]): v
+            for (n, ls), v in smp.items() if n == "lstrace_helper_failures_by_program_total"}
+
+
+class Scrapes:
+    """A SnapshotCollector scraped again and again, as `lstrace serve` is."""
+
+    def __init__(self):
+        self.snap = None
+        self.c = exporter.SnapshotCollector(lambda: self.snap)
+
+    def __call__(self, snap):
+        self.snap = snap
+        return parse(self.c.render().decode())[0]
+
+
+def test_failures_by_program_once_each_and_lost_events_unattributed():
+    """Two scrapes see overlapping ring contents: no event is counted twice; the
+    seqs the ring lost (overwritten) count as unattributed under the counter
+    they are missing from, so every (probe, reason) sums to its failure counter."""
+    scrape = Scrapes()
+    first = [ev(1, 0, "sched_a"), ev(2, 0, "sched_b"), ev(1, 1, "sched_a", outcome="deadlock")]
+    snap = make_snap(taken=100.0, helper={("task_storage_get", 0): {"ok": 5, "busy": 2},
+                                          ("task_storage_get", 1): {"deadlock": 1}},
+                     events=first)
+    smp = scrape(snap)
+    assert get(smp, "lstrace_failure_events_lost_total") == 0
+    # label sets seen for the first time are written with 0: increase() sees the first
+    assert set(by_program(smp).values()) == {0}
+    assert by_program(smp)[("sched_a", "task_storage_get", "busy")] == 0
+    smp = scrape(snap)                                   # the same ring again
+    bp = by_program(smp)
+    assert bp[("sched_a", "task_storage_get", "busy")] == 1
+    assert bp[("sched_b", "task_storage_get", "busy")] == 1
+    assert bp[("sched_a", "task_storage_get", "deadlock")] == 1
+    assert bp[("unattributed", "task_storage_get", "busy")] == 0
+    # CPU 0 then fails 40 more times: the ring (16 slots) keeps seqs 27..42
+    ring = [ev(s, 0, "sched_b" if s % 2 else "sched_a", outcome="timeout" if s > 30 else "busy")
+            for s in range(27, 43)]
+    snap = make_snap(taken=200.0, helper={("task_storage_get", 0): {"busy": 30, "timeout": 12},
+                                          ("task_storage_get", 1): {"deadlock": 1}},
+                     events=ring + [first[2]])
+    scrape(snap)
+    smp = scrape(snap)
+    bp = by_program(smp)
+    assert get(smp, "lstrace_failure_events_lost_total") == 24       # seqs 3..26
+    assert bp[("unattributed", "task_storage_get", "busy")] == 24
+    assert bp[("unattributed", "task_storage_get", "timeout")] == 0
+    for reason, total in (("busy", 30), ("timeout", 12), ("deadlock", 1)):
+        got = sum(v for (_, p, r), v in bp.items() if (p, r) == ("task_storage_get", reason))
+        assert got == total == get(smp, "lstrace_helper_failures_total",
+                                   probe="task_storage_get", reason=reason)
+    assert bp[("sched_a", "task_storage_get", "timeout")] == 6       # 32, 34, ..., 42
+    assert bp[("sched_b", "task_storage_get", "timeout")] == 6
+
+
+def test_rqspinlock_failures_by_program_and_kernel_callers():
+    scrape = Scrapes()
+    events = [ev(1, 0, "repro_aa", source="rqspinlock", outcome="deadlock"),
+              ev(2, 0, "", source="rqspinlock", outcome="timeout"),
+              ev(3, 0, "other", source="rqspinlock", outcome="deadlock")]
+    snap = make_snap(taken=50.0, rq_failures={(0, "EDEADLK", "AA", "res_spin_lock"): 2,
+                                              (0, "ETIMEDOUT", "unknown", "htab"): 1},
+                     events=events)
+    scrape(snap)
+    bp = by_program(scrape(snap))
+    assert bp[("repro_aa", "rqspinlock", "deadlock")] == 1
+    assert bp[("kernel", "rqspinlock", "timeout")] == 1       # no BPF program on the stack
+    assert bp[("bpf:other", "rqspinlock", "deadlock")] == 1   # a program really named "other"
+    assert bp[("unattributed", "rqspinlock", "deadlock")] == 0
+
+
+def test_recent_events_wait_for_fresh_symbols():
+    """An event is taken HOLD_S after it happened: by then the BPF programs'
+    symbols were re-read after it.  A name seen while the program was loaded
+    stays with its events after the program is gone."""
+    scrape = Scrapes()
+    young = make_snap(taken=10.0, helper={("task_storage_get", 0): {"busy": 1}},
+                      events=[ev(1, 0, "short_lived", ts=int(10e9) - 10)])
+    assert set(by_program(scrape(young))) == {("unattributed", p, r)
+                                              for p, r in attribution.event_keys(young)}
+    later = make_snap(taken=10.0 + attribution.HOLD_S, helper=young.helper,
+                      events=[ev(1, 0, "", ts=int(10e9) - 10)])     # unloaded: no name now
+    scrape(later)
+    bp = by_program(scrape(later))
+    assert bp[("short_lived", "task_storage_get", "busy")] == 1
+    assert ("kernel", "task_storage_get", "busy") not in bp
+
+
+def test_program_names_are_bounded():
+    n = attribution.MAX_PROGRAMS + 5
+    events = [ev(i + 1, 0, f"prog{i:02d}") for i in range(n)]
+    snap = make_snap(taken=100.0, helper={("task_storage_get", 0): {"busy": n}}, events=events)
+    scrape = Scrapes()
+    scrape(snap)
+    bp = by_program(scrape(snap))
+    names = {p for p, _, _ in bp} - {"unattributed"}
+    assert len(names) == attribution.MAX_PROGRAMS + 1 and "other" in names
+    assert bp[("other", "task_storage_get", "busy")] == 5
+    assert sum(bp.values()) == n
+
+
+def test_one_off_plan_counts_what_the_ring_holds():
+    """families(snap) without a collector (tests, guests): the ring's old
+    events, no zero first sample."""
+    snap = make_snap(taken=100.0, helper={("task_storage_get", 0): {"busy": 3}},
+                     events=[ev(3, 0, "p1")])
+    fams = {f.name: f for f in exporter.families(snap)}
+    got = {tuple(s.labels[k] for k in ("program", "probe", "reason")): s.value
+           for s in fams["lstrace_helper_failures_by_program"].samples if s.value}
+    assert got == {("p1", "task_storage_get", "busy"): 1,
+                   ("unattributed", "task_storage_get", "busy"): 2}
+
+
+def test_blind_spots_follow_the_kernel():
+    """The gauge says what the status carries (plan.blind_facts decided it from
+    the kernel); a status without keys is read back from its text, else every
+    blind spot the mode can have."""
+    probes = [ProbeStatus("task_storage_get", "helper", "kprobe", True,
+                          blind_spots=("bpf_prog_active",)),
+              ProbeStatus("cgrp_storage_get", "helper", "kprobe", True,
+                          "blind spots: bpf_prog_active, uncounted_misses"),
+              ProbeStatus("task_storage_delete", "helper", "fentry", True),
+              ProbeStatus("rqspinlock", "tracepoint", "tracepoint", True,
+                          "kallsyms addresses hidden: ..."),
+              ProbeStatus("sk_storage_get", "helper", "unavailable", False, "no")]
+    smp, _ = samples(make_snap(probes=probes))
+    got = {(dict(ls)["probe"], dict(ls)["blind_spot"]) for n, ls in smp
+           if n == "lstrace_probe_blind_spot"}
+    assert got == {("task_storage_get", "bpf_prog_active"),
+                   ("cgrp_storage_get", "bpf_prog_active"),
+                   ("cgrp_storage_get", "uncounted_misses"),
+                   ("rqspinlock", "pending_path"), ("rqspinlock", "pending_timeout"),
+                   ("rqspinlock", "pre_queue_aa")}
