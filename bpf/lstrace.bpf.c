@@ -671,50 +671,58 @@ static __always_inline u32 map_bucket(u32 type)
 	return N_MAPTYPE - 1;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_bpf)
+/* One program at the syscall's exit, no entry program and no frame: the
+ * saved user registers still hold the bpf() arguments (cmd, uattr), so a
+ * failing call is classified where it returns.  Successes return at once. */
+static __always_inline int count_sys_error(u64 regs, s64 ret)
 {
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
 	struct counters *c = counters.lookup(&zero);
 	if (!s || !c || !guard_enter(s, c))
 		return 0;
-	u32 cmd = args->cmd;
+	u64 cmd = 0, uattr = 0;
+	bpf_probe_read_kernel(&cmd, sizeof(cmd), (void *)(regs + OFF_REGS_ARG0));
+	bpf_probe_read_kernel(&uattr, sizeof(uattr), (void *)(regs + OFF_REGS_ARG1));
 	u32 mt = 0;     /* bucket 0: "none" */
 	if (IS_MAP_ELEM_CMD(cmd)) {
 		u32 fd = 0;
-		bpf_probe_read_user(&fd, sizeof(fd), (void *)args->uattr);
+		bpf_probe_read_user(&fd, sizeof(fd), (void *)uattr);
 		mt = map_bucket(map_type_of_fd(fd));
 	}
-	struct frame *f = push_frame(s);
-	if (f) {
-		f->ts = bpf_ktime_get_ns();
-		f->probe = SYSCALL_FRAME;
-		f->role = ROLE_NONE;
-		f->tid = bpf_get_current_pid_tgid();
-		f->arg = cmd;
-		f->child_err = mt;
-	}
+	u32 ci = cmd_index(cmd), ei = sys_errno_index(ret);
+	if (ci < N_CMD && mt < N_MAPTYPE && ei < N_SYSERR)
+		__sync_fetch_and_add(&c->sys[ci][mt][ei], 1);
 	guard_exit(s);
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_bpf)
+#if BPF_SYSCALL_FEXIT
+/* fentry mode: fexit on the arch's bpf() syscall wrapper (trampolines are not
+ * skipped while another task's bpf() holds bpf_prog_active) */
+KRETFUNC_PROBE(SYS_BPF_FUNC, u64 regs, long ret)
 {
-	u32 zero = 0;
-	struct cpu_state *s = state.lookup(&zero);
-	struct counters *c = counters.lookup(&zero);
-	if (!s || !c || !guard_enter(s, c))
+	if (ret >= 0)
 		return 0;
-	struct frame f = {};
-	s64 ret = args->ret;
-	if (take_frame(s, SYSCALL_FRAME, bpf_get_current_pid_tgid(), &f) && ret < 0) {
-		u32 ci = cmd_index(f.arg), mi = f.child_err, ei = sys_errno_index(ret);
-		if (ci < N_CMD && mi < N_MAPTYPE && ei < N_SYSERR)
-			__sync_fetch_and_add(&c->sys[ci][mi][ei], 1);
-	}
-	guard_exit(s);
-	return 0;
+	return count_sys_error(regs, ret);
 }
+#else
+/* tracepoint mode: raw_tp sys_exit (perf-based syscalls:sys_exit_bpf is skipped
+ * while bpf_prog_active is raised; a raw tracepoint is not).  It runs at every
+ * syscall's exit: the first test is on the return value, the second on the
+ * syscall number. */
+int lst_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	s64 ret = (s64)ctx->args[1];
+	if (ret >= 0)
+		return 0;
+	u64 regs = ctx->args[0], nr = 0;
+	bpf_probe_read_kernel(&nr, sizeof(nr), (void *)(regs + OFF_REGS_NR));
+	if (nr != NR_BPF)
+		return 0;
+	return count_sys_error(regs, ret);
+}
+#endif
 
 #endif /* WITH_BPF_SYSCALL */
 

@@ -124,6 +124,23 @@ def blind_spot_keys(name, kind, mode, facts=None):
     return ()
 
 
+def blind_spot_details(keys):
+    """Each key with what it means (doctor --json, per probe)."""
+    return "; ".join(f"{k}: {BLIND_SPOT_TEXT.get(k, k)}" for k in keys)
+
+
+def blind_spot_groups(items):
+    """[(probe, keys)] -> [{"blind_spot", "text", "probes"}], one per key, in
+    BLIND_SPOT_TEXT's order: doctor and top say each blind spot once."""
+    probes_of = {}
+    for name, keys in items:
+        for k in keys:
+            probes_of.setdefault(k, []).append(name)
+    order = list(BLIND_SPOT_TEXT)
+    return [{"blind_spot": k, "text": BLIND_SPOT_TEXT.get(k, k), "probes": probes_of[k]}
+            for k in sorted(probes_of, key=lambda k: order.index(k) if k in order else 99)]
+
+
 def blind_spot_text(keys):
     """The keys as status text ("blind spots: a, b"; lstrace doctor explains each):
     ProbeStatus.blind_spot_keys reads the keys back from it."""

@@ -71,14 +71,24 @@ TRACEPOINTS = (
                     "queued path only, by kind and caller",
                     (("raw_tp", "contention_begin", "lst_contention_begin"),
                      ("raw_tp", "contention_end", "lst_contention_end"))),
-    TracepointProbe("bpf_syscall", (("syscalls", "sys_enter_bpf"), ("syscalls", "sys_exit_bpf")),
+    # fentry mode: fexit on the arch's bpf() wrapper (SYSCALL_ARCH); tracepoint mode: raw_tp
+    # sys_exit filtered on the syscall number (perf syscalls:* programs are skipped while
+    # bpf_prog_active is raised; neither of these is)
+    TracepointProbe("bpf_syscall", (("raw_syscalls", "sys_exit"),),
                     "bpf() errors by command, map type and errno",
-                    (("tracepoint", "syscalls:sys_enter_bpf", "tracepoint__syscalls__sys_enter_bpf"),
-                     ("tracepoint", "syscalls:sys_exit_bpf", "tracepoint__syscalls__sys_exit_bpf"))),
+                    (("raw_tp", "sys_exit", "lst_sys_exit"),)),
     TracepointProbe("busy_sampler", (("irq_vectors", "local_timer_entry"),),
                     "samples the task/cgroup storage busy counters at each timer tick",
                     (("raw_tp", "local_timer_entry", "lst_busy_sample"),)),
 )
+
+# per machine: the bpf() syscall wrapper an fexit attaches to, the pt_regs members
+# holding its first two arguments and the syscall number, and __NR_bpf
+SYSCALL_ARCH = {
+    "x86_64": {"func": "__x64_sys_bpf", "arg0": "di", "arg1": "si", "nr": "orig_ax", "NR": 321},
+    "aarch64": {"func": "__arm64_sys_bpf", "arg0": ("regs", 0), "arg1": ("regs", 8),
+                "nr": "syscallno", "NR": 280},
+}
 
 ALL_NAMES = tuple(p.name for p in HELPERS) + tuple(p.name for p in TRACEPOINTS)
 

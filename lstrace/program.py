@@ -9,6 +9,7 @@ addresses from kallsyms.
 """
 import dataclasses
 import errno
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,6 @@ RET_KIND_CODE = {RET_PTR_OR_NULL: 0, RET_ERRNO: 1, RET_ERR_PTR: 2, RET_ERR_PTR_O
                  RET_VOID: 4}
 ROLE_CODE = {"": 0, "get": 1, "delete": 2, "update": 3}
 N_RANGES = 1024          # a power of two: caller_of() is a uniform binary search
-SYSCALL_FRAME = 0xfffe
 
 # symbol-name prefixes of the kernel's rqspinlock users, most specific first
 CALLER_PREFIXES = (
@@ -157,11 +157,28 @@ def attach_points(plan, compiled, latency=False):
     """[(kind, event, function)] of one planned probe: what is attached and
     detached, in this order (entry before exit)."""
     if plan.kind == "tracepoint":
+        if plan.mode == "fentry":       # bpf_syscall: fexit on the syscall wrapper
+            return [("kretfunc", plan.func, _kfunc_name(compiled, KFUNC_PREFIXES[1], plan.func))]
         return list(probes.tracepoint(plan.name).programs)
     entry, exit_ = entry_exit_names(plan, compiled)
     kinds = ("kfunc", "kretfunc") if plan.mode == "fentry" else ("kprobe", "kretprobe")
     points = [(kinds[0], plan.func, entry)] if needs_entry(plan, latency) else []
     return points + [(kinds[1], plan.func, exit_)]
+
+
+def roles(plans, compiled, latency=False):
+    """{program function: (probe, "entry" | "exit")} of the attached probes: an exit
+    program's recursion_misses are calls the kernel did not let lstrace see."""
+    out = {}
+    for p in plans:
+        if not p.available:
+            continue
+        points = attach_points(p, compiled, latency)
+        for i, (_kind, _event, fn) in enumerate(points):
+            role = "exit" if i == len(points) - 1 else "entry"
+            if p.name in ("bpf_syscall",) or p.kind == "helper":
+                out[fn] = (p.name, role)
+    return out
 
 
 def caller_ranges(kallsyms):
@@ -191,7 +208,6 @@ def defines(kernel, plans, latency=False):
     names = {p.name for p in plans if p.available}
     d = {"N_RANGES": N_RANGES,
          "N_EVENTS": decode.N_EVENTS, "STACK_DEPTH": decode.STACK_DEPTH,
-         "SYSCALL_FRAME": SYSCALL_FRAME,
          "WITH_RQSPINLOCK": int("rqspinlock" in names),
          "WITH_BPF_SYSCALL": int("bpf_syscall" in names),
          "WITH_BUSY_SAMPLER": int("busy_sampler" in names),
@@ -211,6 +227,7 @@ def defines(kernel, plans, latency=False):
             "OFF_MAP_TYPE": ("bpf_map", "map_type")}.items():
         off = btf.member_offset(struct, member)
         d[define] = off if off is not None else 0
+    d.update(syscall_defines(kernel, next((p for p in plans if p.name == "bpf_syscall"), None)))
     cmd_idx = {c: i for i, c in enumerate(layout.BPF_CMDS)}
     d["CMD_CASES"] = _cases(cmd_idx)
     err_idx = {getattr(errno, n): i for i, n in enumerate(layout.SYS_ERRNOS) if n != "other"}
@@ -219,6 +236,20 @@ def defines(kernel, plans, latency=False):
     mt_idx = {t: layout.MAP_TYPE_BUCKETS.index(layout.map_type_bucket(t)) for t in range(64)}
     d["MAPTYPE_CASES"] = _cases(mt_idx)
     d["IS_MAP_ELEM_CMD(c)"] = "(" + " || ".join(f"(c) == {c}" for c in layout.MAP_ELEM_CMDS) + ")"
+    return d
+
+
+def syscall_defines(kernel, plan):
+    """Where bpf_syscall reads bpf()'s arguments: pt_regs offsets from BTF."""
+    arch = probes.SYSCALL_ARCH.get(os.uname().machine)
+    d = {"BPF_SYSCALL_FEXIT": int(bool(plan and plan.mode == "fentry")),
+         "SYS_BPF_FUNC": arch["func"] if arch else "none", "NR_BPF": arch["NR"] if arch else -1}
+    for define, member in (("OFF_REGS_ARG0", "arg0"), ("OFF_REGS_ARG1", "arg1"),
+                           ("OFF_REGS_NR", "nr")):
+        m = arch[member] if arch else None
+        name, extra = m if isinstance(m, tuple) else (m, 0)
+        off = kernel.btf.member_offset("pt_regs", name) if name else None
+        d[define] = off + extra if off is not None else 0
     return d
 
 

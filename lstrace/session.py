@@ -138,7 +138,7 @@ class Session:
             p.tried[p.mode] = str(e)
             failed, p.mode = p.mode, "unavailable"
             p.reason = f"{failed} attach failed: {e}"
-            if failed == "fentry" and self.mode == "auto":
+            if failed == "fentry" and self.mode == "auto" and p.kind == "helper":
                 why = planmod.try_kprobe(p.func)
                 if why is None:
                     p.mode = "kprobe"
@@ -210,13 +210,7 @@ class Session:
     def program_stats(self):
         # which helper probe each program serves: its exit program's
         # recursion_misses are calls the kernel did not let lstrace see
-        role = {}
-        for p in self.plans:
-            if p.kind == "helper" and p.available:
-                entry, exit_ = program.entry_exit_names(p, self.compiled)
-                role[exit_] = (p.name, "exit")
-                if entry:                     # counting mode: no entry program
-                    role[entry] = (p.name, "entry")
+        role = program.roles(self.plans, self.compiled, self.latency)
         out = []
         for name, fd in self._progs.items():
             try:
