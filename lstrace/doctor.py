@@ -4,6 +4,7 @@ Runs the same trial attaches as a real session (so it needs root), but
 loads nothing that stays.  Exit 0 when at least one probe can attach.
 """
 import json
+import textwrap
 
 import click
 from tabulate import tabulate
@@ -33,11 +34,32 @@ def report(kernel, mode="auto", names=None):
     plans = planmod.make_plan(kernel, names, mode)
     summary["probes"] = [{"name": p.name, "kind": p.kind, "mode": p.mode,
                           "function": p.func, "reason": p.reason,
-                          "blind_spots": p.blind_spots,
+                          "blind_spots": planmod.blind_spot_details(p.blind_spot_keys),
+                          "blind_spot_keys": list(p.blind_spot_keys),
                           "prototype": _proto_text(p.proto)} for p in plans]
     summary["unavailable"] = reasons.group_unavailable(
         [(p.name, p.kind, p.reason) for p in plans if not p.available])
+    # what the attached probes cannot see on this kernel, and the facts that decided it
+    summary["blind_spots"] = planmod.blind_spot_groups(
+        [(p.name, p.blind_spot_keys) for p in plans])
+    facts = next((p.facts for p in plans if p.facts), None)
+    summary["blind_spot_facts"] = dict(facts.how) if facts else {}
     return summary
+
+
+def blind_spot_lines(groups, facts=None, width=100):
+    """The blind spots as text, each once with the probes it concerns."""
+    if not groups:
+        return []
+    out = ["blind spots on this kernel (metric lstrace_probe_blind_spot):"]
+    for g in groups:
+        out += textwrap.wrap(f"{g['blind_spot']} ({reasons.short_list(g['probes'])}): "
+                             f"{g['text']}", width, initial_indent="  ",
+                             subsequent_indent="    ")
+    if facts:
+        out += textwrap.wrap("decided from: " + "; ".join(facts.values()), width,
+                             initial_indent="  ", subsequent_indent="    ")
+    return out
 
 
 def _proto_text(proto):
@@ -69,7 +91,9 @@ def doctor(as_json, mode, btf, probe_list, verbose):
                                                  "preemption", "kallsyms_all")],
                             tablefmt="plain"))
         click.echo()
-        rows = [(p["name"], p["mode"], p["reason"] or p["blind_spots"] or "ok")
+        rows = [(p["name"], p["mode"], p["reason"] or (
+                    "blind spots: " + ", ".join(p["blind_spot_keys"])
+                    if p["blind_spot_keys"] else "ok"))
                 for p in r["probes"] if verbose or p["mode"] != "unavailable"]
         if rows:
             click.echo(tabulate(rows, headers=["probe", "mode", "notes"],
@@ -77,4 +101,7 @@ def doctor(as_json, mode, btf, probe_list, verbose):
         if not verbose:
             lines = reasons.summary_lines(r["unavailable"])
             click.echo("\n".join(([""] if rows and lines else []) + lines))
+        lines = blind_spot_lines(r["blind_spots"], r["blind_spot_facts"])
+        if lines:
+            click.echo("\n".join([""] + lines))
     raise SystemExit(0 if ok else EXIT_NO_PROBE)

@@ -30,6 +30,13 @@ def summary_lines(groups):
     return [group_line(g) for g in groups]
 
 
+def short_list(names, most=3):
+    """"a, b, c and 16 more" (without the --verbose hint)."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return ", ".join(names[:most]) + f" and {len(names) - most} more"
+
+
 def _short_list(names, most=3):
     if len(names) <= most:
         return ", ".join(names)

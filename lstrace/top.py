@@ -26,6 +26,7 @@ import click
 
 from . import render
 from .errors import UsageError, friendly_errors
+from .plan import blind_spot_groups
 from .options import (duration_option, interval_option, json_option, latency_option,
                       mode_option, probes_option)
 from .plan import parse_probe_list
@@ -40,6 +41,25 @@ def _sleep_until(deadline):
         time.sleep(min(left, 0.2))
 
 
+def model(cur, prev):
+    """render.top_model plus what the attached probes cannot see on this kernel
+    ("blind_spots": [{"blind_spot", "text", "probes"}], the footer line)."""
+    m = render.top_model(cur, prev)
+    m["blind_spots"] = blind_spot_groups([(p.name, p.blind_spot_keys) for p in cur.probes])
+    return m
+
+
+def footer(m):
+    """One line naming every blind spot and its probes (doctor explains them)."""
+    if not m.get("blind_spots"):
+        return ""
+    by = {}
+    for g in m["blind_spots"]:
+        by.setdefault(", ".join(g["probes"]), []).append(g["blind_spot"])
+    return "blind spots (not counted here; lstrace doctor explains): " + "; ".join(
+        f"{probes}: {', '.join(keys)}" for probes, keys in by.items())
+
+
 def _stream(session, interval, duration, once, emit):
     """Non-interactive loop: emit(model) once per interval."""
     start = time.monotonic()
@@ -47,7 +67,7 @@ def _stream(session, interval, duration, once, emit):
     while True:
         _sleep_until(prev.taken + interval)
         cur = session.snapshot()
-        emit(render.top_model(cur, prev))
+        emit(model(cur, prev))
         prev = cur
         if once or (duration and time.monotonic() - start >= duration - 1e-3):
             return
@@ -69,13 +89,15 @@ def _curses_loop(stdscr, session, interval, duration):
     sort, focus, paused = 0, 0, False
     start = time.monotonic()
     prev = session.snapshot()
-    model = render.top_model(prev, prev)
+    m = model(prev, prev)
     next_at = prev.taken + interval
 
     def draw():
         stdscr.erase()
         h, w = stdscr.getmaxyx()
-        lines = render.top_lines(model, render.SORTS[sort], render.FOCUS[focus], paused)
+        lines = render.top_lines(m, render.SORTS[sort], render.FOCUS[focus], paused)
+        if footer(m):
+            lines = lines + [("", False), (footer(m), False)]
         for y, (text, bad) in enumerate(lines[:h]):
             try:
                 stdscr.addnstr(y, 0, text, w - 1, hi if bad else curses.A_NORMAL)
@@ -91,7 +113,7 @@ def _curses_loop(stdscr, session, interval, duration):
         if now >= next_at:
             cur = session.snapshot()
             if not paused:
-                model = render.top_model(cur, prev)
+                m = model(cur, prev)
             prev, next_at = cur, cur.taken + interval
             draw()
             continue
@@ -147,6 +169,8 @@ def _run(s, interval, duration, once, as_json, tty):
                 click.echo()
             first[0] = False
             click.echo(render.top_text(m, color=color))
+            if footer(m):
+                click.echo(footer(m))
             sys.stdout.flush()
         _stream(s, interval, duration, once, emit)
     else:

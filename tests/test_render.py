@@ -179,3 +179,28 @@ def test_no_colour_without_tty():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "\x1b[" not in out and "Per CPU" in out
+
+
+def test_top_footer_names_every_blind_spot_once():
+    """top's footer line (and --json "blind_spots"): what the attached probes
+    cannot see on this kernel, each blind spot once with its probes."""
+    from lstrace import top
+    probes = [ProbeStatus("task_storage_get", "helper", "kprobe", True,
+                          blind_spots=("bpf_prog_active", "syscall_tracepoint_programs")),
+              ProbeStatus("cgrp_storage_get", "helper", "kprobe", True,
+                          blind_spots=("bpf_prog_active", "syscall_tracepoint_programs")),
+              ProbeStatus("rqspinlock", "tracepoint", "tracepoint", True,
+                          "blind spots: pending_path, pending_timeout"),
+              ProbeStatus("bpf_syscall", "tracepoint", "tracepoint", True)]
+    a = snap(100.0, {"ok": 1}, {"ok": 1})
+    a.probes = probes
+    m = top.model(a, a)
+    assert [g["blind_spot"] for g in m["blind_spots"]] == [
+        "bpf_prog_active", "syscall_tracepoint_programs", "pending_path", "pending_timeout"]
+    json.dumps(m)
+    line = top.footer(m)
+    assert line.count("bpf_prog_active") == 1 and "pending_timeout" in line
+    assert "task_storage_get, cgrp_storage_get: bpf_prog_active, syscall_tracepoint_programs" \
+        in line and "rqspinlock: pending_path, pending_timeout" in line
+    a.probes = [ProbeStatus("bpf_syscall", "tracepoint", "tracepoint", True)]
+    assert top.footer(top.model(a, a)) == ""
