@@ -54,6 +54,10 @@ def tracefs_root():
 TEXT_END_MARKERS = re.compile(r"^(_etext|_einittext|_end|__\w*text_end|__indirect_thunk_end)$")
 # the last symbol has no next one to end it: farther than this is nobody's code
 MAX_LAST_SPAN = 1 << 20
+# ftrace's trampolines ([__builtin__ftrace], in the module area beside BPF
+# programs) are at most a page: an address past one is not in it (a BPF
+# program loaded since the symbols were read, say)
+TRAMPOLINE_SPAN = {"ftrace_trampoline": 1 << 12}
 
 
 # BPF programs come and go: their [bpf] symbols are re-read at most this often
@@ -227,9 +231,10 @@ class Kallsyms:
             i = _floor(addrs, addr)
             if i < 0 or (best and addrs[i] <= best[0]):
                 continue
-            last = i + 1 == len(addrs) and addr - addrs[i] >= MAX_LAST_SPAN
             name = names[i]
-            best = (addrs[i], None if last or TEXT_END_MARKERS.match(name) else name)
+            span = TRAMPOLINE_SPAN.get(name, MAX_LAST_SPAN if i + 1 == len(addrs) else None)
+            past = span is not None and addr - addrs[i] >= span
+            best = (addrs[i], None if past or TEXT_END_MARKERS.match(name) else name)
         if not best or best[1] is None:
             return None
         return best[1], addr - best[0]

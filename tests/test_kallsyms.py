@@ -55,3 +55,31 @@ def test_bpf_programs_loaded_later_resolve_after_a_refresh(tmp_path):
     assert ks.refresh_bpf(min_interval=0)
     assert ks.resolve(later + 8) == ("bpf_prog_0123456789abcdef_new", 8)
     assert ks.resolve(0xffffffff81000110) == ("htab_map_update_elem", 0x10)   # vmlinux kept
+
+
+def test_trampolines_cover_one_page_at_most(tmp_path):
+    ks = load(tmp_path)
+    assert ks.resolve(0xffffffffc0201010) == ("ftrace_trampoline", 0x10)
+    assert ks.resolve(0xffffffffc0201000 + 8192) is None     # e.g. a program loaded since
+
+
+def test_this_hosts_kallsyms_no_nearest_marker():
+    """On the real /proc/kallsyms: the gaps around the kernel's section ends and
+    the module/BPF area resolve to nothing (this host once named `_einittext`)."""
+    import os
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("needs root: /proc/kallsyms addresses are hidden otherwise")
+    ks = Kallsyms.load()
+    names = list(ks.names)
+    for marker in ("_etext", "_einittext"):
+        if marker in names:
+            start, end = ks.range_of(marker)
+            assert ks.resolve(start + 16) is None and ks.resolve(end - 1) is None, marker
+    i = len(ks.addrs) - 1
+    assert ks.resolve(ks.addrs[i] + MAX_LAST_SPAN) is None
+    for j in (k for k, n in enumerate(names) if n == "ftrace_trampoline"):
+        if j + 1 == len(names) or ks.addrs[j + 1] - ks.addrs[j] > 8192:
+            assert ks.resolve(ks.addrs[j] + 8192) is None
+    assert ks.resolve(0xffffffffc0000000 - 4096) is None or \
+        ks.resolve(0xffffffffc0000000 - 4096)[0] not in ("_einittext", "_etext", "_end")
