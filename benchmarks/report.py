@@ -123,11 +123,17 @@ def helper_verdict(res):
 
 def syscall_table(res):
     rows = []
-    for cfg, who in (("empty_tracepoints", "empty programs on sys_enter/exit_bpf"),
+    for cfg, who in (("empty_raw_sys_exit", "empty raw_tp program on sys_exit (the floor)"),
+                     ("empty_tracepoints", "empty programs on sys_enter/exit_bpf"),
                      ("lstrace", "**lstrace** (bpf_syscall + rqspinlock)")):
-        for k, label in (("lookup", "bpf(MAP_LOOKUP_ELEM) → ENOENT"),
+        if cfg not in res["configs"]:
+            continue
+        for k, label in (("lookup", "bpf(MAP_LOOKUP_ELEM) → ENOENT (counted)"),
+                         ("lookup_ok", "bpf(MAP_LOOKUP_ELEM) → found"),
                          ("getppid", "getppid() (not watched)")):
-            v = res["configs"][cfg][k]
+            v = res["configs"][cfg].get(k)
+            if v is None:
+                continue
             pct = [o / b * 100 - 100 for o, b in zip(v["runs"]["on"], v["runs"]["base"])]
             q1, q3 = _quartiles(pct)
             rows.append([who, label, spread(v["base_ns"]), spread(v["on_ns"]),

@@ -1,7 +1,8 @@
 """Added cost per bpf() syscall with lstrace's tracepoint probes attached.
 
 Runs on the host (tracepoints attach where fentry and kprobes may not).
-lstrace's `bpf_syscall` (syscalls:sys_enter_bpf / sys_exit_bpf) and
+lstrace's `bpf_syscall` (tracepoint mode: one raw_tp program on sys_exit,
+filtered on the return value and the syscall number) and
 `rqspinlock` (lock:contention_begin / end) probes are attached through one
 Session, compiled once; each round runs syscall_loop.c once detached and
 once attached, and the difference of the adjacent runs is that round's
@@ -10,10 +11,14 @@ error bpf_syscall counts) and N getppid() calls: enabling a syscalls:*
 tracepoint turns on the syscall-tracepoint path for every task, so
 syscalls lstrace ignores pay something too.
 
-The same is done with empty programs on the two syscalls tracepoints (the
-floor of watching bpf() there).  lstrace's own count of ENOENT lookups is
-checked against the calls made.
+The same is done with an empty raw_tp program on sys_exit (the floor of
+lstrace's hook: it runs at every syscall's exit) and with empty programs on
+syscalls:sys_enter_bpf / sys_exit_bpf (the perf tracepoints lstrace used
+before: only bpf() runs them, but the kernel skips them while bpf_prog_active
+is raised).  lstrace's own count of ENOENT lookups is checked against the
+calls made.  `ratios`: medians of per-round overhead ratios.
 """
+import statistics
 import argparse
 import json
 import os
@@ -36,11 +41,15 @@ def build(outdir):
     return out
 
 
+KINDS = ("lookup", "getppid", "lookup_ok")
+
+
 def run_loop(exe, n, cpu):
-    """(ns per failing lookup, ns per getppid), the loop pinned to one CPU."""
+    """ns per failing lookup, per getppid and per successful lookup (KINDS),
+    the loop pinned to one CPU."""
     out = subprocess.run(["taskset", "-c", str(cpu), exe, str(n)], check=True,
                          capture_output=True, text=True).stdout.split()
-    return float(out[0]), float(out[1])
+    return tuple(map(float, out))
 
 
 TRACING_TYPES = {2: "kprobe", 5: "tracepoint", 7: "perf_event", 17: "raw_tracepoint",
@@ -91,6 +100,34 @@ class EmptyTracepoints:
         os.close(self.prog)
 
 
+class EmptyRawSysExit(EmptyTracepoints):
+    """An empty raw_tp program on sys_exit: the floor of lstrace's own hook."""
+
+    def __init__(self):
+        from lstrace import bpfsys
+        self.prog = bpfsys.prog_load(bpfsys.PROG_TYPE_RAW_TRACEPOINT, bpfsys._RET0,
+                                     b"bench_empty")
+        self.fds = []
+
+    def on(self):
+        from lstrace import bpfsys
+        self.fds.append(bpfsys.raw_tracepoint_open(self.prog, b"sys_exit"))
+
+
+def ratios(res):
+    """Medians of per-round overhead ratios: lstrace to each floor, per syscall."""
+    def per_round(cfg, k):
+        r = res["configs"][cfg][k]["runs"]
+        return [a - b for a, b in zip(r["on"], r["base"])]
+    out = {}
+    for k in KINDS:
+        ours = per_round("lstrace", k)
+        for floor in ("empty_raw_sys_exit", "empty_tracepoints"):
+            xs = [a / b for a, b in zip(ours, per_round(floor, k)) if b > 0]
+            out[f"{k}_lstrace_vs_{floor}"] = round(statistics.median(xs), 3) if xs else None
+    return out
+
+
 def measure(n, rounds, cpu, log=lambda m: None):
     """Per round and configuration: one run detached, one attached."""
     tmp = tempfile.mkdtemp(prefix="lstrace-bench-")
@@ -98,16 +135,19 @@ def measure(n, rounds, cpu, log=lambda m: None):
     try:
         exe = build(tmp)
         others_before = other_tracing_programs()
+        configs["empty_raw_sys_exit"] = EmptyRawSysExit()
         configs["empty_tracepoints"] = EmptyTracepoints()
         configs["lstrace"] = t = SessionToggle(PROBES)
         t.off()
         res = {"kernel": os.uname().release, "n_calls": n, "rounds": rounds, "cpu": cpu,
                "modes": t.modes, "configs": {}}
         run_loop(exe, n, cpu)                         # warm-up
-        runs = {c: {"lookup": ([], []), "getppid": ([], [])} for c in configs}
+        runs = {c: {k: ([], []) for k in KINDS} for c in configs}
         seen = 0
         for r in range(rounds):
-            for name, c in (configs.items() if r % 2 else reversed(configs.items())):
+            order = list(configs.items())
+            k = r % len(order)                    # rotate: none always runs first
+            for name, c in order[k:] + order[:k]:
                 b = run_loop(exe, n, cpu)
                 before = enoent_lookups(t.snapshot())
                 c.on()
@@ -115,7 +155,7 @@ def measure(n, rounds, cpu, log=lambda m: None):
                 c.off()
                 if c is t:
                     seen += enoent_lookups(t.snapshot()) - before
-                for i, k in enumerate(("lookup", "getppid")):
+                for i, k in enumerate(KINDS):
                     runs[name][k][0].append(b[i])
                     runs[name][k][1].append(a[i])
             log(f"round {r + 1}/{rounds} done")
@@ -131,6 +171,7 @@ def measure(n, rounds, cpu, log=lambda m: None):
                 "runs": {"base": base, "on": on}}
             for k, (base, on) in per.items()}
     res["calls_made"], res["calls_seen"] = n * rounds, seen
+    res["ratios"] = ratios(res)
     return res
 
 
