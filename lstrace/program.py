@@ -239,11 +239,20 @@ def defines(kernel, plans, latency=False):
     return d
 
 
+def syscall_glue(plan):
+    """bpf_syscall in fentry mode: the fexit on the syscall wrapper (trampolines
+    are not skipped while another task's bpf() holds bpf_prog_active)."""
+    if not (plan and plan.available and plan.mode == "fentry"):
+        return ""
+    return (f"KRETFUNC_PROBE({plan.func}, u64 regs, long ret)\n"
+            f"{{ return ret >= 0 ? 0 : count_sys_error(regs, ret); }}\n")
+
+
 def syscall_defines(kernel, plan):
     """Where bpf_syscall reads bpf()'s arguments: pt_regs offsets from BTF."""
     arch = probes.SYSCALL_ARCH.get(os.uname().machine)
     d = {"BPF_SYSCALL_FEXIT": int(bool(plan and plan.mode == "fentry")),
-         "SYS_BPF_FUNC": arch["func"] if arch else "none", "NR_BPF": arch["NR"] if arch else -1}
+         "NR_BPF": arch["NR"] if arch else -1}
     for define, member in (("OFF_REGS_ARG0", "arg0"), ("OFF_REGS_ARG1", "arg1"),
                            ("OFF_REGS_NR", "nr")):
         m = arch[member] if arch else None
@@ -265,6 +274,7 @@ def build(kernel, plans, fallback=False, latency=False):
     glue = [helper_glue(p, kernel, create_null_busy, mode, latency) for p in plans
             if p.kind == "helper" and p.available
             for mode in ((p.mode, "kprobe") if fallback and p.mode == "fentry" else (p.mode,))]
+    glue.append(syscall_glue(next((p for p in plans if p.name == "bpf_syscall"), None)))
     text += "\n/* ---- generated probe glue */\n" + "\n".join(glue)
     # macros with spaces (switch cases) go into the text, the rest are -D flags
     d = defines(kernel, plans, latency)

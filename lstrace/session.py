@@ -196,7 +196,7 @@ class Session:
                         probes=self.statuses(), started=self.started)
         attached = {p.name for p in self.plans if p.available}
         decode.counters(snap, self.layout, self._percpu("counters", self.layout.value_size),
-                        attached)
+                        attached, latency=self.latency)
         rows = decode.event_rows(self._percpu("events", decode.RING_SIZE))
         # new failures may come from BPF programs loaded since the symbols were read
         # (a re-read skipped by the rate limit is tried again at the next snapshot)

@@ -8,7 +8,9 @@ syscalls:sys_*_bpf programs lstrace used before for every other task there
 (6.12 preempt=full: 1,925 of 12,000 counted; 7.3 lazy: 8,510).  lstrace's one
 program at bpf()'s exit (fexit on the syscall wrapper, or raw_tp sys_exit in
 tracepoint mode) is never skipped that way: the count must equal the
-workload's own, per CPU, command and errno, with no other error attributed.
+workload's own, per CPU, command and errno, with no other error attributed;
+where the kernel skipped lstrace's own program because it was already running
+on the CPU (preempted inside it), those calls are its recursion_misses.
 """
 import errno
 import multiprocessing
@@ -71,13 +73,20 @@ def test_bpf_syscall_errors_exact(mode):
             assert st.mode == ("fentry" if mode == "fentry" else "tracepoint"), st
             before = s.snapshot()
             truth = run_workload(obj.map_fd("task_map"))
-            d = s.snapshot().delta(before)
+            after = s.snapshot()
+            d = after.delta(before)
     finally:
         obj.close()
     assert truth == {("MAP_DELETE_ELEM", "ENOENT"): PROCS * ROUNDS}, truth
     got = {(cmd, err): n for (cpu, cmd, mtype, err), n in d.syscall_errors.items()
            if n and cpu == CPU and mtype == "task_storage"}
-    assert got == truth, (got, truth)
-    misses = sum(p.recursion_misses for p in d.programs if p.probe == "bpf_syscall")
+    # the kernel still skips a program already running on this CPU (a task preempted
+    # inside lstrace's own exit program): those calls are its recursion_misses
+    # (lstrace_probe_missed_calls_total{probe="bpf_syscall"}), never lost silently
+    misses = sum(a.recursion_misses for a in after.programs if a.probe == "bpf_syscall") - sum(
+        b.recursion_misses for b in before.programs if b.probe == "bpf_syscall")
+    n = truth[("MAP_DELETE_ELEM", "ENOENT")]
+    assert set(got) <= set(truth), (got, truth)       # nothing attributed to another cmd
+    assert got.get(("MAP_DELETE_ELEM", "ENOENT"), 0) + misses == n, (got, misses, truth)
     print(f"bpf_syscall {st.mode} on {os.uname().release} ({Kernel().preemption}): "
           f"{got} == workload {truth}; program misses {misses}")
