@@ -55,4 +55,4 @@ def test_htab_case(name):
         assert n["calls"] == sum(v for k, v in n.items() if k != "calls")
     print(f"{name} on {os.uname().release}: "
           + "; ".join(f"CPU {c}: {v}" for c, v in r.groups[NESTED].items())
-          + f" [{r.extra['filter']}]")
+          + f" [{r.extra['filter']}; nested by hook {r.extra['nested_by_hook']}]")

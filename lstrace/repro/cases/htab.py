@@ -24,11 +24,13 @@ Every replace cancels exactly one armed BPF timer, so nested calls equal
 outer calls, per CPU; with kallsyms the nested program acts only on a timer
 whose function is bpf_timer_cb.
 """
+import errno
+import struct
 import time
 
-from ...bpfsys import prog_test_run
+from ...bpfsys import map_lookup_elem, prog_test_run
 from .. import stats
-from ..host import has_func, kernel
+from ..host import has_func, kernel, possible_cpus
 from ..result import CaseResult
 from .base import Case, NotRunnable, RunFailed, load, set_cfg
 from .helper_calls import PKT
@@ -81,6 +83,16 @@ def problems(r, failure_kinds) -> list:
     return bad
 
 
+def _last_other(obj, cpus) -> dict:
+    """{cpu: errno name} of the last nested update counted as "other"."""
+    ret, raw = map_lookup_elem(obj.map_fd("last_other"), struct.pack("<I", 0),
+                               8 * possible_cpus())
+    if ret < 0:
+        return {}
+    vals = struct.unpack(f"<{possible_cpus()}q", raw)
+    return {c: errno.errorcode.get(-vals[c], str(vals[c])) for c in cpus if vals[c]}
+
+
 def _loop(fd):
     def work(deadline):
         while time.monotonic() < deadline:
@@ -128,6 +140,7 @@ class _Htab(Case):
             groups = {g: i for g, i in GROUPS.items() if g != NESTED}
             groups.update({h: HOOKS[h][1] for h in hooks})
             g = stats.read_groups(obj.map_fd("stats"), groups, cpus)
+            r.extra["nested_other_errno"] = _last_other(obj, cpus)
         by_hook = {h: g.pop(h) for h in hooks}
         g[NESTED] = {c: stats.zero() for c in cpus}
         for per in by_hook.values():
