@@ -62,6 +62,8 @@ TRAMPOLINE_SPAN = {"ftrace_trampoline": 1 << 12}
 
 # BPF programs come and go: their [bpf] symbols are re-read at most this often
 BPF_REFRESH_S = 2.0
+# unloaded programs' symbols kept for the events they left (refresh_bpf)
+MAX_DEPARTED = 256
 
 
 def _floor(addrs, addr):
@@ -156,8 +158,8 @@ class Kallsyms:
     def load(cls, path="/proc/kallsyms"):
         ks = cls(path=str(path))
         addrs, names, data, bpf = array.array("Q"), [], {}, []
-        with open(path, "rb") as f:
-            raw = f.read()
+        f = ks._reader()          # kept open: refresh_bpf re-reads it (see _reader)
+        raw = f.read()
         # one pass over short-lived line objects; what stays is two arrays and blobs
         for line in raw.split(b"\n"):
             parts = line.split()
@@ -198,16 +200,47 @@ class Kallsyms:
             return False
         rows = []
         try:
-            with open(self.path) as f:
-                for line in f:
-                    if line.endswith("[bpf]\n"):
-                        parts = line.split()
-                        if parts[1] in "tT" and int(parts[0], 16):
-                            rows.append((int(parts[0], 16), parts[2]))
+            f = self._reader()
+            f.seek(0)
+            for line in f.read().split(b"\n"):
+                if line.endswith(b"[bpf]"):
+                    parts = line.split()
+                    if parts[1] in b"tT" and int(parts[0], 16):
+                        rows.append((int(parts[0], 16), parts[2].decode()))
         except OSError:
             return False
-        self._set_bpf(rows)
+        self._set_bpf(self._with_departed(rows))
         return True
+
+    def _reader(self):
+        """/proc/kallsyms, opened once and re-read from the start: the kernel
+        decides at open time whether the reader sees addresses (CAP_SYSLOG),
+        and `lstrace serve` drops that capability after start-up; the file
+        load() opened still shows them (an unpickled copy opens it at once)."""
+        f = self.__dict__.get("_fh")
+        if f is None:
+            f = self.__dict__["_fh"] = open(self.path, "rb")
+        return f
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_fh"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.path == "/proc/kallsyms":
+            try:
+                self._reader()
+            except OSError:
+                pass
+
+    def _with_departed(self, rows):
+        """The new [bpf] rows plus the programs unloaded since the last read,
+        where no new program took their place: failure events recorded while
+        such a program ran (the ring keeps them) still name it, instead of the
+        program below its address.  Bounded: at most MAX_DEPARTED kept."""
+        new = {a for a, _ in rows}
+        gone = [(a, n) for a, n in zip(self.bpf_addrs, self.bpf_names) if a not in new]
+        return rows + gone[-MAX_DEPARTED:]
 
     @property
     def readable(self):

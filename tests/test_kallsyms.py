@@ -83,3 +83,34 @@ def test_this_hosts_kallsyms_no_nearest_marker():
             assert ks.resolve(ks.addrs[j] + 8192) is None
     assert ks.resolve(0xffffffffc0000000 - 4096) is None or \
         ks.resolve(0xffffffffc0000000 - 4096)[0] not in ("_einittext", "_etext", "_end")
+
+
+def test_unloaded_programs_keep_their_names_until_replaced(tmp_path):
+    """A program that failed and was unloaded before the next read still names
+    its frames (its events outlive it in the ring), not the program below it;
+    a program loaded at its address replaces it."""
+    ks = load(tmp_path)
+    gone = 0xffffffffc00280d4                        # repro_aa
+    (tmp_path / "kallsyms").write_text(KALLSYMS.replace(
+        "ffffffffc00280d4 t bpf_prog_44aa0a5c9d499710_repro_aa\t[bpf]\n", ""))
+    assert ks.refresh_bpf(min_interval=0)
+    assert ks.resolve(gone + 8) == ("bpf_prog_44aa0a5c9d499710_repro_aa", 8)
+    (tmp_path / "kallsyms").write_text(KALLSYMS.replace(
+        "44aa0a5c9d499710_repro_aa", "0123456789abcdef_newer"))
+    assert ks.refresh_bpf(min_interval=0)
+    assert ks.resolve(gone + 8) == ("bpf_prog_0123456789abcdef_newer", 8)
+
+
+def test_a_pickled_copy_keeps_refreshing(tmp_path):
+    """Session's copy comes pickled from the loader child; it re-reads through
+    one file opened up front (serve drops CAP_SYSLOG later: a file opened after
+    that shows zero addresses)."""
+    import pickle
+    ks = pickle.loads(pickle.dumps(load(tmp_path)))
+    later = 0xffffffffc0030000
+    (tmp_path / "kallsyms").write_text(KALLSYMS + f"{later:x} t bpf_prog_0123456789abcdef_new\t[bpf]\n")
+    assert ks.refresh_bpf(min_interval=0)
+    fh = ks.__dict__["_fh"]
+    assert ks.refresh_bpf(min_interval=0) and ks.__dict__["_fh"] is fh     # opened once
+    assert ks.resolve(later + 8) == ("bpf_prog_0123456789abcdef_new", 8)
+    assert "_fh" not in pickle.loads(pickle.dumps(ks)).__getstate__()

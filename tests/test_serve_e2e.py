@@ -348,6 +348,87 @@ def test_prometheus_scrapes_ground_truth_and_every_expression(served):
     assert checked >= 6
 
 
+def by_program(lport):
+    """{(program, probe, reason): n} of lstrace_helper_failures_by_program_total now,
+    and {(probe, reason): n} of the failure counters it must sum to."""
+    from prometheus_client.parser import text_string_to_metric_families
+    by, counters = {}, {}
+    reason = {"EDEADLK": "deadlock", "ETIMEDOUT": "timeout"}
+    for fam in text_string_to_metric_families(http_get(f"http://127.0.0.1:{lport}/metrics")):
+        for smp in fam.samples:
+            lb = smp.labels
+            if smp.name == "lstrace_helper_failures_by_program_total":
+                by[(lb["program"], lb["probe"], lb["reason"])] = smp.value
+            elif smp.name == "lstrace_rqspinlock_failures_total":
+                k = ("rqspinlock", reason[lb["errno"]])
+                counters[k] = counters.get(k, 0) + smp.value
+            elif smp.name == "lstrace_helper_failures_total" and lb["reason"] != "not_found":
+                counters[(lb["probe"], lb["reason"])] = smp.value
+    return by, counters
+
+
+def test_failures_by_program_name_the_failing_program(served):
+    """Issue 13 item 5: rqspinlock failures of the repro's aa_queued program
+    (a tc program run by BPF_PROG_TEST_RUN) are counted under its name; summed
+    over programs (the lost ones under "unattributed") the metric equals the
+    failure counters."""
+    proc, lport, prom = served
+    from lstrace.repro import CASES
+    if CASES["rqspinlock"].check():
+        pytest.skip(f"no rqspinlock here: {CASES['rqspinlock'].check()}")
+    from lstrace.repro import preflight, stats
+    from lstrace.repro import sys as bsys
+    from lstrace.repro.cases.base import load
+    from lstrace.repro.cases.helper_calls import PKT
+    from lstrace.repro.cases.rqspinlock import SEEN
+    from lstrace.repro.cases.threads import on_cpus
+
+    def named():
+        by, _ = by_program(lport)
+        names = {p for (p, probe, _), v in by.items() if probe == "rqspinlock" and v}
+        return "aa_queued" in names and names
+    # lstrace names a program from the BPF symbols it re-reads when a scrape finds
+    # new failures, so the program must still be loaded then (`lstrace repro`
+    # unloads its programs at once, and its busy vCPUs can starve the scrapes of a
+    # short run): queued-path AA deadlocks from the repro's aa_queued program,
+    # a few at a time, while the program stays loaded until lstrace named it.
+    preflight()
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    visible, names = 0, None
+    with load("rqspin") as obj:
+        fd = obj.prog_fd("aa_queued")
+        obj.attach("on_end")
+        try:
+            end = time.monotonic() + 30 * SCRAPE_S
+            while not names and time.monotonic() < end:
+                on_cpus(lambda c: (lambda _d: bsys.test_run(fd, data=PKT, repeat=4)), cpus, 0)
+                seen = stats.read_groups(obj.map_fd("stats"), {"q": SEEN["aa-queued"]}, cpus)
+                visible = sum(v["calls"] for v in seen["q"].values())
+                if visible:
+                    names = wait_for(named, 10 * SCRAPE_S, "aa_queued named", proc)
+        finally:
+            obj.detach()
+    assert visible, "no queued-path AA deadlock provoked"
+    assert names, f"no failure under the program's name: {by_program(lport)[0]}"
+    print(f"\nprogram names with rqspinlock failures: {sorted(names)}")
+
+    def consistent():           # the ring read after the failures: nothing pending
+        by, counters = by_program(lport)
+        sums = {}
+        for (_, probe, reason), v in by.items():
+            sums[(probe, reason)] = sums.get((probe, reason), 0) + v
+        bad = {k: (sums.get(k, 0), n) for k, n in counters.items() if sums.get(k, 0) != n}
+        return not bad and (by, counters)
+    by, counters = wait_for(consistent, 20 * SCRAPE_S, "by-program sums == failure counters",
+                            proc)
+    lost = scraped(lport, "lstrace_failure_events_lost_total")
+    un = sum(v for (p, _, _), v in by.items() if p == "unattributed")
+    assert un <= lost
+    mine = {k: v for k, v in by.items() if k[0] == "aa_queued" and v}
+    print(f"\naa_queued made {visible} failures visible at contention_end; by program: {mine}; "
+          f"unattributed {un:g} (ring lost {lost:g}); counters {counters}")
+
+
 def test_first_rqspinlock_deadlock_alerts(served):
     """Issue 12: after a quiet period, one single deadlock on a CPU is seen by
     increase(...[1m]) and fires LstraceRqspinlockDeadlock (dashboards/alerts.yml):
