@@ -75,8 +75,10 @@ def _raise(err):
     raise cls(err["message"], err["exit_code"])
 
 
-def _to_memfd(obj):
-    fd = os.memfd_create("lstrace-kallsyms", os.MFD_CLOEXEC)
+def to_memfd(obj, name="lstrace"):
+    """A memfd holding obj pickled: megabytes (kallsyms) do not fit one
+    SOCK_SEQPACKET message (~200 KiB), an fd does."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(data)
     while view:
@@ -85,7 +87,7 @@ def _to_memfd(obj):
 
 
 def from_memfd(fd):
-    """The object _to_memfd wrote (closes fd)."""
+    """The object to_memfd wrote (closes fd)."""
     try:
         size = os.fstat(fd).st_size
         with open(fd, "rb", closefd=False) as f:
@@ -128,9 +130,19 @@ class _Laps:
 
 
 class _Child:
-    def __init__(self):
+    def __init__(self, sock=None):
+        self.sock = sock
         self.bpf = None
         self.bcc = None
+
+    def symbols(self):
+        """The parent's Kallsyms ({"op": "kallsyms"} + a memfd)."""
+        msg, fds = recv(self.sock)
+        if msg is None:
+            raise EOFError
+        if msg.get("op") != "kallsyms" or len(fds) != 1:
+            raise LstraceError(f"the BPF loader expected kallsyms, got {msg.get('op')!r}")
+        return from_memfd(fds[0])
 
     def start(self, req):
         import ctypes
@@ -144,6 +156,11 @@ class _Child:
         lap("import bcc")
         preflight.check_btf(kernel)
         lap("btf")
+        # the parent parsed kallsyms meanwhile, in parallel (it keeps them for
+        # stack resolution): the second message carries them in a memfd
+        if self.sock is not None:        # (in-process, as tests use it: parsed here)
+            kernel.__dict__["kallsyms"] = self.symbols()
+        lap("kallsyms from the parent")
         headers = preflight.prepare_headers(kernel)
         plans = planmod.make_plan(kernel, req["probes"], req["mode"])
         lap("plan")
@@ -195,9 +212,7 @@ class _Child:
         lap("load")
         reply = {"plans": plans, "generation": kernel.generation, "layout": layout,
                  "compiled": compiled, "maps": list(maps), "progs": progs, "errors": errs}
-        # the symbols this child parsed anyway, for the parent's stack resolution:
-        # compact arrays in a memfd (megabytes; a socket message holds ~200 KiB)
-        return reply, list(maps.values()) + fds + [_to_memfd(kernel.kallsyms)]
+        return reply, list(maps.values()) + fds
 
     def _fill_callers(self, ranges, n):
         import ctypes
@@ -225,9 +240,13 @@ class _Child:
 
     def serve(self, sock):
         while True:
-            req, _ = recv(sock)
+            req, fds = recv(sock)
             if req is None or req.get("op") == "exit":
                 return
+            if req.get("op") == "kallsyms":       # left over from a failed start
+                for fd in fds:
+                    os.close(fd)
+                continue
             try:
                 if req["op"] == "start":
                     reply, fds = self.start(req)
@@ -256,7 +275,7 @@ def main(argv):
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C is the parent's to handle
     sock = socket.socket(fileno=fd)
     try:
-        _Child().serve(sock)
+        _Child(sock).serve(sock)
     except (OSError, EOFError):
         pass                                          # the parent went away
     finally:
@@ -306,6 +325,16 @@ class Loader:
             send(self.sock, msg)
         except OSError:
             pass          # the child is gone: answer() says how
+
+    def send_symbols(self, kallsyms):
+        """The second message of a start: this process's Kallsyms for the child."""
+        fd = to_memfd(kallsyms, "lstrace-kallsyms")
+        try:
+            send(self.sock, {"op": "kallsyms"}, [fd])
+        except OSError:
+            pass          # the child is gone: answer() says how
+        finally:
+            os.close(fd)
 
     def answer(self):
         try:

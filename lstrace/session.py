@@ -63,13 +63,13 @@ class Session:
             "op": "start", "probes": self.wanted, "mode": self.mode, "latency": self.latency,
             "kernel": {"btf_path": k.btf_path, "kallsyms_path": k.kallsyms_path,
                        "release": k.release}})
+        # parsed here while the child starts and reads BTF (two processes, two
+        # CPUs), then handed to it: this process keeps them to resolve stacks
+        self._loader.send_symbols(k.kallsyms)
         reply, fds = self._loader.answer()
-        nmaps, nprogs = len(reply["maps"]), len(reply["progs"])
+        nmaps = len(reply["maps"])
         self._take(reply["maps"], fds[:nmaps], self._maps)
-        self._take(reply["progs"], fds[nmaps:nmaps + nprogs], self._progs)
-        # the child parsed kallsyms (compactly) anyway: this process takes its copy
-        symbols = loadermod.from_memfd(fds[nmaps + nprogs])
-        k.__dict__.setdefault("kallsyms", symbols)
+        self._take(reply["progs"], fds[nmaps:], self._progs)
         self._load_errors.update(reply["errors"])
         self.plans, self.layout, self.compiled = reply["plans"], reply["layout"], reply["compiled"]
         # the child read BTF; this process keeps its verdict, not the parsed BTF

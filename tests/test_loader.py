@@ -84,7 +84,7 @@ def test_kallsyms_cross_in_a_memfd(tmp_path):
         "ffffffff81000000 T _stext\nffffffff81000100 T htab_map_update_elem\n"
         "ffffffff81000400 t bpf_res_spin_lock\nffffffff83c00000 D rqspinlock_held_locks\n"
         "ffffffffc00238d0 t bpf_prog_ea71044608b1aceb_lst_x\t[bpf]\n")
-    ks = loader.from_memfd(loader._to_memfd(Kallsyms.load(tmp_path / "kallsyms")))
+    ks = loader.from_memfd(loader.to_memfd(Kallsyms.load(tmp_path / "kallsyms")))
     assert ks.resolve(0xffffffff81000110) == ("htab_map_update_elem", 0x10)
     assert ks.resolve(0xffffffffc00238d8) == ("bpf_prog_ea71044608b1aceb_lst_x", 8)
     assert ks.data["rqspinlock_held_locks"] == 0xffffffff83c00000
@@ -171,7 +171,8 @@ def test_session_holds_fds_by_name_and_attaches_itself():
     with Session(probes=["bpf_syscall", "rqspinlock"]) as s:
         took = time.monotonic() - t0
         stats = {p.name: p for p in s.program_stats()}
-        assert {"lst_contention_begin", "tracepoint__syscalls__sys_enter_bpf"} <= set(stats)
+        wanted = {fn for p in s.plans if p.available for _, _, fn in s.attach_points(p)}
+        assert wanted and wanted == set(stats), (wanted, set(stats))
         assert all(p.id in set(bpfsys.iter_prog_ids()) for p in stats.values())
         assert s.kernel.generation in "ABC" and s.compiled and s.layout
         assert not loader_children(os.getpid()), "the loader child outlived start()"
