@@ -118,6 +118,27 @@ def build():
         timeseries("lstrace scrape duration",
                    [target(f'lstrace_scrape_duration_seconds{{{SEL}}}', "{{instance}}")],
                    12, 50, "s"),
+        panel("Failing programs", "table",
+              [target(f'sort_desc(sum by (program, probe, reason) (increase('
+                      f'lstrace_helper_failures_by_program_total{{{SEL}}}[$__range])))', "",
+                      format="table", instant=True, range=False)],
+              0, 58, w=12, h=10,
+              desc="Failures in the dashboard's time range by the BPF program on the failing "
+              "call's stack (names; the first 20 to fail, later ones \"other\"; \"kernel\": "
+              "no BPF program, e.g. a bpf() syscall; \"unattributed\": failure events lost in "
+              "lstrace's per-CPU ring between two scrapes).",
+              transformations=[{"id": "organize", "options": {
+                  "excludeByName": {"Time": True}, "renameByName": {"Value": "failures"}}}]),
+        panel("Blind spots", "table",
+              [target(f'max by (probe, mode, blind_spot) (lstrace_probe_blind_spot{{{SEL}}})',
+                      "", format="table", instant=True, range=False)],
+              12, 58, w=12, h=10,
+              desc="What the attached probes cannot see on this kernel: kprobe mode under "
+              "bpf_prog_active (and syscall tracepoint programs before 7.x, uncounted before "
+              "6.7); rqspinlock failures that never reach lock:contention_end (pending_path, "
+              "pending_timeout; pre_queue_aa on 6.19+). `lstrace doctor` explains each.",
+              transformations=[{"id": "organize", "options": {
+                  "excludeByName": {"Time": True, "Value": True}}}]),
     ]
     return {
         "title": "lstrace: BPF local storage and rqspinlock",
