@@ -47,6 +47,11 @@ PINS = {
                 r"^linux-image-(6\.12\.\d+\+deb12-amd64)-unsigned$"),
     "7": Pin("trixie-backports", "7.3.4+deb13-amd64", "7.3.4-1~bpo13+1",
              r"^linux-binary-(7\.\d+\.\d+\+deb13-amd64)$", split=True),
+    # Debian sid's newest kernel (issue 13 item 8; pinned 2026-12-05): a different 7.x
+    # line from the pinned 7 (7.2: rqspinlock LRU lists, the queue-flush fix of
+    # 7a3c0289c3c8).  When sid moves on, release_re picks its newest release.
+    "sid": Pin("sid", "7.2.13+deb14-amd64", "7.2.13-1",
+               r"^linux-binary-(\d+\.\d+\.\d+\+deb\d+-amd64)$", split=True),
 }
 
 

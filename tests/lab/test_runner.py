@@ -12,7 +12,7 @@ import pytest
 
 RUN = Path(__file__).resolve().parent / "run"
 RELEASE = {"6.1": r"6\.1\.0-\d+-amd64", "6.12": r"6\.12\.\d+\+deb12-amd64",
-           "7": r"7\.\d+\.\d+\+deb\d+-amd64"}
+           "7": r"7\.\d+\.\d+\+deb\d+-amd64", "sid": r"\d+\.\d+\.\d+\+deb\d+-amd64"}
 KERNELS = list(RELEASE)
 # Runs BCC the way lstrace does (Debian's python3-bpfcc is for the system python).
 BCC = """
