@@ -31,7 +31,8 @@ friendly_errors like every other command.
                at lock:contention_end; the difference is the tracepoint's blind spot
     expected   helper-calls, syscall-errors: the counts the case is built to give, per CPU
     extra      case specifics (skipped parts, lock_addrs, busy_per_cpu,
-               recursion_misses, visible_by_kind, ...)
+               recursion_misses, visible_by_kind; htab-*: nested_by_hook,
+               nested_other_errno, filter, bucket_lock, problems, ...)
     affected, verdict (one line)
 """
 import click
@@ -50,7 +51,14 @@ CASE_HELP = "case to run (repeatable); default: every case that applies here"
 @click.option("--list", "list_only", is_flag=True, help="list the cases and exit")
 @friendly_errors
 def repro(cases, duration, cpus, as_json, list_only):
-    """Provoke local-storage / rqspinlock failures and count them per CPU."""
+    """Provoke local-storage / rqspinlock / hash-map failures and count them per CPU.
+
+    \b
+    Examples:
+      lstrace repro                               # every case that applies here
+      lstrace repro --case rqspinlock -d 5        # made vs seen at contention_end
+      lstrace repro --case htab-busy --case htab-deadlock --cpus 0,1 --json
+    """
     try:
         _main(cases, duration, cpus, as_json, list_only)
     except (LstraceError, KeyboardInterrupt):
