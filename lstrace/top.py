@@ -14,7 +14,9 @@ focus between per-CPU and per-probe, p pause.  Rows with failures are red
 quit too (programs detached, exit 0).
 
 --once prints one table set, sampled over one interval, and exits.  --json
-prints one JSON object per interval (keys: see lstrace.render).  Without a
+prints one JSON object per interval (keys: see lstrace.render, and
+    blind_spots     [{"blind_spot", "text", "probes"}] what the attached probes
+                    cannot see on this kernel (the footer line of the tables)).  Without a
 terminal, top prints a --once-style table set per interval.
 """
 import json
