@@ -82,7 +82,12 @@ class Session:
         if not any(p.available for p in self.plans):
             raise NoProbeAttached("no probe could be attached: " + "; ".join(
                 f"{p.name}: {p.reason}" for p in self.plans))
-        self._our_tags = {bpfsys.prog_info(fd).tag for fd in self._progs.values()}
+        self._our_tags = set()
+        for fd in self._progs.values():
+            try:
+                self._our_tags.add(bpfsys.prog_info(fd).tag)
+            except bpfsys.BPFError:
+                pass
         if self.bpf_stats:
             try:
                 self._stats_fd = bpfsys.enable_stats()

@@ -91,6 +91,80 @@ def test_kallsyms_cross_in_a_memfd(tmp_path):
     assert ks.range_of("htab_map_update_elem") == (0xffffffff81000100, 0xffffffff81000400)
 
 
+class FakeLoader:
+    """A loader child's replies without a child: fds are /dev/null."""
+    requests = []
+
+    def __init__(self):
+        self.alive = True
+
+    @staticmethod
+    def fds(n):
+        return [os.open("/dev/null", os.O_RDONLY) for _ in range(n)]
+
+    def ask(self, msg):
+        FakeLoader.requests.append(msg)
+
+    def send_symbols(self, kallsyms):
+        pass
+
+    def answer(self):
+        from lstrace.layout import Layout
+        from lstrace.plan import ProbePlan
+        plans = [ProbePlan("task_storage_get", "helper", mode="fentry",
+                           func="bpf_task_storage_get")]
+        compiled = ["kfunc__bpf_task_storage_get", "kretfunc__bpf_task_storage_get",
+                    "lst_kp_task_storage_get", "lst_krp_task_storage_get"]
+        return ({"plans": plans, "layout": Layout(1), "compiled": compiled, "generation": "B",
+                 "maps": ["counters"], "progs": ["kretfunc__bpf_task_storage_get"],
+                 "errors": {}}, self.fds(2))
+
+    def request(self, msg):
+        FakeLoader.requests.append(msg)
+        names = [fn for fn, _ in msg["functions"]]
+        return {"progs": names, "errors": {}}, self.fds(len(names))
+
+    def close(self):
+        self.alive = False
+
+    kill = close
+
+
+def test_fentry_attach_failure_falls_back_to_kprobe_programs_loaded_on_demand(
+        monkeypatch, tmp_path):
+    """auto mode: a helper whose fentry attach fails after a good trial falls back
+    to kprobe; its kprobe programs are loaded then, by the still-running child."""
+    from lstrace import attach, session
+    from lstrace import plan as planmod
+    from lstrace.kernel import Kernel
+    attached = []
+
+    def fake_attach(kind, event, fd):
+        if kind == "kretfunc":
+            raise attach.AttachError(f"{kind} {event}: Operation not permitted")
+        attached.append((kind, event))
+        return os.open("/dev/null", os.O_RDONLY)
+
+    (tmp_path / "kallsyms").write_text("ffffffff81000000 T _stext\n")
+    FakeLoader.requests = []
+    monkeypatch.setattr(session, "check_privileges", lambda: None)
+    monkeypatch.setattr(session.loadermod, "Loader", FakeLoader)
+    monkeypatch.setattr(session.attachmod, "attach", fake_attach)
+    monkeypatch.setattr(planmod, "try_kprobe", lambda func: None)
+    s = session.Session(kernel=Kernel(kallsyms_path=str(tmp_path / "kallsyms")))
+    s.start()
+    try:
+        p = s.plans[0]
+        assert p.mode == "kprobe" and p.tried["fentry"].startswith("kretfunc"), (p.mode, p.tried)
+        assert attached == [("kprobe", "bpf_task_storage_get"),
+                            ("kretprobe", "bpf_task_storage_get")]
+        assert FakeLoader.requests[1] == {"op": "load", "functions": [
+            ("lst_kp_task_storage_get", "kprobe"), ("lst_krp_task_storage_get", "kretprobe")]}
+        assert s.kernel.generation == "B"
+    finally:
+        s.stop()
+
+
 # ---- real BPF on this host
 @pytest.mark.root
 def test_serve_never_maps_bcc_and_stays_lean():
