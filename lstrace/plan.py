@@ -95,7 +95,10 @@ def blind_facts(kernel):
         counted = False
         how.append(("kprobe_misses_counted", "bpf_get_kprobe_info not in BTF (no kprobes?): "
                     "assumed uncounted"))
-    if _has_symbol(kernel, "check_deadlock_AA") or _has_symbol(kernel, "check_deadlock_ABBA"):
+    if not _has_symbol(kernel, "resilient_queued_spin_lock_slowpath"):
+        pre_queue = True
+        how.append(("pre_queue_aa", "no rqspinlock (before 6.15)"))
+    elif _has_symbol(kernel, "check_deadlock_AA") or _has_symbol(kernel, "check_deadlock_ABBA"):
         pre_queue = not _has_symbol(kernel, "check_deadlock")
         how.append(("pre_queue_aa", "check_deadlock() " + ("absent: 6.19+ AA checks"
                                                              if pre_queue else "present")))
