@@ -5,9 +5,10 @@ process that imports it.  The long-running process (serve, top, hist) never
 does: it starts `python -m lstrace.loader` with one end of a Unix socketpair,
 and the child
 
-  1. checks BCC, BTF and kernel headers (lstrace.preflight), plans every
-     probe (trial attaches, lstrace.plan) and builds the program text
-     (program.build);
+  1. checks BCC, BTF and kernel headers (lstrace.preflight), takes the
+     kernel's symbols the parent parsed meanwhile (a memfd: the parent keeps
+     them to resolve stacks), plans every probe (trial attaches,
+     lstrace.plan) and builds the program text (program.build);
   2. compiles it with BCC (compile_bcc: the one compile path, tests use it
      too), fills the `callers` table, loads every program the planned probes
      attach (program.attach_points) with its program type;

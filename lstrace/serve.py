@@ -12,7 +12,7 @@ polling); see lstrace.exporter for the metric names and the histogram rules.
 Lifecycle: the listen address (or textfile directory) is checked *before*
 anything is loaded, so bad input leaves nothing attached.  BCC compiles and
 loads the programs in a short-lived child process (lstrace.loader) that hands
-over their fds and exits: the daemon never maps libbcc or LLVM (~30 MB RSS
+over their fds and exits: the daemon never maps libbcc or LLVM (~35 MB RSS
 instead of ~200).  Then every probe the kernel allows is attached (the others are logged on stderr and exported
 as lstrace_probe_attached{mode="unavailable"} 0), BPF run-time statistics are
 turned on for as long as the daemon runs, and the process drops every
