@@ -136,7 +136,10 @@ def build():
               desc="What the attached probes cannot see on this kernel: kprobe mode under "
               "bpf_prog_active (and syscall tracepoint programs before 7.x, uncounted before "
               "6.7); rqspinlock failures that never reach lock:contention_end (pending_path, "
-              "pending_timeout; pre_queue_aa on 6.19+). `lstrace doctor` explains each.",
+              "pending_timeout; pre_queue_aa on 6.19+). `lstrace doctor` explains each. "
+              "Empty: no attached probe has a blind spot on this kernel in its mode.",
+              fieldConfig={"defaults": {"noValue": "none: every attached probe sees all "
+                                        "its calls here"}, "overrides": []},
               transformations=[{"id": "organize", "options": {
                   "excludeByName": {"Time": True, "Value": True}}}]),
     ]

@@ -80,7 +80,7 @@ def test_hist_totals_equal_snapshot_rq_wait(contention):
     the snapshot's rq_wait slots, and a contention workload fills them."""
     from lstrace import hist as histmod
     from lstrace.session import Session
-    with Session(probes=["rqspinlock"]) as s:
+    with Session(probes=["rqspinlock"], latency=True) as s:     # waits: --latency only
         before = s.snapshot()
         contention.run(4)
         after = s.snapshot()

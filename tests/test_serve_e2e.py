@@ -320,6 +320,11 @@ def test_prometheus_scrapes_ground_truth_and_every_expression(served):
     for m in ("lstrace_helper_latency_seconds_bucket", "lstrace_rqspinlock_wait_seconds_bucket"):
         if m not in present:      # issue 11: histograms only with serve --latency
             explained.setdefault(m, "latency histograms are opt-in (serve --latency)")
+    if "lstrace_probe_blind_spot" not in present:     # e.g. 6.12 in fentry mode
+        # no kprobe-mode helper, no rqspinlock tracepoint: nothing these modes cannot see
+        assert prom.query('lstrace_probe_attached{mode="kprobe"} == 1 or '
+                          'lstrace_probe_attached{probe="rqspinlock"} == 1') == []
+        explained["lstrace_probe_blind_spot"] = "no attached probe has a blind spot here"
     for m in ("lstrace_busy_samples_total", "lstrace_busy_held_samples_total"):
         if m not in present:
             assert prom.query('lstrace_probe_attached{probe="busy_sampler"} == 1') == []

@@ -10,7 +10,9 @@ program at bpf()'s exit (fexit on the syscall wrapper, or raw_tp sys_exit in
 tracepoint mode) is never skipped that way: the count must equal the
 workload's own, per CPU, command and errno, with no other error attributed;
 where the kernel skipped lstrace's own program because it was already running
-on the CPU (preempted inside it), those calls are its recursion_misses.
+on the CPU (preempted inside it), those calls are among its recursion_misses
+(which also hold the skipped successful calls: 7.3 lazy measured 11,561
+counted, 1,299 missed, about 3 calls per uncounted error as the workload makes).
 """
 import errno
 import multiprocessing
@@ -81,12 +83,17 @@ def test_bpf_syscall_errors_exact(mode):
     got = {(cmd, err): n for (cpu, cmd, mtype, err), n in d.syscall_errors.items()
            if n and cpu == CPU and mtype == "task_storage"}
     # the kernel still skips a program already running on this CPU (a task preempted
-    # inside lstrace's own exit program): those calls are its recursion_misses
-    # (lstrace_probe_missed_calls_total{probe="bpf_syscall"}), never lost silently
+    # inside lstrace's own exit program): each call it skipped, of any command (and in
+    # tracepoint mode of any syscall: raw_tp sys_exit runs for all), is in its
+    # recursion_misses (lstrace_probe_missed_calls_total{probe="bpf_syscall"}), so every
+    # uncounted error is among them, never lost silently
     misses = sum(a.recursion_misses for a in after.programs if a.probe == "bpf_syscall") - sum(
         b.recursion_misses for b in before.programs if b.probe == "bpf_syscall")
     n = truth[("MAP_DELETE_ELEM", "ENOENT")]
+    counted = got.get(("MAP_DELETE_ELEM", "ENOENT"), 0)
     assert set(got) <= set(truth), (got, truth)       # nothing attributed to another cmd
-    assert got.get(("MAP_DELETE_ELEM", "ENOENT"), 0) + misses == n, (got, misses, truth)
+    assert counted <= n <= counted + misses, (got, misses, truth)
+    if not misses:
+        assert counted == n
     print(f"bpf_syscall {st.mode} on {os.uname().release} ({Kernel().preemption}): "
-          f"{got} == workload {truth}; program misses {misses}")
+          f"counted {got} of workload {truth}; program misses {misses}")
