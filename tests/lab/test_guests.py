@@ -5,6 +5,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,18 +30,38 @@ def guest_pytest(*args, python=sys.executable):
             "-p", "no:warnings", "-rs", *args]
 
 
+# Guests run two at a time (tests/lab/run --slots: one host core each, single-threaded TCG):
+# the module's selected runs start together, longest first, and each test waits for its own.
+SLOTS = int(os.environ.get("LSTRACE_LAB_SLOTS", "2"))
+
+
 def run_in_guest(kernel, command, *lab_opts, what):
-    """tests/lab/run KERNEL ... -- command; prints the tail and the time, and
-    fails with them unless the command exited 0."""
+    """tests/lab/run KERNEL ... -- command (a CompletedProcess, plus .seconds and .what)."""
+    t0 = time.monotonic()
+    r = subprocess.run([str(ROOT / "tests/lab/run"), kernel, "--cpus", "2", "--slots", str(SLOTS),
+                        *lab_opts, "--", *command], cwd=ROOT, capture_output=True, text=True,
+                       timeout=1800)
+    r.seconds, r.what = time.monotonic() - t0, what
+    return r
+
+
+def finished(r):
+    """Prints a run's tail and time; fails with them unless the command exited 0."""
+    print(r.stdout[-6000:], r.stderr[-3000:])
+    print(f"{r.what}: {r.seconds:.1f} s")
+    assert r.returncode == 0, f"{r.what} failed:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def lab(request):
+    """{test name: Future of its guest run}: every selected test's run, started at once."""
     if os.geteuid() != 0:
         pytest.skip("the kernel lab needs root (qemu, virtiofsd)")
-    t0 = time.monotonic()
-    r = subprocess.run([str(ROOT / "tests/lab/run"), kernel, "--cpus", "2", *lab_opts, "--",
-                        *command], cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    print(r.stdout[-6000:], r.stderr[-3000:])
-    print(f"{what}: {time.monotonic() - t0:.1f} s")
-    assert r.returncode == 0, f"{what} failed:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
-    return r
+    names = [item.name for item in request.session.items if item.module.__name__ == __name__]
+    order = sorted((n for n in names if n in RUNS), key=lambda n: -RUNS[n][0])
+    with ThreadPoolExecutor(max_workers=SLOTS) as pool:
+        yield {n: pool.submit(RUNS[n][1]) for n in order}
 
 
 def assert_passed(r):
@@ -51,40 +72,69 @@ def assert_passed(r):
     assert not unexpected, unexpected
 
 
-# "sid": Debian sid's newest kernel (issue 13 item 8), another 7.x line than "7"
-@pytest.mark.parametrize("kernel", ["6.1", "6.12", "7", "sid"])
-def test_guest_suite(kernel):
-    assert_passed(run_in_guest(kernel, guest_pytest("tests/guest", *EXTRA.get(kernel, [])),
-                               what=f"kernel {kernel}"))
+def suite(kernel, *extra, root=None):
+    """The guest pytest run of tests/guest on one kernel; latency variants (--latency:
+    entry programs and clocks) on 7 and 6.1 only, the other kernels count (the default mode)."""
+    args = ["tests/guest", *EXTRA.get(kernel, []), *extra]
+    if kernel not in ("7", "6.1"):
+        args += ["-k", "not latency"]
+    return lambda: run_in_guest(kernel, guest_pytest(*args), what=f"kernel {kernel}")
 
 
-# The second userspace (Debian 13: BCC 0.31, Python 3.13, the guest's own python3): the whole
-# suite on 7.x; on 6.12 the helper truth tests in both modes, and doctor and the workload counts
-# that assert the mode (a failed fentry attach falls back to kprobe, where helper-calls pass too).
-# (Counting mode only there: --latency compiles and attaches the same way, and the host
-# root's runs cover it on every kernel.)
-DEBIAN13 = {"7": ["tests/guest", "-k", "not latency"],
+# The second userspace (Debian 13: BCC 0.31, Python 3.13, the guest's own python3): on 7.x the
+# helper truth tests, the workload counts, doctor and bpf() errors; on 6.12 the helper truth
+# tests in both modes, and doctor and the workload counts that assert the mode (a failed fentry
+# attach falls back to kprobe, where helper-calls pass too).  Counting mode only there:
+# --latency compiles and attaches the same way, and the host root's runs cover it.
+DEBIAN13 = {"7": ["tests/guest/test_repro_truth.py", "tests/guest/test_in_guest.py",
+                  "tests/guest/test_bpf_syscall.py", "-k", "not latency"],
             "6.12": ["tests/guest/test_repro_truth.py", "tests/guest/test_in_guest.py",
                      "-k", "(helper_calls or counts_equal or doctor_generation) and not latency"]}
 
 
-@pytest.mark.parametrize("kernel", DEBIAN13)
-def test_guest_suite_on_debian13(kernel):
-    assert_passed(run_in_guest(kernel, guest_pytest(*DEBIAN13[kernel], python="python3"),
-                               "--root", "debian13", what=f"kernel {kernel} on debian13"))
+def debian13(kernel):
+    return lambda: run_in_guest(kernel, guest_pytest(*DEBIAN13[kernel], python="python3"),
+                                "--root", "debian13", what=f"kernel {kernel} on debian13")
 
 
-def test_busy_exact_under_preempt_full():
-    """On a preemptible kernel several tasks on one CPU interleave inside the
-    storage code and lstrace's own programs can be preempted: the busy counts
-    and the bpf() errors must stay exact there too (6.12 booted with preempt=full)."""
-    check = ("grep -q '(full)' /sys/kernel/debug/sched/preempt || "
-             "{ echo 'not preempt=full:'; cat /sys/kernel/debug/sched/preempt; exit 9; }; ")
+PREEMPT_CHECK = ("grep -q '(full)' /sys/kernel/debug/sched/preempt || "
+                 "{ echo 'not preempt=full:'; cat /sys/kernel/debug/sched/preempt; exit 9; }; ")
+
+
+def preempt_full():
     # busy: counting mode and --latency; bpf() errors: fentry and tracepoint mode
     run = shlex.join(guest_pytest("-s", "tests/guest/test_repro_truth.py",
                                   "tests/guest/test_bpf_syscall.py", "-k",
                                   "busy and fentry or bpf_syscall_errors"))
-    r = run_in_guest("6.12", ["sh", "-c", check + "exec " + run], "--preempt", "full",
-                     what="6.12 preempt=full")
+    return run_in_guest("6.12", ["sh", "-c", PREEMPT_CHECK + "exec " + run], "--preempt", "full",
+                        what="6.12 preempt=full")
+
+
+# test name -> (estimated seconds: longest start first, the run)
+# "sid": Debian sid's newest kernel (issue 13 item 8), another 7.x line than "7"
+RUNS = {"test_guest_suite[7]": (900, suite("7")),
+        "test_guest_suite[6.1]": (700, suite("6.1")),
+        "test_guest_suite[sid]": (600, suite("sid")),
+        "test_guest_suite[6.12]": (600, suite("6.12")),
+        "test_guest_suite_on_debian13[7]": (400, debian13("7")),
+        "test_busy_exact_under_preempt_full": (220, preempt_full),
+        "test_guest_suite_on_debian13[6.12]": (200, debian13("6.12"))}
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12", "7", "sid"])
+def test_guest_suite(kernel, lab, request):
+    assert_passed(finished(lab[request.node.name].result()))
+
+
+@pytest.mark.parametrize("kernel", DEBIAN13)
+def test_guest_suite_on_debian13(kernel, lab, request):
+    assert_passed(finished(lab[request.node.name].result()))
+
+
+def test_busy_exact_under_preempt_full(lab, request):
+    """On a preemptible kernel several tasks on one CPU interleave inside the
+    storage code and lstrace's own programs can be preempted: the busy counts
+    and the bpf() errors must stay exact there too (6.12 booted with preempt=full)."""
+    r = finished(lab[request.node.name].result())
     assert "4 passed" in r.stdout and r.stdout.count("busy exact") == 2
     assert r.stdout.count("bpf_syscall ") >= 2
