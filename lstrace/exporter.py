@@ -131,14 +131,6 @@ def estimated_sum(slots):
     return sum(n * m for n, m in zip(slots, _MIDS) if n)
 
 
-def value_slot(ns):
-    """The slot an observation of `ns` nanoseconds falls in (the BPF side's rule)."""
-    ns = int(ns)
-    if ns <= 1:
-        return 0
-    return min((ns - 1).bit_length(), NSLOTS - 1)
-
-
 def histogram_buckets(slots):
     """log2 slots -> ([(le, cumulative count), ..., ("+Inf", total)], estimated sum in s)."""
     buckets, acc = [], 0
@@ -457,7 +449,7 @@ def host_programs(exclude_ids=()):
     for BPF_PROG_GET_NEXT_ID / GET_FD_BY_ID)."""
     from . import bpfsys
     from .snapshot import ProgramStats
-    return [ProgramStats(i.id, i.name, i.run_cnt, i.run_time_ns, i.recursion_misses, ours=False)
+    return [ProgramStats(i.id, i.name, i.run_cnt, i.run_time_ns, i.recursion_misses)
             for i in bpfsys.iter_prog_infos(exclude_ids)]
 
 

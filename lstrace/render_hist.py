@@ -16,11 +16,6 @@ def slot_bounds(s):
     return 1 << (s - 1), 1 << s
 
 
-def slot_of(ns):
-    """The slot the BPF side puts a value of `ns` in (log2_slot in lstrace.bpf.c)."""
-    return 0 if ns <= 1 else (ns - 1).bit_length()
-
-
 def percentile(slots, q):
     """Estimate the q-quantile (0..1) in ns by linear interpolation inside the slot."""
     total = sum(slots)

@@ -43,7 +43,6 @@ class ProgramStats:
     run_cnt: int
     run_time_ns: int
     recursion_misses: int
-    ours: bool = True
     probe: str = ""    # lstrace probe this program belongs to ("" for others)
     role: str = ""     # "entry" or "exit" (helper probes), "" otherwise
 

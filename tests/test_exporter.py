@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lstrace import __version__, attribution, exporter, exposition
-from lstrace.layout import CALLERS, FAILURE_REASONS, NSLOTS, RQ_ERRNOS, RQ_KINDS
+from lstrace.layout import CALLERS, FAILURE_REASONS, NSLOTS, RQ_ERRNOS, RQ_KINDS, slot_of
 from lstrace.snapshot import FailureEvent, ProbeStatus, ProgramStats, Snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -31,7 +31,7 @@ def make_snap(**kw):
 def slots_with(values_ns):
     s = [0] * NSLOTS
     for v in values_ns:
-        s[exporter.value_slot(v)] += 1
+        s[slot_of(v)] += 1
     return s
 
 
@@ -67,9 +67,9 @@ def get(smp, name, **labels):
 def test_value_exactly_on_le_lands_in_that_bucket(s):
     """ebpf_exporter #488: a value of exactly 2^s ns must be counted in le=2^s ns."""
     v = 1 << s
-    assert exporter.value_slot(v) == s
-    assert exporter.value_slot(v + 1) == s + 1 or s == NSLOTS - 1
-    assert exporter.value_slot(v // 2 + 1) == s
+    assert slot_of(v) == s
+    assert slot_of(v + 1) == s + 1 or s == NSLOTS - 1
+    assert slot_of(v // 2 + 1) == s
     buckets, _ = exporter.histogram_buckets(slots_with([v]))
     le_of = {le: n for le, n in buckets}
     assert le_of[exporter.le_text(s)] == 1
@@ -79,7 +79,7 @@ def test_value_exactly_on_le_lands_in_that_bucket(s):
 
 
 def test_slot0_holds_0_and_1ns():
-    assert exporter.value_slot(0) == 0 and exporter.value_slot(1) == 0
+    assert slot_of(0) == 0 and slot_of(1) == 0
     assert exporter.le_text(0) == "1e-09"
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from lstrace import hist as histmod
 from lstrace import render_hist as rh
-from lstrace.layout import NSLOTS
+from lstrace.layout import NSLOTS, slot_of
 from lstrace.snapshot import ProbeStatus, Snapshot
 
 
@@ -20,7 +20,7 @@ def slots(**kw):
                                      (9, 4), (1024, 10), (1025, 11), (2 ** 20, 20)])
 def test_slot_seams_match_the_bpf_side(ns, slot):
     # bpf: slot 0 holds v <= 1, slot s holds 2^(s-1) < v <= 2^s
-    assert rh.slot_of(ns) == slot
+    assert slot_of(ns) == slot      # the one rule: lstrace.layout.slot_of
     lo, hi = rh.slot_bounds(slot)
     assert (lo <= ns <= hi) if slot == 0 else (lo < ns <= hi)
 
