@@ -22,16 +22,10 @@
  * events kept per CPU) come from lstrace/decode.py as -D defines. */
 #define LCB_F_SPIN 1
 
-struct counters {
-	u64 helper[N_PROBES][N_OUTCOMES];
-	u64 lat[N_PROBES][N_SLOTS];
-	u64 rq[N_RQ_ERRNO][N_RQ_KIND][N_CALLER];
-	u64 rq_wait[N_SLOTS];
-	u64 sys[N_CMD][N_MAPTYPE][N_SYSERR];
-	u64 busy_samples;
-	u64 busy_held[N_BUSY];
-	u64 guard_skips;
-};
+/* struct counters (lstrace/layout.py), struct event and struct ring
+ * (lstrace/decode.py), and the ROLE_* codes (lstrace/program.py) are generated
+ * from Python, which decodes them: program.build puts them here. */
+/* @GENERATED@ */
 BPF_PERCPU_ARRAY(counters, struct counters, 1);
 
 /* An entered, not yet returned call on this CPU. */
@@ -45,10 +39,6 @@ struct frame {
 	s32 child_err;  /* get: error of the nested update; syscall: map type */
 	u32 child_seen;
 };
-#define ROLE_NONE 0
-#define ROLE_GET 1
-#define ROLE_DELETE 2
-#define ROLE_UPDATE 3
 
 /* Counting mode (fexit only, no entry program): a failing update called by a
  * get helper leaves why it failed here; the enclosing get's fexit, which runs
@@ -85,18 +75,6 @@ BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
 
 /* Recent failures, for "top failure sources": comm, stack (BPF program and
  * kernel caller are resolved from kallsyms in user space). */
-struct event {
-	u64 seq;
-	u64 ts;
-	u32 what;       /* probe index, or N_PROBES + errno index for rqspinlock */
-	u32 outcome;
-	char comm[16];
-	u64 ips[STACK_DEPTH];
-};
-struct ring {
-	u64 head;
-	struct event ev[N_EVENTS];
-};
 BPF_PERCPU_ARRAY(events, struct ring, 1);
 
 /* Sorted address ranges of the kernel's rqspinlock users, filled from

@@ -12,9 +12,22 @@ from . import layout, probes
 from .snapshot import FailureEvent
 
 N_EVENTS, STACK_DEPTH = 16, 8      # recent failure events per CPU, stack frames each
-# struct event in bpf/lstrace.bpf.c: seq, ts, what, outcome, comm[16], ips[STACK_DEPTH]
-EVENT = struct.Struct("<QQII16s" + "Q" * STACK_DEPTH)
+# struct event, the one declaration: (field, C type, array length or 0); the C
+# struct (c_structs) and the Python unpacker (EVENT) are both made from it
+EVENT_FIELDS = (("seq", "u64", 0), ("ts", "u64", 0),
+                ("what", "u32", 0),        # probe index, or N_PROBES + errno index (rqspinlock)
+                ("outcome", "u32", 0), ("comm", "char", 16), ("ips", "u64", STACK_DEPTH))
+_FMT = {"u64": "Q", "u32": "I"}
+EVENT = struct.Struct("<" + "".join(f"{n}s" if t == "char" else _FMT[t] * (n or 1)
+                                    for _, t, n in EVENT_FIELDS))
 RING_SIZE = 8 + N_EVENTS * EVENT.size    # struct ring: head, ev[N_EVENTS]
+
+
+def c_structs():
+    """struct event and struct ring for bpf/lstrace.bpf.c."""
+    fields = "".join(f"\t{t} {name}{f'[{n}]' if n else ''};\n" for name, t, n in EVENT_FIELDS)
+    return (f"struct event {{\n{fields}}};\n"
+            f"struct ring {{\n\tu64 head;\n\tstruct event ev[{N_EVENTS}];\n}};\n")
 # frames that are lstrace's or the tracing machinery's, not the lock's user
 HOOK_PREFIXES = ("bpf_prog_", "bpf_trampoline", "__bpf_trace", "bpf_trace_run", "__traceiter",
                  "bpf_get_stack", "____bpf_get_stack", "bpf_get_stackid", "kretprobe",

@@ -64,23 +64,36 @@ def map_type_bucket(map_type):
 
 
 class Layout:
-    """Offsets (in u64 words) of each counter block in one CPU's value."""
+    """Offsets (in u64 words) of each counter block in one CPU's value, and the
+    C `struct counters` generated from the same list (c_struct)."""
 
     def __init__(self, nprobes):
         self.nprobes = nprobes
-        blocks = [("helper", nprobes * len(OUTCOMES)),
-                  ("lat", nprobes * NSLOTS),
-                  ("rq", len(RQ_ERRNOS) * len(RQ_KINDS) * len(CALLERS)),
-                  ("rq_wait", NSLOTS),
-                  ("sys", len(CMD_NAMES) * len(MAP_TYPE_BUCKETS) * len(SYS_ERRNOS)),
-                  ("busy_samples", 1),
-                  ("busy_held", len(BUSY_COUNTERS)),
-                  ("guard_skips", 1)]
+        # (block, its C dimensions as (define, size) pairs); order = memory order
+        self.blocks = [("helper", (("N_PROBES", nprobes), ("N_OUTCOMES", len(OUTCOMES)))),
+                       ("lat", (("N_PROBES", nprobes), ("N_SLOTS", NSLOTS))),
+                       ("rq", (("N_RQ_ERRNO", len(RQ_ERRNOS)), ("N_RQ_KIND", len(RQ_KINDS)),
+                               ("N_CALLER", len(CALLERS)))),
+                       ("rq_wait", (("N_SLOTS", NSLOTS),)),
+                       ("sys", (("N_CMD", len(CMD_NAMES)), ("N_MAPTYPE", len(MAP_TYPE_BUCKETS)),
+                                ("N_SYSERR", len(SYS_ERRNOS)))),
+                       ("busy_samples", ()),
+                       ("busy_held", (("N_BUSY", len(BUSY_COUNTERS)),)),
+                       ("guard_skips", ())]
         self.offsets, pos = {}, 0
-        for name, n in blocks:
+        for name, dims in self.blocks:
+            n = 1
+            for _, size in dims:
+                n *= size
             self.offsets[name] = (pos, n)
             pos += n
         self.words = pos
+
+    def c_struct(self):
+        """`struct counters` for bpf/lstrace.bpf.c, in the blocks' order."""
+        fields = "".join(f"\tu64 {name}{''.join(f'[{d}]' for d, _ in dims)};\n"
+                         for name, dims in self.blocks)
+        return f"struct counters {{\n{fields}}};\n"
 
     @property
     def value_size(self):
@@ -88,10 +101,7 @@ class Layout:
 
     def cflags(self):
         """-D defines that give the C code the same shape."""
-        d = {"N_PROBES": self.nprobes, "N_OUTCOMES": len(OUTCOMES), "N_SLOTS": NSLOTS,
-             "N_RQ_ERRNO": len(RQ_ERRNOS), "N_RQ_KIND": len(RQ_KINDS), "N_CALLER": len(CALLERS),
-             "N_CMD": len(CMD_NAMES), "N_MAPTYPE": len(MAP_TYPE_BUCKETS),
-             "N_SYSERR": len(SYS_ERRNOS), "N_BUSY": len(BUSY_COUNTERS)}
+        d = {define: size for _, dims in self.blocks for define, size in dims}
         for i, o in enumerate(OUTCOMES):
             d[f"OUT_{o.upper()}"] = i
         for i, k in enumerate(RQ_KINDS):

@@ -267,7 +267,9 @@ def build(kernel, plans, fallback=False, latency=False):
     probes get kprobe programs too (BCC loads only what is attached): a probe
     whose fentry attach fails after a good trial can still fall back."""
     lay = layout.Layout(len(probes.HELPERS))
-    text = (source_dir() / "lstrace.bpf.c").read_text()
+    generated = (lay.c_struct() + decode.c_structs()
+                 + "".join(f"#define ROLE_{r.upper() or 'NONE'} {c}\n" for r, c in ROLE_CODE.items()))
+    text = (source_dir() / "lstrace.bpf.c").read_text().replace("/* @GENERATED@ */\n", generated, 1)
     avail = {p.name for p in plans if p.available}
     # a NULL from get(F_CREATE) is "busy" only if we would have seen the nested update
     create_null_busy = "local_storage_update" in avail
