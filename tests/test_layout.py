@@ -43,3 +43,22 @@ def test_layout_fits_percpu_value_limit():
     from lstrace import probes
     lay = layout.Layout(len(probes.HELPERS))
     assert lay.value_size <= 32 * 1024       # PCPU_MIN_UNIT_SIZE
+
+
+def test_c_struct_is_made_from_the_same_blocks():
+    """struct counters in C is generated from Layout.blocks: same order, and
+    every dimension it names is one of cflags' -D defines."""
+    import re
+    lay = layout.Layout(5)
+    c = lay.c_struct()
+    assert re.findall(r"u64 (\w+)", c) == [name for name, _ in lay.blocks]
+    defines = {f.split("=")[0][2:] for f in lay.cflags()}
+    assert set(re.findall(r"\[(\w+)\]", c)) <= defines
+    assert sum(n for _, n in lay.offsets.values()) * 8 == lay.value_size
+
+
+def test_event_struct_and_unpacker_agree():
+    from lstrace import decode
+    c = decode.c_structs()
+    assert "u64 ips[%d];" % decode.STACK_DEPTH in c and "char comm[16];" in c
+    assert decode.EVENT.size == 8 + 8 + 4 + 4 + 16 + 8 * decode.STACK_DEPTH
