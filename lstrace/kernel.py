@@ -4,6 +4,7 @@ itself (BTF, kallsyms, tracefs), never guessed from the version string.
 """
 import array
 import bisect
+import gzip
 import os
 import platform
 import re
@@ -344,12 +345,32 @@ class Kernel:
 
     @cached_property
     def preemption(self):
-        """'none' / 'voluntary' / 'full' / 'lazy' as the kernel runs now."""
-        for p in ("/sys/kernel/debug/sched/preempt",):
+        """'none' / 'voluntary' / 'full' / 'lazy' as the kernel runs now: debugfs,
+        else the preempt= boot argument, else the build's preemption model
+        (/proc/config.gz, /boot/config-RELEASE), else 'unknown'."""
+        try:
+            text = Path("/sys/kernel/debug/sched/preempt").read_text()
+            return text[text.index("(") + 1:text.index(")")]
+        except (OSError, ValueError):
+            pass
+        try:
+            for arg in Path("/proc/cmdline").read_text().split():
+                if arg.startswith("preempt=") and arg[8:] in ("none", "voluntary", "full",
+                                                              "lazy"):
+                    return arg[8:]
+        except OSError:
+            pass
+        models = {"CONFIG_PREEMPT_NONE=y": "none", "CONFIG_PREEMPT_VOLUNTARY=y": "voluntary",
+                  "CONFIG_PREEMPT=y": "full", "CONFIG_PREEMPT_LAZY=y": "lazy",
+                  "CONFIG_PREEMPT_RT=y": "full"}
+        for path in ("/proc/config.gz", f"/boot/config-{self.release}"):
             try:
-                text = Path(p).read_text()
-                return text[text.index("(") + 1:text.index(")")]
-            except (OSError, ValueError):
+                opener = gzip.open if path.endswith(".gz") else open
+                with opener(path, "rt") as f:
+                    for line in f:
+                        if line.strip() in models:
+                            return models[line.strip()]
+            except OSError:
                 pass
         v = platform.version()
         return "full" if "PREEMPT " in v + " " and "PREEMPT_DYNAMIC" not in v else "unknown"

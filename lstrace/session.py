@@ -197,8 +197,8 @@ class Session:
 
     # ---- reading
     def statuses(self):
-        return [ProbeStatus(p.name, p.kind, p.mode, p.available,
-                            p.reason or p.blind_spots, p.func) for p in self.plans]
+        return [ProbeStatus(p.name, p.kind, p.mode, p.available, p.reason or p.blind_spots,
+                            p.func, blind_spots=p.blind_spot_keys) for p in self.plans]
 
     def _percpu(self, name, size):
         """Every CPU's value of a single-slot per-CPU array, in one lookup."""

@@ -22,8 +22,9 @@ KPROBE_INFO = ("event", "fd_type", "symbol", "probe_offset", "probe_addr")
 
 
 class FakeKernel:
-    def __init__(self, funcs, kprobe_info_missed=None, kallsyms=()):
+    def __init__(self, funcs, kprobe_info_missed=None, kallsyms=(), preemption="voluntary"):
         self.funcs = set(funcs)
+        self.preemption = preemption
         self.missed = kprobe_info_missed
         self.kallsyms = type("KS", (), {"range_of": lambda _s, n: (1, 2) if n in kallsyms
                                         else None})()
@@ -61,6 +62,22 @@ def test_kprobe_blind_spots_per_kernel(release):
     assert plan.blind_spot_keys("task_storage_get", "helper", "fentry", facts) == ()
     text = plan.blind_spot_details(KPROBE[release])
     assert "bpf_prog_active" in text and "6.1" in text     # doctor says the measured loss
+
+
+@pytest.mark.parametrize("preemption,keys", [("voluntary", ()), ("none", ()),
+                                             ("full", ("preempted_program",)),
+                                             ("lazy", ("preempted_program",)),
+                                             ("unknown", ("preempted_program",))])
+def test_preemptible_kernels_skip_preempted_programs(preemption, keys):
+    """fexit and syscall-exit programs run preemptible: on preempt=full/lazy the kernel
+    skips a call returning while lstrace's program is preempted on that CPU (7.3 lazy,
+    tests/guest/test_bpf_syscall.py); kprobe programs and contention_end never are."""
+    facts = plan.blind_facts(FakeKernel({"trace_call_bpf"}, True, preemption=preemption))
+    assert plan.blind_spot_keys("task_storage_get", "helper", "fentry", facts) == keys
+    assert plan.blind_spot_keys("bpf_syscall", "tracepoint", "fentry", facts) == keys
+    assert plan.blind_spot_keys("bpf_syscall", "tracepoint", "tracepoint", facts) == keys
+    assert "preempted_program" not in plan.blind_spot_keys("task_storage_get", "helper",
+                                                           "kprobe", facts)
 
 
 @pytest.mark.parametrize("release", sorted(RQSPINLOCK))

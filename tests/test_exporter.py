@@ -488,4 +488,4 @@ def test_blind_spots_follow_the_kernel():
                    ("cgrp_storage_get", "bpf_prog_active"),
                    ("cgrp_storage_get", "uncounted_misses"),
                    ("rqspinlock", "pending_path"), ("rqspinlock", "pending_timeout"),
-                   ("rqspinlock", "pre_queue_aa")}
+                   ("rqspinlock", "pre_queue_aa"), ("task_storage_delete", "preempted_program")}

@@ -192,7 +192,7 @@ def test_top_footer_names_every_blind_spot_once():
                           blind_spots=("bpf_prog_active", "syscall_tracepoint_programs")),
               ProbeStatus("rqspinlock", "tracepoint", "tracepoint", True,
                           "blind spots: pending_path, pending_timeout"),
-              ProbeStatus("bpf_syscall", "tracepoint", "tracepoint", True)]
+              ProbeStatus("bpf_syscall", "tracepoint", "tracepoint", True, blind_spots=())]
     a = snap(100.0, {"ok": 1}, {"ok": 1})
     a.probes = probes
     m = top.model(a, a)
@@ -203,5 +203,5 @@ def test_top_footer_names_every_blind_spot_once():
     assert line.count("bpf_prog_active") == 1 and "pending_timeout" in line
     assert "task_storage_get, cgrp_storage_get: bpf_prog_active, syscall_tracepoint_programs" \
         in line and "rqspinlock: pending_path, pending_timeout" in line
-    a.probes = [ProbeStatus("bpf_syscall", "tracepoint", "tracepoint", True)]
+    a.probes = [ProbeStatus("bpf_syscall", "tracepoint", "tracepoint", True, blind_spots=())]
     assert top.footer(top.model(a, a)) == ""
