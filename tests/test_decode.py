@@ -76,3 +76,15 @@ def test_events_name_program_and_caller_and_never_guess():
         (2, 0, "task_storage_get", "busy", "sched", "", "unknown"),   # no symbol covers 0x9990
         (7, 9, "task_storage_get", layout.OUTCOMES[-1], "x" * 16, "", ""),
         (1, 0, "rqspinlock", "deadlock", "repro", "run_skb", "bpf_res_spin_lock")]
+
+
+def test_attribute_names_programs_by_their_tag_symbol_only():
+    """bpf_prog_<16-hex tag>_<name> is a program; bpf_prog_test_run_tracing is a
+    kernel function (skipped like the tracing machinery); lstrace's own tags skip."""
+    syms = {1: "bpf_prog_test_run_tracing", 2: "bpf_prog_0123456789abcdef_lst_exit",
+            3: "bpf_prog_fedcba9876543210_sched_tick", 4: "bpf_local_storage_update"}
+    resolve = lambda ip: (syms[ip], 0) if ip in syms else None      # noqa: E731
+    assert decode.attribute((1, 2, 3, 4), resolve, {"0123456789abcdef"}) == \
+        ("sched_tick", "bpf_local_storage_update")
+    assert decode.attribute((1, 4), resolve, set()) == ("", "bpf_local_storage_update")
+    assert decode.attribute((9,), resolve, set()) == ("", "unknown")
