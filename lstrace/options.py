@@ -10,7 +10,9 @@ mode_option = click.option(
     "--mode", type=click.Choice(MODES), default="auto", show_default=True,
     help="Mode of function probes: the best available, or force one (to compare).")
 probes_option = click.option("--probes", "probe_list", default=None, metavar="LIST",
-                             help="Comma-separated probes (default: every one).")
+                             help="Comma-separated probes or groups (default: every probe "
+                             "but the opt-in groups; +maps adds the hash-map operation "
+                             "probes).")
 verbose_option = click.option(
     "-v", "--verbose", is_flag=True,
     help="Name each unavailable probe with its reason (default: one line per reason).")

@@ -65,6 +65,28 @@ class BlindFacts:
     pre_queue_aa: bool = True             # rqspinlock checks AA before queueing
     preemptible: bool = True              # preempt=full/lazy: lstrace's own programs too
     how: tuple = ()                       # ((fact, evidence), ...)
+    htab_lock: str = ""                   # hash-map buckets: map_locked | rqspinlock | ""
+
+
+def htab_lock(kernel):
+    """'map_locked' (before 6.15: per-CPU guard, -EBUSY), 'rqspinlock' (6.15+:
+    -EDEADLK / -ETIMEDOUT) or '' (cannot tell), from BTF: struct bpf_htab lost
+    its map_locked counters when the bucket lock became an rqspinlock_t."""
+    try:
+        btf = kernel.btf
+        if btf.member_offset("bpf_htab", "map_locked") is not None:
+            return "map_locked"
+        if btf.member_offset("bpf_htab", "buckets") is not None and \
+                btf.find(8, "rqspinlock_t") is not None:      # 8: BTF_KIND_TYPEDEF
+            return "rqspinlock"
+    except Exception:       # noqa: BLE001 - no BTF: unknown
+        pass
+    return ""
+
+
+# per CPU, the hash-map failure reasons a bucket lock can produce (zero series)
+HTAB_LOCK_REASONS = {"map_locked": ("busy",), "rqspinlock": ("deadlock", "timeout"),
+                     "": ("busy", "deadlock", "timeout")}
 
 
 def _has_symbol(kernel, name):
@@ -120,7 +142,12 @@ def blind_facts(kernel):
     preemptible = preemption in ("full", "lazy", "unknown")
     how.append(("preemptible", f"preemption: {preemption}"
                 + (" (unknown: assumed preemptible)" if preemption == "unknown" else "")))
-    return BlindFacts(faultable, counted, pre_queue, preemptible, tuple(how))
+    hl = htab_lock(kernel)
+    how.append(("htab_lock", {"map_locked": "struct bpf_htab has map_locked (before 6.15)",
+                              "rqspinlock": "struct bpf_htab without map_locked, "
+                                            "rqspinlock_t in BTF (6.15+)"}.get(
+                                                hl, "hash-map bucket lock not in BTF")))
+    return BlindFacts(faultable, counted, pre_queue, preemptible, tuple(how), hl)
 
 
 def blind_spot_keys(name, kind, mode, facts=None):
@@ -194,18 +221,29 @@ class ProbePlan:
 
 
 def parse_probe_list(text):
-    """--probes a,b,c -> names; None (not given) -> None, meaning every probe;
-    unknown names, or a list naming none ("", ","), are a usage error."""
+    """--probes a,b,c -> names; None (not given) -> None, meaning the default
+    probes (every probe but the opt-in groups).  A group name (`maps`) stands
+    for its probes; an item with a leading '+' (`+maps`, `+htab_update`) adds
+    to the defaults instead of replacing them.  Unknown names, or a list naming
+    none ("", ","), are a usage error."""
     if text is None:
         return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
+    items = [n.strip() for n in text.split(",") if n.strip()]
+    if not items or all(n == "+" for n in items):
         raise UsageError(f"bad --probes {text!r}: name at least one probe (leave --probes out "
-                         "for every probe)")
-    unknown = [n for n in names if n not in probes.ALL_NAMES]
+                         "for the default probes)")
+    add = any(n.startswith("+") for n in items)
+    names, unknown = list(probes.DEFAULT_NAMES) if add else [], []
+    for item in items:
+        n = item.lstrip("+").strip()
+        found = probes.GROUPS.get(n) or ((n,) if n in probes.ALL_NAMES else ())
+        if not found:
+            unknown.append(item)
+        names += [x for x in found if x not in names]
     if unknown:
         raise UsageError(f"unknown probe {', '.join(unknown)}; known probes: "
-                         f"{', '.join(probes.ALL_NAMES)}")
+                         f"{', '.join(probes.ALL_NAMES)}; groups (opt-in, '+GROUP' adds one "
+                         f"to the defaults): {', '.join(probes.GROUPS)}")
     return names
 
 
@@ -313,9 +351,10 @@ def plan_tracepoint(kernel, tp, mode="auto"):
 
 
 def make_plan(kernel, names=None, mode="auto"):
-    """Plan every probe (or the named ones).  mode: auto | fentry | kprobe,
-    forcing the mode of helper probes (the lab runs each mode separately)."""
-    wanted = set(names) if names else set(probes.ALL_NAMES)
+    """Plan the default probes (or the named ones: parse_probe_list).  mode:
+    auto | fentry | kprobe, forcing the mode of helper probes (the lab runs
+    each mode separately)."""
+    wanted = set(names) if names else set(probes.DEFAULT_NAMES)
     plans = []
     for hp in probes.HELPERS:
         if hp.name in wanted:

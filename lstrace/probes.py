@@ -23,6 +23,8 @@ class HelperProbe:
     role: str          # "get", "delete", "update" or "" (no nesting role)
     busy_capable: tuple = ()   # generations in which this function can fail on busy
     doc: str = ""
+    group: str = ""    # "" = a default probe; else an opt-in group (--probes +GROUP)
+    map_type: str = "" # maps group: the map type(s) the function serves (metric label)
 
 
 HELPERS = (
@@ -53,6 +55,25 @@ HELPERS = (
                 RET_ERR_PTR_OR_NULL, ""),
     HelperProbe("cgrp_storage_syscall_update", "bpf_cgrp_storage_update_elem", RET_ERRNO, ""),
     HelperProbe("cgrp_storage_syscall_delete", "bpf_cgrp_storage_delete_elem", RET_ERRNO, ""),
+    # opt-in group "maps" (--probes +maps): the hash-map family's update/delete map ops,
+    # called directly from BPF programs (the verifier patches the helper call) and from
+    # bpf().  Before 6.15 htab_lock_bucket() returns -EBUSY when this CPU holds the
+    # map's per-CPU map_locked guard; 6.15+ buckets are rqspinlocks (-EDEADLK /
+    # -ETIMEDOUT; LRU lists too from 7.2).  Only functions in BTF are planned.
+    HelperProbe("htab_update", "htab_map_update_elem", RET_ERRNO, "", group="maps",
+                map_type="hash", doc="hash (and hash-of-maps) update"),
+    HelperProbe("htab_delete", "htab_map_delete_elem", RET_ERRNO, "", group="maps",
+                map_type="hash", doc="hash and per-CPU hash delete (one function)"),
+    HelperProbe("htab_percpu_update", "htab_percpu_map_update_elem", RET_ERRNO, "",
+                group="maps", map_type="percpu_hash",
+                doc="per-CPU hash update from BPF programs (bpf() calls the inner function)"),
+    HelperProbe("htab_lru_update", "htab_lru_map_update_elem", RET_ERRNO, "", group="maps",
+                map_type="lru_hash"),
+    HelperProbe("htab_lru_delete", "htab_lru_map_delete_elem", RET_ERRNO, "", group="maps",
+                map_type="lru_hash", doc="LRU and LRU per-CPU hash delete (one function)"),
+    HelperProbe("htab_lru_percpu_update", "htab_lru_percpu_map_update_elem", RET_ERRNO, "",
+                group="maps", map_type="lru_percpu_hash",
+                doc="LRU per-CPU hash update from BPF programs (bpf() calls the inner function)"),
 )
 
 
@@ -91,6 +112,16 @@ SYSCALL_ARCH = {
 }
 
 ALL_NAMES = tuple(p.name for p in HELPERS) + tuple(p.name for p in TRACEPOINTS)
+# opt-in groups: --probes +GROUP adds them to the defaults, GROUP alone names them
+GROUPS = {"maps": tuple(p.name for p in HELPERS if p.group == "maps")}
+# what serve, top, doctor and the API attach without --probes
+DEFAULT_NAMES = tuple(p.name for p in HELPERS if not p.group) + \
+    tuple(p.name for p in TRACEPOINTS)
+MAP_PROBES = GROUPS["maps"]
+
+
+def is_map_probe(name):
+    return name in MAP_PROBES
 
 
 def helper(name):

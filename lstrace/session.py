@@ -208,9 +208,11 @@ class Session:
         return decode.split_percpu(raw, ncpu, size)
 
     def snapshot(self):
+        facts = next((p.facts for p in self.plans if p.facts), None)
         snap = Snapshot(taken=time.monotonic(), cpus=list(self.kernel.possible_cpus),
                         kernel={"release": self.kernel.release,
-                                "generation": self.kernel.generation},
+                                "generation": self.kernel.generation,
+                                "htab_lock": facts.htab_lock if facts else ""},
                         probes=self.statuses(), started=self.started)
         attached = {p.name for p in self.plans if p.available}
         decode.counters(snap, self.layout, self._percpu("counters", self.layout.value_size),
