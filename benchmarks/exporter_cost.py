@@ -34,8 +34,9 @@ PYTHON = sys.executable
 
 # ---- synthetic snapshots
 
-def synthetic_snapshot(ncpus, seed=1):
-    """Every helper and tracepoint probe attached, every outcome, latency slot
+def synthetic_snapshot(ncpus, seed=1, maps=False):
+    """Every default helper and tracepoint probe attached (with `maps`, the
+    opt-in map probes too: --probes +maps), every outcome, latency slot
     and rqspinlock (errno, kind, caller) non-zero on every CPU.  bpf() errors:
     36 label sets per CPU (3 element commands x 3 map types x 4 errnos), a busy
     host's worth; the full command x map type x errno cube never occurs."""
@@ -43,13 +44,14 @@ def synthetic_snapshot(ncpus, seed=1):
     from lstrace.snapshot import ProbeStatus, ProgramStats, Snapshot
     rnd = random.Random(seed)
     big = lambda: rnd.randrange(1, 10**9)  # noqa: E731  (realistic digit counts)
+    helpers = [h for h in probes.HELPERS if not h.group or (maps and h.group == "maps")]
     statuses = ([ProbeStatus(h.name, "helper", "fentry", True, "", h.func)
-                 for h in probes.HELPERS] +
+                 for h in helpers] +
                 [ProbeStatus(t.name, "tracepoint", "tracepoint", True) for t in probes.TRACEPOINTS])
     s = Snapshot(taken=time.monotonic(), cpus=list(range(ncpus)),
                  kernel={"release": "7.3.4+deb13-amd64", "generation": "C"}, probes=statuses)
     for cpu in s.cpus:
-        for h in probes.HELPERS:
+        for h in helpers:
             s.helper[(h.name, cpu)] = {o: big() for o in layout.OUTCOMES}
             s.latency[(h.name, cpu)] = [big() for _ in range(layout.NSLOTS)]
         for err in layout.RQ_ERRNOS:
@@ -90,7 +92,7 @@ def client_text(collector):
 
 def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=True,
                    syscall_sets=36, probes=22, programs=44, blind=0, per_cpu_latency=False,
-                   latency=True):
+                   latency=True, maps=0, map_cpu_reasons=2):
     """Series of one scrape (README "Metrics").
 
     per CPU: helpers (calls) + cpu_reasons (if any helper) + 2 (rqspinlock)
@@ -100,16 +102,19 @@ def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=
              + rqspinlock: 54 errno x kind x caller, and with --latency 43 histogram lines
              + bpf() label sets (36 lock-errno zeros + others seen)
              + probes (attached gauge) + blind spots + 3 per program name + 3
+    maps (--probes +maps, M attached map probes): per CPU M calls + map_cpu_reasons
+    (1 before 6.15, 2 after, 3 when the kernel's bucket lock is unknown); fixed: per
+    map probe the helper probes' 8 (+ 43) and 1 lstrace_map_probe_info.
     --per-cpu-latency: the 43-line histograms per CPU instead of once."""
     from lstrace.layout import FAILURE_REASONS
     hist = 43 if latency else 0
     per_cpu = (helpers + (cpu_reasons if helpers else 0) + 2 * rqspinlock + 3 * busy_sampler
-               + 1)
-    fixed = ((len(FAILURE_REASONS) + 1 + hist) * helpers + (54 + hist) * rqspinlock
-             + syscall_sets + probes + blind + 3 * programs + 3)
+               + 1 + maps + (map_cpu_reasons if maps else 0))
+    fixed = ((len(FAILURE_REASONS) + 1 + hist) * (helpers + maps) + (54 + hist) * rqspinlock
+             + syscall_sets + probes + blind + 3 * programs + 3 + maps)
     if per_cpu_latency:
-        per_cpu += 43 * (helpers + rqspinlock)
-        fixed -= 43 * (helpers + rqspinlock)
+        per_cpu += 43 * (helpers + maps + rqspinlock)
+        fixed -= 43 * (helpers + maps + rqspinlock)
     return ncpus * per_cpu + fixed
 
 
@@ -119,10 +124,12 @@ def synthetic_formula(snap, per_cpu_latency=False):
     syscall = {(c, e, m) for _, c, m, e in snap.syscall_errors}
     syscall |= {(c, e, m) for c in exporter.SYS_LOCK_CMDS for e in exporter.SYS_LOCK_ERRNOS
                 for m in exporter.SYS_LOCK_MAP_TYPES}
-    return series_formula(len(snap.cpus), len({p for p, _ in snap.helper}), cpu_reasons=3,
-                          syscall_sets=len(syscall), probes=len(snap.probes),
+    from lstrace.probes import MAP_PROBES
+    maps = len({p for p, _ in snap.helper if p in MAP_PROBES})
+    return series_formula(len(snap.cpus), len({p for p, _ in snap.helper}) - maps,
+                          cpu_reasons=3, syscall_sets=len(syscall), probes=len(snap.probes),
                           programs=len({p.name for p in snap.programs}),
-                          per_cpu_latency=per_cpu_latency)
+                          per_cpu_latency=per_cpu_latency, maps=maps, map_cpu_reasons=3)
 
 
 def _timed(fn, reps):

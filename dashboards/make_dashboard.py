@@ -142,6 +142,29 @@ def build():
                                         "its calls here"}, "overrides": []},
               transformations=[{"id": "organize", "options": {
                   "excludeByName": {"Time": True, "Value": True}}}]),
+        # --probes +maps (opt-in): the hash-map family's update/delete; empty without it
+        timeseries("Hash-map operation failures/s by CPU (--probes +maps)",
+                   [target(f'sum by (cpu, reason) (rate(lstrace_map_cpu_failures_total'
+                           f'{{{CSEL}}}{RI}))', "{{reason}} cpu {{cpu}}")], 0, 68, "ops",
+                   "Hash-map updates/deletes (htab, LRU, per-CPU variants) that failed on "
+                   "this CPU's lock: busy = the per-CPU map_locked guard (-EBUSY, before "
+                   "6.15), deadlock / timeout = the bucket's rqspinlock (6.15+). Empty unless "
+                   "lstrace runs with --probes +maps."),
+        timeseries("Hash-map operations/s by map type and outcome (--probes +maps)",
+                   [target(f'sum by (map_type) (rate(lstrace_helper_calls_total{{{CSEL}}}{RI})'
+                           f' * on (job, instance, probe) group_left (map_type) max by (job, '
+                           f'instance, probe, map_type) (lstrace_map_probe_info{{{SEL}}}))',
+                           "{{map_type}} calls"),
+                    target(f'sum by (map_type, reason) (rate(lstrace_helper_failures_total{{'
+                           f'{SEL},reason!="not_found"}}{RI}) * on (job, instance, probe) '
+                           f'group_left (map_type) max by (job, instance, probe, map_type) ('
+                           f'lstrace_map_probe_info{{{SEL}}}))', "{{map_type}} {{reason}}",
+                           "B")],
+                   12, 68, "ops",
+                   "Calls and failures of the map probes by the map type their function "
+                   "serves (lstrace_map_probe_info; deletes of per-CPU maps count under hash "
+                   "/ lru_hash: one function serves both). Empty unless lstrace runs with "
+                   "--probes +maps."),
     ]
     return {
         "title": "lstrace: BPF local storage and rqspinlock",

@@ -314,11 +314,21 @@ def test_series_budget_at_256_cpus():
     assert series <= 10_000 and len(body) <= 2_000_000, (series, len(body))
 
 
+def test_series_budget_with_maps_at_256_cpus():
+    """--probes +maps (opt-in) on 256 CPUs, every outcome of every probe on every
+    CPU, the bucket lock unknown (3 per-CPU map reasons): 6 x 256 calls and 3 x 256
+    CPU failures more, bounded (README "Metrics")."""
+    body = exporter.SnapshotCollector(lambda: synthetic_snapshot(256, maps=True)).render()
+    series = sum(1 for ln in body.splitlines() if ln and not ln.startswith(b"#"))
+    assert series <= 11_500, series
+
+
 @pytest.mark.parametrize("ncpus", [2, 64, 256])
 @pytest.mark.parametrize("per_cpu_latency", [False, True])
-def test_series_formula(ncpus, per_cpu_latency):
+@pytest.mark.parametrize("maps", [False, True])
+def test_series_formula(ncpus, per_cpu_latency, maps):
     """README's formula, for the synthetic snapshot."""
-    snap = synthetic_snapshot(ncpus)
+    snap = synthetic_snapshot(ncpus, maps=maps)
     smp, _ = samples(snap, per_cpu_latency)
     # issue 13 adds, per host: a zero series per (probe, reason) that leaves failure
     # events (program="unattributed"), the lost-events counter, and the

@@ -325,6 +325,9 @@ def test_prometheus_scrapes_ground_truth_and_every_expression(served):
         assert prom.query('lstrace_probe_attached{mode="kprobe"} == 1 or '
                           'lstrace_probe_attached{probe="rqspinlock"} == 1') == []
         explained["lstrace_probe_blind_spot"] = "no attached probe has a blind spot here"
+    if not prom.query('lstrace_map_probe_info == 1'):       # serve runs the defaults
+        for m in ("lstrace_map_cpu_failures_total", "lstrace_map_probe_info"):
+            explained[m] = "map probes are opt-in (--probes +maps)"
     for m in ("lstrace_busy_samples_total", "lstrace_busy_held_samples_total"):
         if m not in present:
             assert prom.query('lstrace_probe_attached{probe="busy_sampler"} == 1') == []

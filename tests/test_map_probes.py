@@ -1,0 +1,169 @@
+"""The opt-in map-operation probes (--probes +maps, issue 13 item 1) without a
+kernel: the probe list, the generated fexit, the metrics.  The real counts are
+checked against the repro's own in tests/guest/test_map_probes.py."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lstrace import exporter, layout, plan, probes, program
+from lstrace.errors import UsageError
+from lstrace.snapshot import ProbeStatus, Snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+MAPS = probes.MAP_PROBES
+
+
+def test_group_holds_the_hash_map_family():
+    funcs = {probes.helper(n).func for n in MAPS}
+    assert funcs == {"htab_map_update_elem", "htab_map_delete_elem",
+                     "htab_percpu_map_update_elem", "htab_lru_map_update_elem",
+                     "htab_lru_map_delete_elem", "htab_lru_percpu_map_update_elem"}
+    assert all(probes.helper(n).group == "maps" and probes.helper(n).map_type for n in MAPS)
+    assert not set(MAPS) & set(probes.DEFAULT_NAMES)
+
+
+def test_probe_list_defaults_and_groups():
+    assert plan.parse_probe_list(None) is None
+    plus = plan.parse_probe_list("+maps")
+    assert plus == list(probes.DEFAULT_NAMES) + list(MAPS)
+    assert plan.parse_probe_list("maps") == list(MAPS)
+    assert plan.parse_probe_list("rqspinlock, maps") == ["rqspinlock"] + list(MAPS)
+    assert plan.parse_probe_list("htab_update") == ["htab_update"]
+    assert plan.parse_probe_list("+htab_lru_delete") == list(probes.DEFAULT_NAMES) + [
+        "htab_lru_delete"]
+    # a '+' item keeps the others too, each once
+    assert plan.parse_probe_list("+maps,htab_update,rqspinlock") == plus
+
+
+@pytest.mark.parametrize("text,bad", [("+nosuch", "+nosuch"), ("maps,htab", "htab"),
+                                      ("+map", "+map")])
+def test_probe_list_unknown_names(text, bad):
+    with pytest.raises(UsageError, match=f"unknown probe {bad.replace('+', '[+]')};") as e:
+        plan.parse_probe_list(text)
+    assert "groups (opt-in" in str(e.value) and "maps" in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["", "+", ", +"])
+def test_probe_list_naming_nothing(text):
+    with pytest.raises(UsageError, match="name at least one probe"):
+        plan.parse_probe_list(text)
+
+
+class FakeProto:
+    def __init__(self, nargs, ret_size):
+        self.params = [object()] * nargs
+        self.ret, self.ret_size, self.returns_pointer = "long", ret_size, False
+
+
+class FakeKernel:
+    generation = "C"
+
+
+@pytest.mark.parametrize("ret_size,decl", [(4, "int ret"), (8, "long ret")])
+def test_fexit_is_one_counting_program(ret_size, decl):
+    """One fexit per map op, classified from its return value (an int before 6.4,
+    a long since), the helper probes' count_exit: no entry, no frame, no clock."""
+    p = plan.ProbePlan("htab_update", "helper", mode="fentry", func="htab_map_update_elem",
+                       proto=FakeProto(4, ret_size))
+    idx = program.helper_index("htab_update")
+    glue = program.helper_glue(p, FakeKernel(), True, "fentry")
+    assert "KFUNC_PROBE" not in glue and "bpf_ktime_get_ns" not in glue
+    assert f"KRETFUNC_PROBE(htab_map_update_elem, u64 a0, u64 a1, u64 a2, u64 a3, {decl})" \
+        in glue
+    assert f"count_exit(ctx, {idx}, 1, (s64)ret, OUT_OTHER, 0, 0, 0, 0, 0)" in glue
+    k = program.helper_glue(dataclass_mode(p, "kprobe"), FakeKernel(), True, "kprobe")
+    assert "lst_kp_htab_update" not in k and "int lst_krp_htab_update(" in k
+
+
+def dataclass_mode(p, mode):
+    import dataclasses
+    return dataclasses.replace(p, mode=mode)
+
+
+def map_snapshot(htab_lock, outcomes):
+    st = [ProbeStatus(n, "helper", "fentry", True, "", probes.helper(n).func) for n in MAPS]
+    st.append(ProbeStatus("task_storage_get", "helper", "fentry", True, "",
+                          "bpf_task_storage_get"))
+    s = Snapshot(taken=0.0, cpus=[0, 1], kernel={"release": "x", "generation": "C",
+                                                   "htab_lock": htab_lock}, probes=st)
+    for cpu in s.cpus:
+        for n in MAPS + ("task_storage_get",):
+            s.helper[(n, cpu)] = dict.fromkeys(layout.OUTCOMES, 0)
+    for (probe, cpu), counts in outcomes.items():
+        s.helper[(probe, cpu)].update(counts)
+    return s
+
+
+def rows(snap, name):
+    fams = {f.name: f for f in exporter.helper_families(snap, False)}
+    return dict(fams[name].rows) if name in fams else None
+
+
+def test_map_cpu_failures_apart_from_local_storage():
+    """A hash-map deadlock counts in lstrace_map_cpu_failures_total, not in the
+    local-storage per-CPU family; calls and failures by probe carry it as any helper."""
+    s = map_snapshot("rqspinlock", {("htab_update", 1): {"ok": 5, "deadlock": 3},
+                                    ("htab_lru_delete", 1): {"timeout": 2},
+                                    ("task_storage_get", 0): {"deadlock": 7}})
+    m = rows(s, "lstrace_map_cpu_failures")
+    assert m == {(0, "deadlock"): 0, (0, "timeout"): 0, (1, "deadlock"): 3,
+                 (1, "timeout"): 2}
+    h = rows(s, "lstrace_helper_cpu_failures")
+    assert h[(1, "deadlock")] == 0 and h[(0, "deadlock")] == 7
+    assert rows(s, "lstrace_helper_calls")[("htab_update", 1)] == 8
+    assert rows(s, "lstrace_helper_failures")[("htab_update", "deadlock")] == 3
+    info = rows(s, "lstrace_map_probe_info")
+    assert info[("htab_update", "htab_map_update_elem", "hash")] == 1
+    assert info[("htab_lru_percpu_update", "htab_lru_percpu_map_update_elem",
+                 "lru_percpu_hash")] == 1
+
+
+@pytest.mark.parametrize("lock,reasons", [("map_locked", ("busy",)),
+                                          ("rqspinlock", ("deadlock", "timeout")),
+                                          ("", ("busy", "deadlock", "timeout"))])
+def test_map_cpu_failure_zeros_follow_the_bucket_lock(lock, reasons):
+    """The first failure counts: the reasons this kernel's bucket lock can give
+    exist with 0 on every CPU from attach time; a count outside them shows too."""
+    m = rows(map_snapshot(lock, {("htab_update", 0): {"other": 1}}), "lstrace_map_cpu_failures")
+    assert m == {(c, r): 0 for c in (0, 1) for r in reasons}
+    m = rows(map_snapshot("map_locked", {("htab_update", 1): {"deadlock": 4}}),
+             "lstrace_map_cpu_failures")
+    assert m[(1, "deadlock")] == 4 and (0, "deadlock") not in m
+
+
+def test_no_map_families_without_map_probes():
+    s = map_snapshot("rqspinlock", {})
+    s.probes = [p for p in s.probes if p.name not in MAPS]
+    s.helper = {k: v for k, v in s.helper.items() if k[0] not in MAPS}
+    assert rows(s, "lstrace_map_cpu_failures") is None
+    assert rows(s, "lstrace_map_probe_info") is None
+
+
+def test_cli_unknown_probe_is_a_usage_error():
+    """--probes +nosuch: exit 2 and one clear line, no traceback (before root checks)."""
+    for cmd in ("doctor", "top", "serve"):
+        r = subprocess.run([sys.executable, "-m", "lstrace", cmd, "--probes", "+maps,nosuch"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert r.returncode == 2, (cmd, r.stdout, r.stderr)
+        assert "unknown probe nosuch" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="doctor's trial attaches need root")
+def test_doctor_json_lists_the_map_probes():
+    """doctor --json --probes +maps: the defaults and the map probes, each with a
+    mode or the reason (this host forbids fentry/kprobes: unavailable, said why)."""
+    import json
+    r = subprocess.run([sys.executable, "-m", "lstrace", "doctor", "--json", "--probes",
+                        "+maps"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode in (0, 3), r.stderr
+    rep = {p["name"]: p for p in json.loads(r.stdout)["probes"]}
+    assert set(probes.DEFAULT_NAMES) | set(MAPS) == set(rep)
+    for n in MAPS:
+        assert rep[n]["mode"] != "unavailable" or rep[n]["reason"], rep[n]
+    facts = json.loads(r.stdout)["blind_spot_facts"]
+    assert "htab_lock" in facts, facts
