@@ -20,7 +20,9 @@ JSON object (one per interval; every key is always present):
     probes          [{"probe", "mode", "kind", "calls_per_s", "failures_per_s",
                     "calls_total", "failures_total", "busy_total", "deadlock_total",
                     "timeout_total", "reason"}]; calls of rqspinlock are contended
-                    waits, bpf_syscall has only failures (calls are null)
+                    waits, bpf_syscall has only failures (calls are null); kind is
+                    "helper", "tracepoint" or "map" (--probes +maps: hash-map ops,
+                    also summed into the per-CPU rows)
     sources         [{"comm", "program", "caller", "source", "outcome", "cpus", "count"}]
                     failure events recorded during the interval, most first
     rqspinlock      [{"cpu", "errno", "kind", "caller", "per_s", "total"}]
@@ -30,7 +32,7 @@ import time
 
 from tabulate import tabulate
 
-from . import reasons
+from . import probes, reasons
 
 RATE_KEYS = ("calls", "busy", "deadlock", "timeout", "failures", "syscall_errors")
 SORTS = ("cpu", "calls", "failures", "ratio")
@@ -94,7 +96,8 @@ def _row(cpu, t, secs, worst):
 def probe_rows(cur, delta, secs):
     rows = []
     for st in cur.probes:
-        r = {"probe": st.name, "mode": st.mode, "kind": st.kind,
+        kind = "map" if probes.is_map_probe(st.name) else st.kind    # --probes +maps
+        r = {"probe": st.name, "mode": st.mode, "kind": kind,
              "calls_per_s": 0.0, "failures_per_s": 0.0, "calls_total": 0, "failures_total": 0,
              "busy_total": 0, "deadlock_total": 0, "timeout_total": 0,
              "reason": st.reason if not st.attached else ""}

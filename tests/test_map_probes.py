@@ -167,3 +167,18 @@ def test_doctor_json_lists_the_map_probes():
         assert rep[n]["mode"] != "unavailable" or rep[n]["reason"], rep[n]
     facts = json.loads(r.stdout)["blind_spot_facts"]
     assert "htab_lock" in facts, facts
+
+
+def test_top_rows_name_map_probes():
+    """top: a map probe is a row of kind "map" with its calls and failures; the
+    per-CPU rows sum it with the helpers."""
+    from lstrace import render
+    prev = map_snapshot("rqspinlock", {})
+    cur = map_snapshot("rqspinlock", {("htab_update", 1): {"ok": 10, "deadlock": 4}})
+    cur.taken = 2.0
+    m = render.top_model(cur, prev)
+    row = next(r for r in m["probes"] if r["probe"] == "htab_update")
+    assert (row["kind"], row["calls_total"], row["deadlock_total"]) == ("map", 14, 4)
+    assert next(r for r in m["probes"] if r["probe"] == "task_storage_get")["kind"] == "helper"
+    assert m["cpus"][1]["deadlock_per_s"] == 2.0 and m["cpus"][1]["worst_probe"] == "htab_update"
+    assert "htab_update" in render.top_text(m)
