@@ -1,6 +1,6 @@
 """The opt-in map-operation probes (--probes +maps, issue 13 item 1) without a
 kernel: the probe list, the generated fexit, the metrics.  The real counts are
-checked against the repro's own in tests/guest/test_map_probes.py."""
+checked against the repro's own in tests/guest/test_map_probes.py (the guest half)."""
 import os
 import subprocess
 import sys
