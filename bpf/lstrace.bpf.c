@@ -314,14 +314,15 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 				out = OUT_NOT_FOUND;       /* kretprobe without its frame */
 			else if (flags & ~F_CREATE)
 				out = OUT_OTHER;           /* invalid flags */
+			else if (!(flags & F_CREATE))
+				/* a lookup calls no update: a child_seen here came from
+				 * another get's update (an IRQ program whose get entry the
+				 * kernel skipped), never from this call */
+				out = have && f.busy ? OUT_BUSY : OUT_NOT_FOUND;
 			else if (have && f.child_seen)
 				out = f.child_err ? outcome_of_err(f.child_err) : OUT_OTHER;
-			else if (flags & F_CREATE)
-				out = create_null;         /* no update tried: busy (gen A/B) */
-			else if (have && f.busy)
-				out = OUT_BUSY;
 			else
-				out = OUT_NOT_FOUND;
+				out = create_null;         /* no update tried: busy (gen A/B) */
 		}
 	} else if (ret_kind == 1) {
 		out = outcome_of_err(ret);
