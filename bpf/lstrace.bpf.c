@@ -203,12 +203,15 @@ static __always_inline u64 stamp_of(struct cpu_state *s, int clock)
 	return s->stamp;
 }
 
+/* Entry and exit programs call no helper that takes a lock on their common
+ * path (the kernel already bounds each program's recursion), so lstrace's
+ * nesting guard is taken only on the failure path (record_event), as in
+ * counting mode. */
 static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var, int clock)
 {
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
-	struct counters *c = counters.lookup(&zero);
-	if (!s || !c || !guard_enter(s, c))
+	if (!s)
 		return 0;
 	struct frame *f = push_frame(s);
 	if (f) {
@@ -221,7 +224,6 @@ static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var, i
 		f->child_err = 0;
 		f->child_seen = 0;
 	}
-	guard_exit(s);
 	return 0;
 }
 
@@ -300,7 +302,7 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
 	struct counters *c = counters.lookup(&zero);
-	if (!s || !c || !guard_enter(s, c))
+	if (!s || !c)
 		return 0;
 	struct frame f = {};
 	u32 tid = bpf_get_current_pid_tgid();
@@ -342,9 +344,10 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 	 * (a successful update makes the get return non-NULL: nothing to say). */
 	if (ret_kind == 2 && is_err(ret))
 		tell_parent_get(s, tid, ret);
-	if (out != OUT_OK && out != OUT_NOT_FOUND)
+	if (out != OUT_OK && out != OUT_NOT_FOUND && guard_enter(s, c)) {
 		record_event(ctx, probe, out);
-	guard_exit(s);
+		guard_exit(s);
+	}
 	return 0;
 }
 
