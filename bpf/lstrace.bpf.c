@@ -31,6 +31,7 @@ BPF_PERCPU_ARRAY(counters, struct counters, 1);
 /* An entered, not yet returned call on this CPU. */
 struct frame {
 	u64 ts;         /* entry time; 0 = free slot */
+	u64 sp;         /* fentry: the trampoline ctx (fexit's is the same); kprobe: 0 */
 	u64 arg;        /* get: flags; syscall: cmd */
 	u32 tid;
 	u16 probe;
@@ -203,19 +204,32 @@ static __always_inline u64 stamp_of(struct cpu_state *s, int clock)
 	return s->stamp;
 }
 
+/* A trampoline ctx's address as a number: the verifier refuses arithmetic on
+ * the ctx pointer, but a value read back from map memory is a plain scalar
+ * (storing the pointer there needs CAP_PERFMON, which lstrace has).  fentry
+ * and fexit programs of one call share one trampoline frame, so one ctx. */
+static __always_inline u64 sp_of(struct cpu_state *s, void *ctx)
+{
+	s->ctx_addr = (u64)ctx;
+	return *(volatile u64 *)&s->ctx_addr;
+}
+
 /* Entry and exit programs call no helper that takes a lock on their common
  * path (the kernel already bounds each program's recursion), so lstrace's
  * nesting guard is taken only on the failure path (record_event), as in
  * counting mode. */
-static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var, int clock)
+static __always_inline int on_entry(void *ctx, u32 probe, u8 role, u64 arg, u64 busy_var,
+				    int clock, int match_ctx)
 {
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
 	if (!s)
 		return 0;
+	u64 sp = match_ctx ? sp_of(s, ctx) : 0;
 	struct frame *f = push_frame(s);
 	if (f) {
 		f->ts = stamp_of(s, clock);     /* first: claims the slot */
+		f->sp = sp;
 		f->probe = probe;
 		f->role = role;
 		f->tid = bpf_get_current_pid_tgid();
@@ -227,17 +241,21 @@ static __always_inline int on_entry(u32 probe, u8 role, u64 arg, u64 busy_var, i
 	return 0;
 }
 
-/* Find this call's frame (the newest of this probe and task), copy it out and
- * free it.  Newer frames of the same task are calls nested in this one whose
- * exit program the kernel skipped (that program was already running on this
- * CPU, e.g. an IRQ nested in our own fexit): free them too. */
-static __always_inline int take_frame(struct cpu_state *s, u32 probe, u32 tid, struct frame *out)
+/* Find this call's frame (the newest of this probe and task; in fentry mode the
+ * one of this very call: same trampoline ctx), copy it out and free it.  Newer
+ * frames of the same task are calls nested in this one whose exit program the
+ * kernel skipped (that program was already running on this CPU, e.g. an IRQ
+ * nested in our own fexit): free them too.  Without the ctx match such an
+ * IRQ's frame, newer than this call's, would be taken for it (6.1 stress). */
+static __always_inline int take_frame(struct cpu_state *s, u32 probe, u32 tid, u64 sp,
+				      struct frame *out)
 {
 	u64 newest = 0;
 	u32 idx = N_FRAMES;
 #pragma unroll
 	for (int i = 0; i < N_FRAMES; i++) {
-		if (s->f[i].ts > newest && s->f[i].probe == probe && s->f[i].tid == tid) {
+		if (s->f[i].ts > newest && s->f[i].probe == probe && s->f[i].tid == tid &&
+		    s->f[i].sp == sp) {
 			newest = s->f[i].ts;
 			idx = i + s->opaque_zero;   /* see push_frame */
 		}
@@ -297,7 +315,7 @@ static __always_inline void record_event(void *ctx, u32 what, u32 outcome)
  * argument), so a call whose entry program the kernel skipped is still
  * classified; FLAGS_UNKNOWN from kretprobes, which need the frame. */
 static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, u32 create_null,
-				   u64 exit_flags, int use_frame, int clock)
+				   u64 exit_flags, int use_frame, int clock, int match_ctx)
 {
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
@@ -306,11 +324,11 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 		return 0;
 	struct frame f = {};
 	u32 tid = bpf_get_current_pid_tgid();
-	int have = use_frame ? take_frame(s, probe, tid, &f) : 0;
+	int have = use_frame ? take_frame(s, probe, tid, match_ctx ? sp_of(s, ctx) : 0, &f) : 0;
 	u32 out = OUT_OK;
 
 	if (ret_kind == 0) {                       /* get helpers: NULL = failed */
-		u64 flags = have ? f.arg : exit_flags;
+		u64 flags = exit_flags != FLAGS_UNKNOWN ? exit_flags : (have ? f.arg : FLAGS_UNKNOWN);
 		if (ret == 0) {
 			if (flags == FLAGS_UNKNOWN)
 				out = OUT_NOT_FOUND;       /* kretprobe without its frame */
@@ -395,15 +413,6 @@ static __always_inline void put_pending(struct cpu_state *s, u64 sp, u32 tid, u6
 	p->tid = tid;
 	p->err = err;
 	p->sp = sp;
-}
-
-/* A trampoline ctx's address as a number: the verifier refuses arithmetic on
- * the ctx pointer, but a value read back from map memory is a plain scalar
- * (storing the pointer there needs CAP_PERFMON, which lstrace has). */
-static __always_inline u64 sp_of(struct cpu_state *s, void *ctx)
-{
-	s->ctx_addr = (u64)ctx;
-	return *(volatile u64 *)&s->ctx_addr;
 }
 
 /* A get that returned NULL (the failure path): why?  Same rules as on_exit. */

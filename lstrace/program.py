@@ -103,18 +103,19 @@ def helper_glue(plan, kernel, create_null_busy, mode, latency=False):
                     f"{{ return count_exit(ctx, {idx}, {kind}, {rc}, {create_null}, {flags}, "
                     f"{owner}, {smap}, {value}, {busy}); }}\n")
         return (f"KFUNC_PROBE({hp.func}, {args})\n"
-                f"{{ return on_entry({idx}, {role}, {flags}, {busy}, {clock}); }}\n"
+                f"{{ return on_entry(ctx, {idx}, {role}, {flags}, {busy}, {clock}, 1); }}\n"
                 f"KRETFUNC_PROBE({hp.func}, {exit_args})\n"
                 f"{{ return on_exit(ctx, {idx}, {kind}, {rc}, {create_null}, {flags}, 1, "
-                f"{clock}); }}\n")
+                f"{clock}, 1); }}\n")
     flags = f"PT_REGS_PARM{flags_arg + 1}(ctx)" if flags_arg is not None else "0"
     cast = {"int ret": "(s64)(int)PT_REGS_RC(ctx)", "long ret": "(s64)PT_REGS_RC(ctx)"}.get(
         ret_decl, "0")
     text = (f"int lst_kp_{hp.name}(struct pt_regs *ctx)\n"
-            f"{{ return on_entry({idx}, {role}, {flags}, {busy}, {clock}); }}\n") if entry else ""
+            f"{{ return on_entry(ctx, {idx}, {role}, {flags}, {busy}, {clock}, 0); }}\n") \
+        if entry else ""
     return text + (f"int lst_krp_{hp.name}(struct pt_regs *ctx)\n"
                    f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}, FLAGS_UNKNOWN, "
-                   f"{int(entry)}, {clock}); }}\n")
+                   f"{int(entry)}, {clock}, 0); }}\n")
 
 
 KFUNC_PREFIXES = ("kfunc__", "kretfunc__")
