@@ -108,7 +108,7 @@ def test_fexit_glue_follows_prototype(nargs):
                                latency=True)
     assert f"KFUNC_PROBE(bpf_local_storage_update, {args})" in glue
     assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
-    assert f"on_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want.split(',')[0]}, 1, 1)" in glue
+    assert f"on_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want.split(',')[0]}, 1, 1, 1)" in glue
 
 
 @pytest.mark.parametrize("latency", [False, True])
