@@ -3,8 +3,10 @@
 All counters of one CPU live in one `struct counters` value of a single-slot
 BPF_PERCPU_ARRAY: one BPF_MAP_LOOKUP_ELEM returns every CPU's counters, and
 the BPF side needs no hash map (hash maps take rqspinlocks, the very locks
-lstrace watches).  Python is the single source of truth for the dimensions:
-they reach the C code as -D defines (see `cflags`).
+lstrace watches).  Each probe module (lstrace/probes/) declares its blocks;
+the label tables below are shared by its C cases, its decode and its metrics.
+Python is the single source of truth for the dimensions: they reach the C
+code as -D defines (see `cflags`).
 """
 import errno as _errno
 
@@ -68,18 +70,12 @@ class Layout:
     C `struct counters` generated from the same list (c_struct)."""
 
     def __init__(self, nprobes):
+        from . import probes    # imported here: the probe modules import this module's tables
         self.nprobes = nprobes
-        # (block, its C dimensions as (define, size) pairs); order = memory order
-        self.blocks = [("helper", (("N_PROBES", nprobes), ("N_OUTCOMES", len(OUTCOMES)))),
-                       ("lat", (("N_PROBES", nprobes), ("N_SLOTS", NSLOTS))),
-                       ("rq", (("N_RQ_ERRNO", len(RQ_ERRNOS)), ("N_RQ_KIND", len(RQ_KINDS)),
-                               ("N_CALLER", len(CALLERS)))),
-                       ("rq_wait", (("N_SLOTS", NSLOTS),)),
-                       ("sys", (("N_CMD", len(CMD_NAMES)), ("N_MAPTYPE", len(MAP_TYPE_BUCKETS)),
-                                ("N_SYSERR", len(SYS_ERRNOS)))),
-                       ("busy_samples", ()),
-                       ("busy_held", (("N_BUSY", len(BUSY_COUNTERS)),)),
-                       ("guard_skips", ())]
+        # (block, its C dimensions as (define, size) pairs); order = memory order:
+        # each probe module's blocks (lstrace/probes/), then the core's
+        self.blocks = [b for m in probes.MODULES for b in m.blocks(nprobes)]
+        self.blocks.append(("guard_skips", ()))     # the nesting guard's skips (core)
         self.offsets, pos = {}, 0
         for name, dims in self.blocks:
             n = 1
@@ -104,8 +100,6 @@ class Layout:
         d = {define: size for _, dims in self.blocks for define, size in dims}
         for i, o in enumerate(OUTCOMES):
             d[f"OUT_{o.upper()}"] = i
-        for i, k in enumerate(RQ_KINDS):
-            d[f"KIND_{k.upper()}"] = i
         return [f"-D{k}={v}" for k, v in d.items()]
 
     def block(self, words, name):

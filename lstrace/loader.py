@@ -177,8 +177,9 @@ class _Child:
             def _trace_autoload(self):
                 pass      # the parent attaches each program itself, one failure at a time
 
-        # the caller ranges (a pass over every symbol) are computed while BCC
-        # compiles: ctypes releases the GIL for the compile
+        # rqspinlock's caller ranges (a pass over every symbol) are computed while
+        # BCC compiles: ctypes releases the GIL for the compile.  So its `callers`
+        # table is declared in the core C and filled whatever is planned.
         ranges = []
         worker = threading.Thread(target=lambda: ranges.append(
             program.caller_ranges(kernel.kallsyms)), daemon=True)

@@ -8,53 +8,18 @@ a probe is unavailable, so `doctor` and the metrics can tell the user.
 """
 from dataclasses import dataclass, field
 
-from . import bpfsys, probes
+from . import probes
 from .errors import UsageError
+from .probes.trial import try_kprobe  # noqa: F401  (Session: fentry -> kprobe fallback)
 
 # What a probe cannot see, per kernel: lstrace_probe_blind_spot{blind_spot=KEY},
 # doctor and top.  Each key is decided from BTF / kallsyms facts of the running
 # kernel (blind_facts), never from the version string; "measured" is what the
-# lab's guests showed (README "How lstrace probes").
-BLIND_SPOT_TEXT = {
-    # kprobe mode (trace_call_bpf, kernel/trace/bpf_trace.c)
-    "bpf_prog_active": (
-        "calls made while bpf_prog_active is raised on the CPU: inside bpf() map syscalls "
-        "and from kprobe, perf_event and (non-syscall) tracepoint BPF programs (counted as "
-        "recursion_misses since 6.7; measured: 6.12 counts them, 6.1 lost them silently)"),
-    "syscall_tracepoint_programs": (
-        "calls from BPF programs on syscalls:* tracepoints: this kernel runs them through "
-        "trace_call_bpf under bpf_prog_active (no trace_call_bpf_faultable; measured on "
-        "6.12: all 2,000 gets of such a program missed; 7.3 saw all 2,000)"),
-    "uncounted_misses": (
-        "the calls it skips are not counted anywhere (bpf_get_kprobe_info has no 'missed': "
-        "before 6.7), so lstrace_probe_missed_calls_total stays 0 (measured on 6.1)"),
-    # rqspinlock (lock:contention_begin/end fire on the queued slow path only,
-    # kernel/bpf/rqspinlock.c resilient_queued_spin_lock_slowpath)
-    "pending_path": (
-        "AA/ABBA deadlocks found by the pending-bit waiter (a lock with no queue) return "
-        "without lock:contention_end (every kernel with rqspinlock; measured on 6.18: "
-        "the repro's 2,106 pending-path deadlocks never showed)"),
-    "pending_timeout": (
-        "a pending-bit waiter's timeout (250 ms) returns the same way, without "
-        "lock:contention_end (every kernel with rqspinlock)"),
-    "pre_queue_aa": (
-        "AA deadlocks are found before queueing (6.19+: 5860f5ce479f, 087849cca31d) and "
-        "return without lock:contention_begin/end (measured on 7.3: none of the repro's AA "
-        "aborts showed); the helper and bpf() probes see them"),
-    # fentry/fexit and syscall-tracepoint programs run preemptible (migrate_disable only)
-    "preempted_program": (
-        "on a preemptible kernel (preempt=full/lazy; assumed when debugfs' sched/preempt is "
-        "unreadable) a call that returns on a CPU while "
-        "lstrace's program there is preempted runs without it (the kernel skips a program "
-        "already active on the CPU): counted in lstrace_probe_missed_calls_total, not lost "
-        "(measured on 7.3 lazy, 4 tasks pinned to one CPU making bpf() calls: 439 of 12,000 "
-        "errors uncounted, 1,299 calls missed)"),
-}
-# fentry and tracepoint modes: what the kernel skips is counted (recursion_misses)
-BLIND_SPOT_KEYS = {"kprobe": ("bpf_prog_active", "syscall_tracepoint_programs",
-                              "uncounted_misses"),
-                   "rqspinlock": ("pending_path", "pending_timeout", "pre_queue_aa"),
-                   "preemptible": ("preempted_program",)}
+# lab's guests showed (README "How lstrace probes").  Each probe module says its
+# own (BLIND_SPOT_TEXT, blind_spots), in MODULES' order, then the one its
+# programs may share (lstrace.probes.preemption).
+BLIND_SPOT_TEXT = {k: v for m in probes.MODULES for k, v in m.BLIND_SPOT_TEXT.items()}
+BLIND_SPOT_TEXT.update(probes.preemption.BLIND_SPOT_TEXT)
 
 
 @dataclass(frozen=True)
@@ -153,21 +118,8 @@ def blind_facts(kernel):
 def blind_spot_keys(name, kind, mode, facts=None):
     """Blind-spot keys of one probe in one mode; facts None (unknown kernel):
     every blind spot the mode can have."""
-    if mode == "kprobe" and kind == "helper":
-        if facts is None:
-            return BLIND_SPOT_KEYS["kprobe"]
-        return tuple(k for k, on in (("bpf_prog_active", True),
-                                     ("syscall_tracepoint_programs",
-                                      not facts.syscall_tp_faultable),
-                                     ("uncounted_misses", not facts.kprobe_misses_counted))
-                     if on)
-    if (kind == "helper" and mode == "fentry") or name == "bpf_syscall":
-        return BLIND_SPOT_KEYS["preemptible"] if facts is None or facts.preemptible else ()
-    if name == "rqspinlock" and mode == "tracepoint":
-        if facts is None or facts.pre_queue_aa:
-            return BLIND_SPOT_KEYS["rqspinlock"]
-        return ("pending_path", "pending_timeout")
-    return ()
+    m = probes.module_of(name, kind)
+    return m.blind_spots(mode, facts) if m else ()
 
 
 def blind_spot_details(keys):
@@ -247,107 +199,12 @@ def parse_probe_list(text):
     return names
 
 
-def _try_fentry(kernel, func):
-    fid = kernel.btf.func_id(func)
-    for fexit in (False, True):
-        why = bpfsys.trial_fentry(fid, fexit=fexit)
-        if why:
-            return f"{'fexit' if fexit else 'fentry'}: {why}"
-    return None
-
-
-def try_kprobe(func):
-    for ret in (False, True):
-        why = bpfsys.trial_kprobe(func, retprobe=ret)
-        if why:
-            return why
-    return None
-
-
 def plan_helper(kernel, hp, want_mode="auto"):
-    p = ProbePlan(hp.name, "helper", func=hp.func)
-    p.proto = kernel.prototype(hp.func)
-    if p.proto is None:
-        p.reason = f"{hp.func} does not exist on this kernel"
-        return p
-    order = ("fentry", "kprobe") if want_mode == "auto" else (want_mode,)
-    for mode in order:
-        if mode == "fentry":
-            why = _try_fentry(kernel, hp.func)
-        elif mode == "kprobe":
-            why = try_kprobe(hp.func)
-        else:
-            why = f"{mode} mode does not apply to function probes"
-        if why is None:
-            p.mode = mode
-            return p
-        p.tried[mode] = why
-    p.reason = "; ".join(f"{m}: {w}" if not w.startswith(m) else w for m, w in p.tried.items())
-    return p
-
-
-def plan_bpf_syscall(kernel, tp, mode="auto"):
-    """bpf_syscall: one program at bpf()'s exit.  fexit on the arch's syscall
-    wrapper where trampolines attach (not in --mode kprobe), else raw_tp
-    sys_exit; both need the pt_regs members from BTF."""
-    import os
-    p = ProbePlan(tp.name, "tracepoint")
-    arch = probes.SYSCALL_ARCH.get(os.uname().machine)
-    if arch is None or kernel.btf.member_offset("pt_regs", arch["nr"]) is None:
-        p.reason = f"bpf() arguments not readable on {os.uname().machine} (no pt_regs layout)"
-        return p
-    if mode in ("auto", "fentry") and kernel.btf.func_id(arch["func"]) is not None:
-        why = _try_fentry(kernel, arch["func"])
-        if why is None:
-            p.mode, p.func = "fentry", arch["func"]
-            return p
-        p.tried["fentry"] = why
-    if not kernel.has_tracepoint("raw_syscalls", "sys_exit"):
-        p.reason = "tracepoint raw_syscalls:sys_exit does not exist on this kernel"
-        return p
-    why = bpfsys.trial_raw_tracepoint("sys_exit")
-    if why:
-        p.reason = f"raw tracepoint sys_exit: {why}"
-        return p
-    p.mode = "tracepoint"
-    return p
+    return probes.helpers.plan(kernel, ProbePlan(hp.name, "helper", func=hp.func), want_mode)
 
 
 def plan_tracepoint(kernel, tp, mode="auto"):
-    if tp.name == "bpf_syscall":
-        return plan_bpf_syscall(kernel, tp, mode)
-    p = ProbePlan(tp.name, "tracepoint")
-    for cat, ev in tp.events:
-        if not kernel.has_tracepoint(cat, ev):
-            p.reason = f"tracepoint {cat}:{ev} does not exist on this kernel" + (
-                "" if kernel.tracefs else " (tracefs not mounted and cannot be mounted)")
-            return p
-        if cat != "syscalls":   # syscall events are not raw tracepoints
-            why = bpfsys.trial_raw_tracepoint(ev)
-            if why:
-                p.reason = f"raw tracepoint {ev}: {why}"
-                return p
-    if tp.name == "busy_sampler":
-        if kernel.generation == "C":
-            p.reason = "generation C (7.0+) has no busy counters"
-            return p
-        if not kernel.percpu_var_addr("bpf_task_storage_busy"):
-            p.reason = "busy counters not readable: " + (
-                "kallsyms has no per-CPU data symbols (CONFIG_KALLSYMS_ALL off)"
-                if kernel.kallsyms.readable else
-                "kallsyms addresses hidden (kptr_restrict; no CAP_SYSLOG)")
-            return p
-    slowpath = "resilient_queued_spin_lock_slowpath"
-    if tp.name == "rqspinlock" and not kernel.kallsyms.range_of(slowpath):
-        if not kernel.has_func(slowpath):
-            p.reason = "no rqspinlock on this kernel (before 6.15)"
-            return p
-        # BTF has it: kallsyms hides addresses (kptr_restrict; CAP_BPF + CAP_PERFMON
-        # without CAP_SYSLOG).  Failures still count, with less detail.
-        p.reason = ("kallsyms addresses hidden: failures count with caller 'other' and kind "
-                    "'unknown', no wait histogram")
-    p.mode = "tracepoint"
-    return p
+    return probes.module_of(tp.name).plan(kernel, ProbePlan(tp.name, "tracepoint"), mode)
 
 
 def make_plan(kernel, names=None, mode="auto"):

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+/* lstrace probe rqspinlock (lstrace/probes/rqspinlock.py): appended to bpf/lstrace.bpf.c
+ * by lstrace/program.py when the probe is planned; uses its shared code
+ * (counters, state, guard, hist_add, record_event, busy_now). */
+
+/* ---- rqspinlock failures at lock:contention_begin/end (raw tracepoints,
+ * which unlike perf-based tracepoints also run inside bpf() map syscalls) */
+
+int lst_contention_begin(struct bpf_raw_tracepoint_args *ctx)
+{
+	u32 zero = 0;
+	struct cpu_state *s = state.lookup(&zero);
+	if (!s)
+		return 0;
+	__sync_fetch_and_add(&s->lock_depth, 1);
+	u32 d = s->lock_depth - 1;
+	if (d < 4) {
+		s->lock[d] = ctx->args[0];
+		s->lock_flags[d] = ctx->args[1];
+		s->lock_ts[d] = WITH_LATENCY ? bpf_ktime_get_ns() : 0;   /* wait histogram: opt-in */
+	} else {
+		__sync_fetch_and_add(&s->lock_depth, -1);
+	}
+	return 0;
+}
+
+static __always_inline u64 caller_of(u64 ip, u32 unknown_zero)
+{
+	/* Uniform binary search (N_RANGES is a power of two): base ends at the
+	 * last range starting at or below ip.  base starts from a value the
+	 * verifier cannot know (always 0 at run time), so it tracks one range of
+	 * values instead of one state per path: a search on constants explodes
+	 * on 7.x's verifier (1M insns, E2BIG). */
+	u32 base = unknown_zero;
+#pragma unroll
+	for (u32 step = N_RANGES / 2; step >= 1; step /= 2) {
+		u32 probe = base + step;
+		struct caller_range *r = callers.lookup(&probe);
+		if (r && ip >= r->start)
+			base = probe;
+	}
+	struct caller_range *r = callers.lookup(&base);
+	if (r && ip >= r->start && ip < r->end)
+		return r->caller;
+	return N_CALLER;     /* none */
+}
+
+/* Was the failing lock already held by this CPU (AA)?  Needs the per-CPU
+ * rqspinlock_held_locks table; else the kind is "unknown". */
+static __always_inline u32 lock_kind(u64 lock)
+{
+	if (!HELD_LOCKS || !PCPU_OFFSETS)
+		return KIND_UNKNOWN;
+	u64 a = percpu_addr(HELD_LOCKS, PCPU_OFFSETS);
+	if (!a)
+		return KIND_UNKNOWN;
+	int cnt = 0;
+	u64 locks[31] = {};
+	bpf_probe_read_kernel(&cnt, sizeof(cnt), (void *)a);
+	bpf_probe_read_kernel(locks, sizeof(locks), (void *)(a + 8));
+	if (cnt > 31)
+		cnt = 31;
+#pragma unroll
+	for (int i = 0; i < 30; i++) {
+		if (i < cnt - 1 && locks[i] == lock)
+			return KIND_AA;
+	}
+	return KIND_ABBA;
+}
+
+int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
+{
+	u32 zero = 0;
+	struct cpu_state *s = state.lookup(&zero);
+	struct counters *c = counters.lookup(&zero);
+	if (!s || !c || !guard_enter(s, c))
+		return 0;
+	u64 lock = ctx->args[0];
+	int ret = (int)ctx->args[1];
+	u64 ts = 0, flags = 0;
+	u32 d = s->lock_depth;
+	int found = -1;
+#pragma unroll
+	for (int i = 3; i >= 0; i--) {
+		if (found < 0 && i < d && s->lock[i] == lock)
+			found = i;
+	}
+	if (found >= 0 && found < 4) {
+		ts = s->lock_ts[found];
+		flags = s->lock_flags[found];
+		s->lock[found] = 0;
+#pragma unroll
+		for (int i = 3; i >= 0; i--) {
+			if (i == s->lock_depth - 1 && s->lock[i] == 0)
+				__sync_fetch_and_add(&s->lock_depth, -1);
+		}
+	}
+	if (!(flags & LCB_F_SPIN) && ret == 0)
+		goto out;
+	/* Only rqspinlock fails; a failed mutex (ww_mutex -EDEADLK) is not ours. */
+	if (ret != 0 && !(flags & LCB_F_SPIN) && found >= 0)
+		goto out;
+	u64 ips[STACK_DEPTH] = {};
+	bpf_get_stack(ctx, ips, sizeof(ips), 0);
+	int is_rq = ret != 0;
+	u64 ip0 = 0, ip1 = 0;   /* the first two frames past the slow path */
+#pragma unroll
+	for (int i = 0; i < STACK_DEPTH; i++) {
+		if (ips[i] >= RQ_SLOWPATH_START && ips[i] < RQ_SLOWPATH_END) {
+			is_rq = 1;
+			ip0 = ip1 = 0;
+		} else if (!ip0) {
+			ip0 = ips[i];
+		} else if (!ip1) {
+			ip1 = ips[i];
+		}
+	}
+	if (!is_rq)
+		goto out;
+	/* binary searches outside the loop: inside it, 7.x's verifier walks
+	 * every combination of branches and gives up (E2BIG at 1M insns) */
+	u64 caller = caller_of(ip0, s->opaque_zero);
+	if (caller == N_CALLER && ip1)
+		caller = caller_of(ip1, s->opaque_zero);
+	if (caller >= N_CALLER)
+		caller = N_CALLER - 1;          /* "other" */
+	if (ts)
+		hist_add(c->rq_wait, bpf_ktime_get_ns() - ts);
+	if (ret == -35 || ret == -110) {
+		u32 e = ret == -35 ? 0 : 1;
+		u32 kind = lock_kind(lock);
+		if (kind < N_RQ_KIND)
+			__sync_fetch_and_add(&c->rq[e][kind][caller], 1);
+		record_event(ctx, N_PROBES + e, e ? OUT_TIMEOUT : OUT_DEADLOCK);
+	}
+out:
+	guard_exit(s);
+	return 0;
+}

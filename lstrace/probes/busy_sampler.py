@@ -1,0 +1,115 @@
+"""busy_sampler: the task / cgroup local-storage busy counters (generations
+A/B), sampled at each timer tick on raw tracepoint irq_vectors:local_timer_entry
+(it runs even while a bpf() map syscall holds a counter).
+C: bpf/probes/busy_sampler.bpf.c."""
+from ..family import Family
+from ..layout import BUSY_COUNTERS
+from . import trial
+from .tracepoint import TracepointProbe
+
+NAME = "busy_sampler"
+PROBE = TracepointProbe(NAME, (("irq_vectors", "local_timer_entry"),),
+                        "samples the task/cgroup storage busy counters at each timer tick",
+                        (("raw_tp", "local_timer_entry", "lst_busy_sample"),))
+NAMES = (NAME,)
+
+
+def plan(kernel, p, mode="auto"):
+    if not trial.try_events(kernel, p, PROBE.events):
+        return p
+    if kernel.generation == "C":
+        p.reason = "generation C (7.0+) has no busy counters"
+        return p
+    if not kernel.percpu_var_addr("bpf_task_storage_busy"):
+        p.reason = "busy counters not readable: " + (
+            "kallsyms has no per-CPU data symbols (CONFIG_KALLSYMS_ALL off)"
+            if kernel.kallsyms.readable else
+            "kallsyms addresses hidden (kptr_restrict; no CAP_SYSLOG)")
+        return p
+    p.mode = "tracepoint"
+    return p
+
+
+BLIND_SPOT_TEXT = {}
+
+
+def blind_spots(mode, facts=None):
+    return ()
+
+
+# ---- counters: ticks sampled, and those in which each counter was held
+def blocks(nprobes):
+    return [("busy_samples", ()),
+            ("busy_held", (("N_BUSY", len(BUSY_COUNTERS)),))]
+
+
+# ---- C (BUSY_TASK / BUSY_CGRP, the counters' addresses, are core defines:
+# gen A's task get reads them too)
+C_FRAGMENT = "busy_sampler.bpf.c"
+
+
+def defines(kernel, plans):
+    return {}
+
+
+def glue(kernel, plans, latency=False, fallback=False):
+    return []
+
+
+# ---- attach points
+MISSED_CALLS = False
+
+
+def attach_points(plan, compiled, latency=False):
+    return list(PROBE.programs)
+
+
+# ---- decode
+def decode(snap, cpu, lay, words, attached, latency):
+    if NAME not in attached:
+        return
+    held = lay.block(words, "busy_held")
+    snap.busy_samples[cpu] = (lay.block(words, "busy_samples")[0],
+                              dict(zip(BUSY_COUNTERS, held)))
+
+
+# ---- metric families (of what was sampled: absent without the probe)
+def families(snap, attached, per_cpu_latency):
+    bs = Family("lstrace_busy_samples", "counter",
+                "Timer-tick samples of the local-storage busy counters.", ["cpu"])
+    bh = Family("lstrace_busy_held_samples", "counter",
+                "Samples in which a busy counter was held.", ["cpu", "counter"])
+    for cpu, (samples, held) in sorted(snap.busy_samples.items()):
+        bs.add([cpu], samples)
+        for counter in BUSY_COUNTERS:
+            bh.add([cpu, counter], held.get(counter, 0))
+    return [bs, bh]
+
+
+# ---- failure events: none (it samples, nothing fails)
+def event_keys(name):
+    return []
+
+
+def event_counts(snap, cpus=None):
+    return {}
+
+
+# ---- top: one probe row without calls or failures
+def cpu_counts(snap):
+    return {}
+
+
+def cpu_failures(snap):
+    return []
+
+
+def top_row(st, cur, delta, rate, r):
+    r["calls_per_s"] = r["calls_total"] = None
+
+
+TOP_SECTION = None
+
+
+# ---- hist
+NO_HIST = "busy_sampler samples counters, it has no latency histogram"
