@@ -31,18 +31,15 @@ first), every later one is program="other" (a counter cannot move to another
 series without going down); program="kernel" is a failure with no BPF
 program on its stack (a bpf() syscall, the kernel's own lock users).
 """
+from . import probes
 from .kernel import BPF_REFRESH_S
-from .layout import FAILURE_REASONS
 
 MAX_PROGRAMS = 20
 HOLD_S = BPF_REFRESH_S + 0.5
 KERNEL, OTHER, UNATTRIBUTED = "kernel", "other", "unattributed"
 RESERVED = (KERNEL, OTHER, UNATTRIBUTED)
 # the reasons that leave an event (the BPF side records all but ok / not_found)
-EVENT_REASONS = tuple(r for r in FAILURE_REASONS if r != "not_found")
-RQ_REASONS = {"EDEADLK": "deadlock", "ETIMEDOUT": "timeout"}
-RQ_PROBE = "rqspinlock"
-
+EVENT_REASONS = probes.helpers.EVENT_REASONS
 
 def program_label(name):
     """A BPF program's name as a label value.  BPF names are [A-Za-z0-9_.]
@@ -57,28 +54,17 @@ def event_keys(snap):
     probes: zero series from attach time."""
     keys = []
     for p in snap.probes:
-        if not p.attached:
-            continue
-        if p.kind == "helper":
-            keys += [(p.name, r) for r in EVENT_REASONS]
-        elif p.name == RQ_PROBE:
-            keys += [(RQ_PROBE, r) for r in RQ_REASONS.values()]
+        m = probes.module_of(p.name, p.kind) if p.attached else None
+        if m:
+            keys += m.event_keys(p.name)
     return keys
 
 
 def failure_counts(snap, cpus=None):
     """{(cpu, probe, reason): n} of the counters events are recorded for."""
     out = {}
-    for (probe, cpu), counts in snap.helper.items():
-        if cpus is None or cpu in cpus:
-            for r in EVENT_REASONS:
-                n = counts.get(r, 0)
-                if n:
-                    out[(cpu, probe, r)] = n
-    for (cpu, err, _kind, _caller), n in snap.rq_failures.items():
-        if n and (cpus is None or cpu in cpus):
-            key = (cpu, RQ_PROBE, RQ_REASONS.get(err, "other"))
-            out[key] = out.get(key, 0) + n
+    for m in probes.MODULES:
+        out.update(m.event_counts(snap, cpus))
     return out
 
 

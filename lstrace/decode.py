@@ -8,7 +8,8 @@ code as -D defines (program.defines), like the counter layout (layout.py).
 import array
 import struct
 
-from . import layout, probes
+from . import probes
+from .layout import OUTCOMES
 from .snapshot import FailureEvent
 
 N_EVENTS, STACK_DEPTH = 16, 8      # recent failure events per CPU, stack frames each
@@ -34,7 +35,14 @@ HOOK_PREFIXES = ("bpf_prog_", "bpf_trampoline", "__bpf_trace", "bpf_trace_run", 
                  "arch_rethook", "rethook", "perf_", "resilient_queued_spin_lock_slowpath",
                  "trace_contention", "__bpf_prog_enter", "__bpf_prog_exit", "ftrace",
                  "__x64_sys_bpf", "do_syscall", "entry_SYSCALL")
-HELPER_NAMES = tuple(p.name for p in probes.HELPERS)
+HELPER_NAMES = probes.helpers.NAMES
+
+
+def _event_source(what):
+    """The probe of an event: the BPF side writes a helper probe's index, or
+    N_PROBES + errno index for rqspinlock, the one other probe that records
+    failure events (bpf/probes/rqspinlock.bpf.c)."""
+    return HELPER_NAMES[what] if what < len(HELPER_NAMES) else probes.rqspinlock.NAME
 
 
 def split_percpu(raw, ncpu, size):
@@ -52,36 +60,8 @@ def counters(snap, lay, per_cpu_raw, attached, latency=True):
 
 
 def _cpu_counters(snap, cpu, lay, words, attached, latency):
-    no, ns = len(layout.OUTCOMES), layout.NSLOTS
-    hb, lb = lay.block(words, "helper"), lay.block(words, "lat")
-    for i, name in enumerate(HELPER_NAMES):
-        if name in attached:
-            snap.helper[(name, cpu)] = dict(zip(layout.OUTCOMES, hb[i * no:(i + 1) * no]))
-            if latency:
-                snap.latency[(name, cpu)] = list(lb[i * ns:(i + 1) * ns])
-    if "rqspinlock" in attached:
-        rq = lay.block(words, "rq")
-        nk, nc = len(layout.RQ_KINDS), len(layout.CALLERS)
-        for ei, err in enumerate(layout.RQ_ERRNOS):
-            for ki, kind in enumerate(layout.RQ_KINDS):
-                for ci, caller in enumerate(layout.CALLERS):
-                    n = rq[(ei * nk + ki) * nc + ci]
-                    if n:
-                        snap.rq_failures[(cpu, err, kind, caller)] = n
-        if latency:
-            snap.rq_wait[cpu] = list(lay.block(words, "rq_wait"))
-    if "bpf_syscall" in attached:
-        nm, ne = len(layout.MAP_TYPE_BUCKETS), len(layout.SYS_ERRNOS)
-        for i, n in enumerate(lay.block(words, "sys")):
-            if n:
-                ci, rest = divmod(i, nm * ne)
-                mi, ei = divmod(rest, ne)
-                snap.syscall_errors[(cpu, layout.CMD_NAMES[ci], layout.MAP_TYPE_BUCKETS[mi],
-                                     layout.SYS_ERRNOS[ei])] = n
-    if "busy_sampler" in attached:
-        held = lay.block(words, "busy_held")
-        snap.busy_samples[cpu] = (lay.block(words, "busy_samples")[0],
-                                  dict(zip(layout.BUSY_COUNTERS, held)))
+    for m in probes.MODULES:
+        m.decode(snap, cpu, lay, words, attached, latency)
     snap.guard_skips[cpu] = lay.block(words, "guard_skips")[0]
 
 
@@ -111,8 +91,8 @@ def events(snap, rows, resolve, our_tags):
             continue
         prog, caller = attribute(ips, resolve, our_tags)
         snap.events.append(FailureEvent(
-            seq, snap.cpus[c], ts, HELPER_NAMES[what] if what < len(HELPER_NAMES) else "rqspinlock",
-            layout.OUTCOMES[min(outcome, len(layout.OUTCOMES) - 1)],
+            seq, snap.cpus[c], ts, _event_source(what),
+            OUTCOMES[min(outcome, len(OUTCOMES) - 1)],
             comm.split(b"\0")[0].decode(errors="replace"), prog, caller))
     snap.events.sort(key=lambda e: e.ts_ns)
 

@@ -72,116 +72,16 @@ for anything precise.
 """
 import threading
 import time
-from itertools import chain, repeat
-from operator import itemgetter
-
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily)
 
 from . import __version__, probes
 from .attribution import MAX_PROGRAMS, Attribution
 from .exposition import Renderer
-from .layout import BUSY_COUNTERS, CALLERS, NSLOTS, OUTCOMES, RQ_ERRNOS, RQ_KINDS
-from .plan import HTAB_LOCK_REASONS
-from .probes import MAP_PROBES
-
-NS = 1e-9
-
-# Per-CPU helper failures: the reasons whose cause is local to a CPU.
-CPU_REASONS = ("busy", "deadlock", "timeout")
-# ... and those a kernel generation can produce (zero series exported from the start)
-GEN_CPU_REASONS = {"A": ("busy",), "B": ("busy",), "C": ("deadlock", "timeout")}
-# Probes called from inside another probed function: their failures surface
-# through the entry point (get, delete, map syscall) that called them, so the
-# per-CPU sum leaves them out unless no entry point is attached.
-INNER_PROBES = ("local_storage_update", "selem_unlink", "selem_link_map")
-# bpf() lock failures reaching user space: pre-rqspinlock htab EBUSY, gen C
-# local storage and 6.15+ htab EDEADLK / ETIMEDOUT
-SYS_LOCK_ERRNOS = ("EBUSY", "EDEADLK", "ETIMEDOUT")
-SYS_LOCK_CMDS = ("MAP_UPDATE_ELEM", "MAP_DELETE_ELEM")
-SYS_LOCK_MAP_TYPES = ("task_storage", "cgrp_storage", "sk_storage", "inode_storage", "hash",
-                      "other_rqspinlock")
-
-
-def slot_upper_ns(s):
-    """Upper bound (inclusive) of log2 slot s in ns: a Prometheus `le`."""
-    return 1 << s
-
-
-def slot_mid_ns(s):
-    return 0.5 if s == 0 else 0.75 * (1 << s)
-
-
-def le_text(s):
-    """The `le` label of slot s, in seconds, as prometheus_client would print it."""
-    return _fmt(slot_upper_ns(s) * NS)
-
-
-def _fmt(v):
-    # repr() of a float is the shortest round-tripping text: 1e-09, 2e-09, 4.096e-06, ...
-    return repr(float(v))
-
-
-_LES = tuple(le_text(s) for s in range(NSLOTS)) + ("+Inf",)
-_MIDS = tuple(slot_mid_ns(s) * NS for s in range(NSLOTS))
-
-
-def bucket_les():
-    """The `le` of every bucket, +Inf last."""
-    return _LES
-
-
-def estimated_sum(slots):
-    """_sum in seconds: every observation at its slot's midpoint."""
-    return sum(n * m for n, m in zip(slots, _MIDS) if n)
-
-
-def histogram_buckets(slots):
-    """log2 slots -> ([(le, cumulative count), ..., ("+Inf", total)], estimated sum in s)."""
-    buckets, acc = [], 0
-    for le, n in zip(_LES, slots):
-        acc += n
-        buckets.append((le, acc))
-    buckets.append(("+Inf", acc))
-    return buckets, estimated_sum(slots)
-
-
-class Family:
-    """One metric family: rows of (label values, value) or, for histograms,
-    (label values, log2 slots).  Label values are written as str() of them
-    (cpu stays an int: a snapshot's own keys serve as label values, no tuple
-    is built per row).  Counter names carry no _total (as in
-    prometheus_client); the renderers add it."""
-    __slots__ = ("name", "type", "help", "labels", "rows")
-
-    def __init__(self, name, type_, help_, labels=()):
-        self.name, self.type, self.help, self.labels = name, type_, help_, tuple(labels)
-        self.rows = []
-
-    def add(self, values, value):
-        self.rows.append((tuple(values), value))
-
-    def sample_name(self):
-        return self.name + "_total" if self.type == "counter" else self.name
-
-    def header(self):
-        n = self.sample_name()
-        h = self.help.replace("\\", r"\\").replace("\n", r"\n")
-        return f"# HELP {n} {h}\n# TYPE {n} {self.type}\n"
-
-    def to_client(self):
-        """The same family as a prometheus_client metric family."""
-        cls = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
-               "histogram": HistogramMetricFamily}[self.type]
-        f = cls(self.name, self.help, labels=list(self.labels))
-        for values, v in self.rows:
-            values = [str(x) for x in values]
-            if self.type == "histogram":
-                buckets, est = histogram_buckets(v)
-                f.add_metric(values, buckets, est)
-            else:
-                f.add_metric(values, v)
-        return f
+# the histogram's Prometheus form and Family are shared with the probe modules
+from .family import (LES as _LES, NS, Family, bucket_les, estimated_sum,  # noqa: F401
+                     histogram_buckets, le_text, slot_mid_ns, slot_upper_ns)
+# names other modules and tests read here (each probe module owns its own)
+from .probes.bpf_syscall import SYS_LOCK_CMDS, SYS_LOCK_ERRNOS, SYS_LOCK_MAP_TYPES  # noqa: F401
+from .probes.helpers import CPU_REASONS, GEN_CPU_REASONS, INNER_PROBES  # noqa: F401
 
 
 def _by_cpu(keys):
@@ -193,23 +93,17 @@ def plan(snap, extra_programs=None, per_cpu_latency=False, attribution=None):
     and, for failures by program, the Attribution state across scrapes: a
     fresh one without)."""
     attached = {p.name for p in snap.probes if p.attached}
-    out = helper_families(snap, per_cpu_latency)
+    # the helper families first, then failures by program, then every other
+    # probe's families (MODULES' order): the order the exposition always had
+    helpers, *others = probes.MODULES
+    out = helpers.families(snap, attached, per_cpu_latency)
     out += program_failure_families(snap, attribution)
-    out += rqspinlock_families(snap, "rqspinlock" in attached, per_cpu_latency)
-    out.append(syscall_family(snap, "bpf_syscall" in attached))
-
-    bs = Family("lstrace_busy_samples", "counter",
-                "Timer-tick samples of the local-storage busy counters.", ["cpu"])
-    bh = Family("lstrace_busy_held_samples", "counter",
-                "Samples in which a busy counter was held.", ["cpu", "counter"])
-    for cpu, (samples, held) in sorted(snap.busy_samples.items()):
-        bs.add([cpu], samples)
-        for counter in BUSY_COUNTERS:
-            bh.add([cpu, counter], held.get(counter, 0))
+    for m in others:
+        out += m.families(snap, attached, per_cpu_latency)
     gs = Family("lstrace_guard_skips", "counter",
                 "Events lstrace skipped to avoid recursing into itself.", ["cpu"])
     gs.rows = [((cpu,), n) for cpu, n in sorted(snap.guard_skips.items())]
-    out += [bs, bh, gs]
+    out.append(gs)
 
     att = Family("lstrace_probe_attached", "gauge",
                  "1 if the probe is attached (mode = how), 0 if not (mode=\"unavailable\").",
@@ -255,190 +149,6 @@ def program_failure_families(snap, attribution=None):
                   "their program is unknown.")
     lost.add([], att.lost)
     return [fam, lost]
-
-
-def _sum_slots(rows):
-    """Column sums of NSLOTS-long count lists (CPUs' slots -> one histogram).
-    Strided slices of one flat list: 3.3 ms for 19 probes x 256 CPUs, where
-    sum(zip(*rows)) takes 4.8 ms."""
-    flat = list(chain.from_iterable(rows))
-    return [sum(flat[s::NSLOTS]) for s in range(NSLOTS)]
-
-
-_ALL_OUTCOMES = itemgetter(*OUTCOMES)
-_CPU_IDX = tuple(OUTCOMES.index(r) for r in CPU_REASONS)
-
-
-def _outcome_row(counts):
-    """{outcome: n} -> a tuple in OUTCOMES order (a hand-built dict may lack some)."""
-    try:
-        return _ALL_OUTCOMES(counts)
-    except KeyError:
-        return tuple(counts.get(o, 0) for o in OUTCOMES)
-
-
-def helper_families(snap, per_cpu_latency):
-    calls = Family("lstrace_helper_calls", "counter",
-                   "Calls of a local-storage helper (or, with --probes +maps, a hash-map "
-                   "operation: lstrace_map_probe_info), per CPU.", ["probe", "cpu"])
-    fails = Family("lstrace_helper_failures", "counter",
-                   "Failed calls of a local-storage helper (or hash-map operation) by reason, "
-                   "summed over CPUs.", ["probe", "reason"])
-    cpu_fails = Family("lstrace_helper_cpu_failures", "counter",
-                       "Helper calls that failed on this CPU for a CPU-local reason (busy "
-                       "counter held, rqspinlock deadlock or timeout), summed over the entry "
-                       "probes (gets, deletes, map syscalls).", ["cpu", "reason"])
-    lat = Family("lstrace_helper_latency_seconds", "histogram",
-                 "Helper call latency (log2 buckets; _sum estimated from bucket midpoints).",
-                 ["probe", "cpu"] if per_cpu_latency else ["probe"])
-    # label values may be ints (cpu): the renderers write str() of them.  The
-    # sums run on tuples in C loops; the Python loop only groups rows.
-    entry_only = any(p not in INNER_PROBES and p not in MAP_PROBES for p, _ in snap.helper)
-    try:
-        rows = list(map(_ALL_OUTCOMES, snap.helper.values()))
-    except KeyError:            # a hand-built snapshot without every outcome
-        rows = [_outcome_row(c) for c in snap.helper.values()]
-    calls.rows = list(zip(snap.helper, map(sum, rows)))
-    by_probe, by_cpu = {}, {}
-    for (probe, cpu), row in zip(snap.helper, rows):
-        by_probe.setdefault(probe, []).append(row)
-        if not (entry_only and probe in INNER_PROBES) and probe not in MAP_PROBES:
-            by_cpu.setdefault(cpu, []).append(row)
-    for probe in sorted(by_probe):
-        totals = list(map(sum, zip(*by_probe[probe])))
-        fails.rows += [((probe, r), n) for r, n in zip(OUTCOMES[1:], totals[1:])]
-    per_cpu = {cpu: list(map(sum, zip(*v))) for cpu, v in by_cpu.items()}
-    possible = GEN_CPU_REASONS.get(str(snap.kernel.get("generation", "")), CPU_REASONS)
-    for cpu in sorted(per_cpu):
-        sums = per_cpu[cpu]
-        for r, i in zip(CPU_REASONS, _CPU_IDX):
-            if sums[i] or r in possible:
-                cpu_fails.rows.append(((cpu, r), sums[i]))
-    if per_cpu_latency:
-        lat.rows = list(snap.latency.items())
-    else:
-        by = {}
-        for (probe, _cpu), slots in snap.latency.items():
-            by.setdefault(probe, []).append(slots)
-        lat.rows = [((probe,), _sum_slots(by[probe])) for probe in sorted(by)]
-    # latency is opt-in (serve --latency): without it the family is absent, not zero
-    return [calls, fails, cpu_fails] + ([lat] if snap.latency else []) + \
-        map_families(snap, by_cpu_maps(snap.helper, rows))
-
-
-def by_cpu_maps(helper, rows):
-    """cpu -> [outcome rows] of the map probes (helper's keys, rows in OUTCOMES order)."""
-    out = {}
-    for (probe, cpu), row in zip(helper, rows):
-        if probe in MAP_PROBES:
-            out.setdefault(cpu, []).append(row)
-    return out
-
-
-def map_families(snap, by_cpu):
-    """The map-operation probes (--probes +maps): their calls and failures are in the
-    helper families under their probe names; here what only they have: the per-CPU
-    failures of hash-map locks, and which function and map type each probe is."""
-    attached = [p for p in snap.probes if p.attached and p.name in MAP_PROBES]
-    info = Family("lstrace_map_probe_info", "gauge",
-                  "A map-operation probe (--probes +maps): the kernel function it probes and "
-                  "the map type it serves (always 1; join on probe).",
-                  ["probe", "function", "map_type"])
-    for p in attached:
-        hp = probes.helper(p.name)
-        info.add([p.name, hp.func, hp.map_type], 1)
-    cpu_fails = Family("lstrace_map_cpu_failures", "counter",
-                       "Hash-map updates/deletes that failed on this CPU for a CPU-local lock "
-                       "reason (busy: the per-CPU map_locked guard, before 6.15; deadlock / "
-                       "timeout: the bucket's rqspinlock, 6.15+), summed over the map probes.",
-                       ["cpu", "reason"])
-    if not attached and not by_cpu:
-        return []
-    possible = HTAB_LOCK_REASONS.get(str(snap.kernel.get("htab_lock", "")),
-                                     HTAB_LOCK_REASONS[""]) if attached else ()
-    cpus = sorted(set(by_cpu) | (set(snap.cpus) if attached else set()))
-    for cpu in cpus:
-        sums = list(map(sum, zip(*by_cpu[cpu]))) if by_cpu.get(cpu) else [0] * len(OUTCOMES)
-        for r, i in zip(CPU_REASONS, _CPU_IDX):
-            if sums[i] or r in possible:
-                cpu_fails.rows.append(((cpu, r), sums[i]))
-    return [info, cpu_fails]
-
-
-_RQ_CUBE = tuple((e, k, c) for e in RQ_ERRNOS for k in RQ_KINDS for c in CALLERS)
-_rq_keys = {}       # CPU ids -> every (cpu, errno, kind, caller), CPU-major
-
-
-def _rq_sums(failures, cpu_ids):
-    """(cpu, errno, kind, caller) -> n  to  {(errno, kind, caller): n} and
-    {(cpu, errno): n}.  Fast path: read the whole known cube with one C-level
-    map() and sum strided slices (2.0 vs 3.5 ms for 256 CPUs, every entry
-    non-zero); a key outside the cube (hand-built snapshots) takes the loop."""
-    cpu_ids = tuple(cpu_ids)
-    keys = _rq_keys.get(cpu_ids)
-    if keys is None:
-        _rq_keys.clear()            # one CPU set at a time: bounded
-        keys = _rq_keys[cpu_ids] = [(c,) + k for c in cpu_ids for k in _RQ_CUBE]
-    vals = list(map(failures.get, keys, repeat(0)))
-    if len(vals) - vals.count(0) == len(failures) - list(failures.values()).count(0):
-        n, half = len(_RQ_CUBE), len(_RQ_CUBE) // len(RQ_ERRNOS)
-        cube = {k: sum(vals[i::n]) for i, k in enumerate(_RQ_CUBE)}
-        cpus = {}
-        for j, cpu in enumerate(cpu_ids):
-            for e, err in enumerate(RQ_ERRNOS):
-                cpus[(cpu, err)] = sum(vals[j * n + e * half:j * n + (e + 1) * half])
-        # what was seen only: the zero series are the caller's choice
-        return ({k: v for k, v in cube.items() if v}, {k: v for k, v in cpus.items() if v})
-    cube, cpus = {}, {}
-    for key, n in failures.items():
-        cube[key[1:]] = cube.get(key[1:], 0) + n
-        cpus[key[:2]] = cpus.get(key[:2], 0) + n
-    return cube, cpus
-
-
-def rqspinlock_families(snap, attached, per_cpu_latency):
-    rq = Family("lstrace_rqspinlock_failures", "counter",
-                "rqspinlock acquisitions that failed (EDEADLK: deadlock detected, ETIMEDOUT: "
-                "timeout), by kind and caller, summed over CPUs.", ["errno", "kind", "caller"])
-    rq_cpu = Family("lstrace_rqspinlock_cpu_failures", "counter",
-                    "rqspinlock acquisitions that failed on this CPU, by errno.",
-                    ["cpu", "errno"])
-    cube, cpus = _rq_sums(snap.rq_failures, snap.cpus)
-    cpus_get = cpus.get
-    errnos = list(RQ_ERRNOS) + sorted({e for _, e in cpus} - set(RQ_ERRNOS))
-    cpu_ids = {c for c, _ in cpus}
-    if attached:      # the whole bounded cube, zeros included: the first failure counts
-        for key in ((e, k, c) for e in RQ_ERRNOS for k in RQ_KINDS for c in CALLERS):
-            cube.setdefault(key, 0)
-        cpu_ids.update(snap.cpus)
-    rq.rows = [(key, cube[key]) for key in sorted(cube)]
-    for cpu in sorted(cpu_ids):
-        rq_cpu.rows += [((cpu, e), cpus_get((cpu, e), 0)) for e in errnos]
-    wait = Family("lstrace_rqspinlock_wait_seconds", "histogram",
-                  "rqspinlock slow-path wait (log2 buckets; _sum estimated from bucket "
-                  "midpoints).", ["cpu"] if per_cpu_latency else [])
-    if per_cpu_latency:
-        for cpu, slots in sorted(snap.rq_wait.items()):
-            wait.add([cpu], slots)
-    elif snap.rq_wait:
-        wait.add([], _sum_slots(list(snap.rq_wait.values())))
-    return [rq, rq_cpu] + ([wait] if snap.rq_wait else [])
-
-
-def syscall_family(snap, attached):
-    sysc = Family("lstrace_bpf_syscall_errors", "counter",
-                  "bpf() syscalls that failed, by command, errno and map type, summed over "
-                  "CPUs.", ["cmd", "errno", "map_type"])
-    cube = {}
-    for (_cpu, cmd, mtype, err), n in snap.syscall_errors.items():
-        cube[(cmd, err, mtype)] = cube.get((cmd, err, mtype), 0) + n
-    if attached:      # lock failures reaching user space: zeros from the start
-        for key in ((c, e, m) for c in SYS_LOCK_CMDS for e in SYS_LOCK_ERRNOS
-                    for m in SYS_LOCK_MAP_TYPES):
-            cube.setdefault(key, 0)
-    for key in sorted(cube):
-        sysc.add(key, cube[key])
-    return sysc
 
 
 def blind_spot_families(snap):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from . import probes
 from .errors import UsageError
+from .probes.helpers import HTAB_LOCK_REASONS  # noqa: F401  (htab_lock's reasons: the map probes')
 from .probes.trial import try_kprobe  # noqa: F401  (Session: fentry -> kprobe fallback)
 
 # What a probe cannot see, per kernel: lstrace_probe_blind_spot{blind_spot=KEY},
@@ -49,9 +50,6 @@ def htab_lock(kernel):
     return ""
 
 
-# per CPU, the hash-map failure reasons a bucket lock can produce (zero series)
-HTAB_LOCK_REASONS = {"map_locked": ("busy",), "rqspinlock": ("deadlock", "timeout"),
-                     "": ("busy", "deadlock", "timeout")}
 
 
 def _has_symbol(kernel, name):

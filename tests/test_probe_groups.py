@@ -98,7 +98,7 @@ def map_snapshot(htab_lock, outcomes):
 
 
 def rows(snap, name):
-    fams = {f.name: f for f in exporter.helper_families(snap, False)}
+    fams = {f.name: f for f in probes.helpers.families(snap, set(), False)}
     return dict(fams[name].rows) if name in fams else None
 
 

@@ -325,10 +325,11 @@ def _outcome_row(counts):
 
 def families(snap, attached, per_cpu_latency):
     calls = Family("lstrace_helper_calls", "counter",
-                   "Calls of a local-storage helper, per CPU.", ["probe", "cpu"])
+                   "Calls of a local-storage helper (or, with --probes +maps, a hash-map "
+                   "operation: lstrace_map_probe_info), per CPU.", ["probe", "cpu"])
     fails = Family("lstrace_helper_failures", "counter",
-                   "Failed calls of a local-storage helper by reason, summed over CPUs.",
-                   ["probe", "reason"])
+                   "Failed calls of a local-storage helper (or hash-map operation) by reason, "
+                   "summed over CPUs.", ["probe", "reason"])
     cpu_fails = Family("lstrace_helper_cpu_failures", "counter",
                        "Helper calls that failed on this CPU for a CPU-local reason (busy "
                        "counter held, rqspinlock deadlock or timeout), summed over the entry "
@@ -338,7 +339,7 @@ def families(snap, attached, per_cpu_latency):
                  ["probe", "cpu"] if per_cpu_latency else ["probe"])
     # label values may be ints (cpu): the renderers write str() of them.  The
     # sums run on tuples in C loops; the Python loop only groups rows.
-    entry_only = any(p not in INNER_PROBES for p, _ in snap.helper)
+    entry_only = any(p not in INNER_PROBES and p not in MAP_PROBES for p, _ in snap.helper)
     try:
         rows = list(map(_ALL_OUTCOMES, snap.helper.values()))
     except KeyError:            # a hand-built snapshot without every outcome
@@ -347,7 +348,7 @@ def families(snap, attached, per_cpu_latency):
     by_probe, by_cpu = {}, {}
     for (probe, cpu), row in zip(snap.helper, rows):
         by_probe.setdefault(probe, []).append(row)
-        if not (entry_only and probe in INNER_PROBES):
+        if not (entry_only and probe in INNER_PROBES) and probe not in MAP_PROBES:
             by_cpu.setdefault(cpu, []).append(row)
     for probe in sorted(by_probe):
         totals = list(map(sum, zip(*by_probe[probe])))
@@ -367,7 +368,53 @@ def families(snap, attached, per_cpu_latency):
             by.setdefault(probe, []).append(slots)
         lat.rows = [((probe,), sum_slots(by[probe])) for probe in sorted(by)]
     # latency is opt-in (serve --latency): without it the family is absent, not zero
-    return [calls, fails, cpu_fails] + ([lat] if snap.latency else [])
+    return [calls, fails, cpu_fails] + ([lat] if snap.latency else []) + \
+        map_families(snap, by_cpu_maps(snap.helper, rows))
+
+
+# per CPU, the hash-map failure reasons a bucket lock can produce (zero series);
+# the lock is a blind-spot fact (lstrace.plan.htab_lock), in the snapshot's kernel
+HTAB_LOCK_REASONS = {"map_locked": ("busy",), "rqspinlock": ("deadlock", "timeout"),
+                     "": ("busy", "deadlock", "timeout")}
+
+
+def by_cpu_maps(helper, rows):
+    """cpu -> [outcome rows] of the map probes (helper's keys, rows in OUTCOMES order)."""
+    out = {}
+    for (probe, cpu), row in zip(helper, rows):
+        if probe in MAP_PROBES:
+            out.setdefault(cpu, []).append(row)
+    return out
+
+
+def map_families(snap, by_cpu):
+    """The map-operation probes (--probes +maps): their calls and failures are in the
+    helper families under their probe names; here what only they have: the per-CPU
+    failures of hash-map locks, and which function and map type each probe is."""
+    attached = [p for p in snap.probes if p.attached and p.name in MAP_PROBES]
+    info = Family("lstrace_map_probe_info", "gauge",
+                  "A map-operation probe (--probes +maps): the kernel function it probes and "
+                  "the map type it serves (always 1; join on probe).",
+                  ["probe", "function", "map_type"])
+    for p in attached:
+        hp = helper(p.name)
+        info.add([p.name, hp.func, hp.map_type], 1)
+    cpu_fails = Family("lstrace_map_cpu_failures", "counter",
+                       "Hash-map updates/deletes that failed on this CPU for a CPU-local lock "
+                       "reason (busy: the per-CPU map_locked guard, before 6.15; deadlock / "
+                       "timeout: the bucket's rqspinlock, 6.15+), summed over the map probes.",
+                       ["cpu", "reason"])
+    if not attached and not by_cpu:
+        return []
+    possible = HTAB_LOCK_REASONS.get(str(snap.kernel.get("htab_lock", "")),
+                                     HTAB_LOCK_REASONS[""]) if attached else ()
+    cpus = sorted(set(by_cpu) | (set(snap.cpus) if attached else set()))
+    for cpu in cpus:
+        sums = list(map(sum, zip(*by_cpu[cpu]))) if by_cpu.get(cpu) else [0] * len(OUTCOMES)
+        for r, i in zip(CPU_REASONS, _CPU_IDX):
+            if sums[i] or r in possible:
+                cpu_fails.rows.append(((cpu, r), sums[i]))
+    return [info, cpu_fails]
 
 
 # ---- failure events (lstrace.attribution): every failure but not_found leaves one
