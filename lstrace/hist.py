@@ -39,30 +39,23 @@ from .options import duration_option, interval_option, json_option, mode_option
 from .preflight import check_privileges
 from .session import Session
 
-NO_HIST = {"bpf_syscall": "bpf_syscall counts errors only, it has no latency histogram",
-           "busy_sampler": "busy_sampler samples counters, it has no latency histogram"}
-
-
 def what_of(name):
-    if name == "rqspinlock":
-        return "rqspinlock wait, lock:contention_begin -> contention_end (queued path)"
-    return f"latency of {probesmod.helper(name).func}(), entry -> exit"
+    return probesmod.module_of(name).hist_what(name)
 
 
 def check_name(name):
     if name not in probesmod.ALL_NAMES:
         raise UsageError(f"unknown probe {name!r}; `lstrace hist --list` names the probes "
                          "with a histogram")
-    if name in NO_HIST:
-        raise UsageError(NO_HIST[name])
+    why = probesmod.module_of(name).NO_HIST
+    if why:
+        raise UsageError(why)
 
 
 def histograms(snap, name, per_cpu=False, cpu=None):
     """[(cpu or "all", slots)] from a (delta) snapshot."""
-    if name == "rqspinlock":
-        by_cpu = {c: snap.rq_wait.get(c) or [0] * 40 for c in snap.cpus}
-    else:
-        by_cpu = {c: snap.latency.get((name, c)) or [0] * 40 for c in snap.cpus}
+    by_cpu = {c: slots or [0] * 40
+              for c, slots in probesmod.module_of(name).hist_slots(snap, name).items()}
     if cpu is not None:
         return [(cpu, by_cpu.get(cpu, [0] * 40))]
     if per_cpu:
@@ -93,7 +86,7 @@ def json_of(name, mode, hists, unit, secs):
 
 def list_rows(kernel):
     check_privileges()
-    names = [p.name for p in probesmod.HELPERS] + ["rqspinlock"]
+    names = [n for n in probesmod.ALL_NAMES if not probesmod.module_of(n).NO_HIST]
     rows = []
     for p in planmod.make_plan(kernel, names):
         rows.append({"probe": p.name, "mode": p.mode, "what": what_of(p.name),

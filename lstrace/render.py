@@ -45,18 +45,12 @@ def _rate(n, secs):
 
 
 def _per_cpu_failures(snap):
-    """cpu -> {probe: failures} for helper probes, rqspinlock and bpf_syscall."""
+    """cpu -> {probe: failures}, of every probe module's failures."""
     out = {cpu: {} for cpu in snap.cpus}
-    for (probe, cpu), _counts in snap.helper.items():
-        n = snap.failures(probe, cpu)
-        if n and cpu in out:
-            out[cpu][probe] = out[cpu].get(probe, 0) + n
-    for (cpu, _e, _k, _c), n in snap.rq_failures.items():
-        if n and cpu in out:
-            out[cpu]["rqspinlock"] = out[cpu].get("rqspinlock", 0) + n
-    for (cpu, _cmd, _mt, _e), n in snap.syscall_errors.items():
-        if n and cpu in out:
-            out[cpu]["bpf_syscall"] = out[cpu].get("bpf_syscall", 0) + n
+    for m in probes.MODULES:
+        for cpu, probe, n in m.cpu_failures(snap):
+            if n and cpu in out:
+                out[cpu][probe] = out[cpu].get(probe, 0) + n
     return out
 
 
@@ -67,14 +61,13 @@ def _worst(fails):
 
 
 def cpu_rows(delta, secs):
-    totals = delta.per_cpu_totals()
+    totals = delta.cpu_counts()
     fails = _per_cpu_failures(delta)
     rows = []
     sums = {k: 0 for k in RATE_KEYS}
     all_fails = {}
     for cpu in delta.cpus:
-        t = dict(totals.get(cpu, {}))
-        t["syscall_errors"] = sum(n for (c, *_r), n in delta.syscall_errors.items() if c == cpu)
+        t = totals[cpu]
         for k in RATE_KEYS:
             sums[k] += t.get(k, 0)
         for p, n in fails[cpu].items():
@@ -94,6 +87,8 @@ def _row(cpu, t, secs, worst):
 
 
 def probe_rows(cur, delta, secs):
+    def rate(n):
+        return _rate(n, secs)
     rows = []
     for st in cur.probes:
         kind = "map" if probes.is_map_probe(st.name) else st.kind    # --probes +maps
@@ -101,31 +96,9 @@ def probe_rows(cur, delta, secs):
              "calls_per_s": 0.0, "failures_per_s": 0.0, "calls_total": 0, "failures_total": 0,
              "busy_total": 0, "deadlock_total": 0, "timeout_total": 0,
              "reason": st.reason if not st.attached else ""}
-        if st.kind == "helper":
-            def agg(snap, what=None):
-                return sum((snap.failures(st.name, c, what) if what != "calls"
-                            else snap.calls(st.name, c)) for c in snap.cpus)
-            r["calls_per_s"] = _rate(agg(delta, "calls"), secs)
-            r["failures_per_s"] = _rate(agg(delta), secs)
-            r["calls_total"], r["failures_total"] = agg(cur, "calls"), agg(cur)
-            for o in ("busy", "deadlock", "timeout"):
-                r[f"{o}_total"] = agg(cur, o)
-        elif st.name == "rqspinlock":
-            r["calls_per_s"] = _rate(sum(sum(v) for v in delta.rq_wait.values()), secs)
-            r["calls_total"] = sum(sum(v) for v in cur.rq_wait.values())
-            r["failures_per_s"] = _rate(sum(delta.rq_failures.values()), secs)
-            r["failures_total"] = sum(cur.rq_failures.values())
-            r["deadlock_total"] = sum(n for k, n in cur.rq_failures.items() if k[1] == "EDEADLK")
-            r["timeout_total"] = sum(n for k, n in cur.rq_failures.items() if k[1] == "ETIMEDOUT")
-        elif st.name == "bpf_syscall":
-            r["calls_per_s"] = r["calls_total"] = None
-            r["failures_per_s"] = _rate(sum(delta.syscall_errors.values()), secs)
-            r["failures_total"] = sum(cur.syscall_errors.values())
-            r["busy_total"] = sum(n for k, n in cur.syscall_errors.items() if k[3] == "EBUSY")
-            r["deadlock_total"] = sum(n for k, n in cur.syscall_errors.items()
-                                      if k[3] == "EDEADLK")
-            r["timeout_total"] = sum(n for k, n in cur.syscall_errors.items()
-                                     if k[3] == "ETIMEDOUT")
+        m = probes.module_of(st.name, st.kind)
+        if m:
+            m.top_row(st, cur, delta, rate, r)
         else:
             r["calls_per_s"] = r["calls_total"] = None
         rows.append(r)
@@ -144,28 +117,17 @@ def source_rows(delta, limit=10):
     return rows[:limit]
 
 
-def rq_rows(cur, delta, secs):
-    rows = [{"cpu": cpu, "errno": err, "kind": kind, "caller": caller,
-             "per_s": _rate(delta.rq_failures.get((cpu, err, kind, caller), 0), secs),
-             "total": n}
-            for (cpu, err, kind, caller), n in cur.rq_failures.items() if n]
-    rows.sort(key=lambda r: (-r["per_s"], -r["total"], r["cpu"], r["errno"]))
-    return rows
+def section_rows(cur, delta, secs):
+    """{top --json key: rows} of the probes with a section of their own."""
+    return {m.TOP_SECTION[0]: m.top_rows(cur, delta, lambda n: _rate(n, secs))
+            for m in probes.MODULES if m.TOP_SECTION}
 
 
-def sys_rows(cur, delta, secs):
-    rows = [{"cpu": cpu, "cmd": cmd, "map_type": mt, "errno": err,
-             "per_s": _rate(delta.syscall_errors.get((cpu, cmd, mt, err), 0), secs), "total": n}
-            for (cpu, cmd, mt, err), n in cur.syscall_errors.items() if n]
-    rows.sort(key=lambda r: (-r["per_s"], -r["total"], r["cpu"], r["cmd"]))
-    return rows
-
-
-def attach_summary(probes):
+def attach_summary(statuses):
     modes = {}
-    for p in probes:
+    for p in statuses:
         modes[p.mode] = modes.get(p.mode, 0) + 1
-    return {"attached": sum(1 for p in probes if p.attached), "total": len(probes),
+    return {"attached": sum(1 for p in statuses if p.attached), "total": len(statuses),
             "modes": dict(sorted(modes.items()))}
 
 
@@ -187,8 +149,7 @@ def top_model(cur, prev, now=None):
         "total": total,
         "probes": probe_rows(cur, delta, secs),
         "sources": source_rows(delta),
-        "rqspinlock": rq_rows(cur, delta, secs),
-        "syscall_errors": sys_rows(cur, delta, secs),
+        **section_rows(cur, delta, secs),
     }
 
 
@@ -289,16 +250,11 @@ def source_table(m):
                    "CPUs"], rows)
 
 
-def rq_table(m):
-    rows = [["!" if r["per_s"] else "", r["cpu"], r["errno"], r["kind"], r["caller"],
-             _num(r["per_s"]), r["total"]] for r in m["rqspinlock"]]
-    return _table(["", "CPU", "errno", "kind", "caller", "/s", "total"], rows)
-
-
-def sys_table(m):
-    rows = [["!" if r["per_s"] else "", r["cpu"], r["cmd"], r["map_type"], r["errno"],
-             _num(r["per_s"]), r["total"]] for r in m["syscall_errors"]]
-    return _table(["", "CPU", "bpf cmd", "map type", "errno", "/s", "total"], rows)
+def section_table(m, module):
+    """One probe's section (its TOP_SECTION) as table lines."""
+    key, _title, headers = module.TOP_SECTION
+    rows = [["!" if r["per_s"] else ""] + module.top_cells(r, _num) for r in m[key]]
+    return _table([""] + headers, rows)
 
 
 def top_lines(m, sort="cpu", focus="cpu", paused=False):
@@ -308,11 +264,9 @@ def top_lines(m, sort="cpu", focus="cpu", paused=False):
     if focus == "probe":
         main.reverse()
     sections = main + [("Top failure sources (last interval)", source_table(m) if m["sources"]
-                        else [("  none", False)]),
-                       ("rqspinlock failures", rq_table(m) if m["rqspinlock"]
-                        else [("  none", False)]),
-                       ("bpf() syscall errors", sys_table(m) if m["syscall_errors"]
                         else [("  none", False)])]
+    sections += [(mod.TOP_SECTION[1], section_table(m, mod) if m[mod.TOP_SECTION[0]]
+                  else [("  none", False)]) for mod in probes.MODULES if mod.TOP_SECTION]
     for title, lines in sections:
         out.append(("", False))
         out.append((title, False))

@@ -4,7 +4,9 @@
 can be tested with snapshots built by hand.  Counters are totals since the
 session started; rates come from two snapshots (`delta`).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from . import probes
 
 
 
@@ -65,6 +67,7 @@ class Snapshot:
     cpus: list                          # CPU ids, one row each
     kernel: dict                        # release, generation, ...
     probes: list                        # of ProbeStatus
+    # counters (each probe module's decode fills its own; delta subtracts every dict field)
     helper: dict = field(default_factory=dict)          # (probe, cpu) -> {outcome: n}
     latency: dict = field(default_factory=dict)         # (probe, cpu) -> [NSLOTS]
     rq_failures: dict = field(default_factory=dict)     # (cpu, errno, kind, caller) -> n
@@ -89,44 +92,36 @@ class Snapshot:
     def helper_probes(self):
         return [p.name for p in self.probes if p.kind == "helper" and p.attached]
 
+    def cpu_counts(self):
+        """cpu -> {count: n} of top's per-CPU row (calls, busy, deadlock, timeout,
+        failures, syscall_errors), each probe module's part summed."""
+        out = {cpu: {} for cpu in self.cpus}
+        for m in probes.MODULES:
+            for cpu, counts in m.cpu_counts(self).items():
+                if cpu in out:
+                    row = out[cpu]
+                    for k, n in counts.items():
+                        row[k] = row.get(k, 0) + n
+        return out
+
     def per_cpu_totals(self):
         """cpu -> {"calls", "busy", "deadlock", "timeout", "failures"} over all
         helper probes, with rqspinlock failures added to deadlock/timeout."""
-        rows = {}
-        for cpu in self.cpus:
-            row = {"calls": 0, "busy": 0, "deadlock": 0, "timeout": 0, "failures": 0}
-            for probe in self.helper_probes():
-                counts = self.helper.get((probe, cpu), {})
-                row["calls"] += sum(counts.values())
-                for r in ("busy", "deadlock", "timeout"):
-                    row[r] += counts.get(r, 0)
-                row["failures"] += sum(n for o, n in counts.items() if o not in ("ok", "not_found"))
-            rows[cpu] = row
-        for (cpu, err, _kind, _caller), n in self.rq_failures.items():
-            if cpu in rows:
-                rows[cpu]["deadlock" if err == "EDEADLK" else "timeout"] += n
-                rows[cpu]["failures"] += n
-        return rows
+        keys = ("calls", "busy", "deadlock", "timeout", "failures")
+        return {cpu: {k: row.get(k, 0) for k in keys} for cpu, row in self.cpu_counts().items()}
 
     def delta(self, older):
-        """A snapshot holding the counts between `older` and self."""
-        def sub(new, old):
-            return {k: _minus(v, old.get(k)) for k, v in new.items()}
+        """A snapshot holding the counts between `older` and self: every
+        counter field (a dict field: each probe module fills its own) subtracted."""
+        counts = {f.name: {k: _minus(v, getattr(older, f.name).get(k))
+                           for k, v in getattr(self, f.name).items()}
+                  for f in fields(self) if f.default_factory is dict}
         return Snapshot(
             taken=self.taken, cpus=self.cpus, kernel=self.kernel, probes=self.probes,
-            helper=sub(self.helper, older.helper), latency=sub(self.latency, older.latency),
-            rq_failures=sub(self.rq_failures, older.rq_failures),
-            rq_wait=sub(self.rq_wait, older.rq_wait),
-            syscall_errors=sub(self.syscall_errors, older.syscall_errors),
-            busy_samples={c: (s - older.busy_samples.get(c, (0, {}))[0],
-                              {k: v - older.busy_samples.get(c, (0, {}))[1].get(k, 0)
-                               for k, v in h.items()})
-                          for c, (s, h) in self.busy_samples.items()},
-            guard_skips=sub(self.guard_skips, older.guard_skips),
             programs=self.programs,
             events=[e for e in self.events
                     if e.seq > max((o.seq for o in older.events if o.cpu == e.cpu), default=0)],
-            started=self.started)
+            started=self.started, **counts)
 
 
 def _minus(new, old):
@@ -136,5 +131,7 @@ def _minus(new, old):
         return {k: v - old.get(k, 0) for k, v in new.items()}
     if isinstance(new, list):
         return [a - b for a, b in zip(new, old)]
+    if isinstance(new, tuple):      # busy_samples: (samples, {counter: held})
+        return tuple(_minus(a, b) for a, b in zip(new, old))
     return new - old
 
