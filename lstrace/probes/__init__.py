@@ -29,7 +29,10 @@ through this interface and names no probe:
   NO_HIST, hist_what(name), hist_slots(snap, name)
                           `lstrace hist` (NO_HIST: why it has no histogram)
 
-MODULES' order is the counters' memory order and the metrics' order.
+MODULES' order is the counters' memory order and the metrics' order.  Shared
+by the modules: trial.py (trial attaches), bcc.py (BCC's program names),
+tracepoint.py (TracepointProbe), preemption.py (the blind spot of lstrace's
+own preemptible programs).
 """
 from . import bpf_syscall, busy_sampler, helpers, preemption, rqspinlock  # noqa: F401
 from .bpf_syscall import SYSCALL_ARCH  # noqa: F401
