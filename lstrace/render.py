@@ -91,8 +91,7 @@ def probe_rows(cur, delta, secs):
         return _rate(n, secs)
     rows = []
     for st in cur.probes:
-        kind = "map" if probes.is_map_probe(st.name) else st.kind    # --probes +maps
-        r = {"probe": st.name, "mode": st.mode, "kind": kind,
+        r = {"probe": st.name, "mode": st.mode, "kind": st.kind,
              "calls_per_s": 0.0, "failures_per_s": 0.0, "calls_total": 0, "failures_total": 0,
              "busy_total": 0, "deadlock_total": 0, "timeout_total": 0,
              "reason": st.reason if not st.attached else ""}

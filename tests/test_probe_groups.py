@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lstrace import exporter, layout, plan, probes, program
+from lstrace import layout, plan, probes, program
 from lstrace.errors import UsageError
 from lstrace.snapshot import ProbeStatus, Snapshot
 

@@ -462,6 +462,8 @@ def cpu_failures(snap):
 
 def top_row(st, cur, delta, rate, r):
     """Fill top's probe row `r` of helper probe status `st`."""
+    if is_map_probe(st.name):
+        r["kind"] = "map"        # --probes +maps: a hash-map operation
     def agg(snap, what=None):
         return sum((snap.failures(st.name, c, what) if what != "calls"
                     else snap.calls(st.name, c)) for c in snap.cpus)
