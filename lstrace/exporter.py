@@ -124,6 +124,12 @@ def plan(snap, extra_programs=None, per_cpu_latency=False, attribution=None):
     return out
 
 
+def helper_families(snap, per_cpu_latency=False):
+    """The helper family's families alone (lstrace.probes.helpers builds them):
+    the map-probe tests read their per-CPU failures here."""
+    return probes.helpers.families(snap, set(), per_cpu_latency)
+
+
 def families(snap, extra_programs=None, per_cpu_latency=False, attribution=None):
     """plan() as prometheus_client metric families."""
     return [f.to_client() for f in plan(snap, extra_programs, per_cpu_latency, attribution)]

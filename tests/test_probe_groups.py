@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lstrace import layout, plan, probes, program
+from lstrace import exporter, layout, plan, probes, program
 from lstrace.errors import UsageError
 from lstrace.snapshot import ProbeStatus, Snapshot
 
@@ -98,7 +98,7 @@ def map_snapshot(htab_lock, outcomes):
 
 
 def rows(snap, name):
-    fams = {f.name: f for f in probes.helpers.families(snap, set(), False)}
+    fams = {f.name: f for f in exporter.helper_families(snap, False)}
     return dict(fams[name].rows) if name in fams else None
 
 
