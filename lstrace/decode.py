@@ -97,12 +97,14 @@ def events(snap, rows, resolve, our_tags):
     snap.events.sort(key=lambda e: e.ts_ns)
 
 
-def _is_prog_symbol(name):
-    """A JITed program's symbol: bpf_prog_<16 hex digits of its tag>_<name>, not a
-    kernel function such as bpf_prog_test_run_tracing."""
+def _prog_symbol(name):
+    """(tag, program name) of a JITed program's symbol bpf_prog_<16 hex digits of
+    its tag>_<name>; None for anything else, e.g. bpf_prog_test_run_tracing."""
     parts = name.split("_", 3)
-    return len(parts) == 4 and len(parts[2]) == 16 and all(
-        c in "0123456789abcdef" for c in parts[2])
+    if len(parts) == 4 and parts[:2] == ["bpf", "prog"] and len(parts[2]) == 16 and all(
+            c in "0123456789abcdef" for c in parts[2]):
+        return parts[2], parts[3]
+    return None
 
 
 def attribute(ips, resolve, our_tags):
@@ -115,10 +117,10 @@ def attribute(ips, resolve, our_tags):
             unresolved = unresolved or bool(ip)
             continue
         name = sym[0]
-        if name.startswith("bpf_prog_") and _is_prog_symbol(name):
-            tag, pname = name.split("_", 3)[2:]    # bpf_prog_<tag>_<name>
-            if not prog and tag not in our_tags:
-                prog = pname
+        tagged = _prog_symbol(name)
+        if tagged:
+            if not prog and tagged[0] not in our_tags:
+                prog = tagged[1]
         elif not caller and not name.startswith(HOOK_PREFIXES):
             caller = name
     return prog, caller or ("unknown" if unresolved else "")
