@@ -36,6 +36,7 @@ class SessionToggle:
         self.s = Session(probes=probes, mode=mode, latency=latency).start()
         self.plans = [p for p in self.s.plans if p.available]
         self.modes = {p.name: p.mode for p in self.plans}
+        self.funcs = {p.name: p.func for p in self.plans}
         self.attached = True
 
     def on(self):

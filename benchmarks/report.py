@@ -125,7 +125,8 @@ def syscall_table(res):
     rows = []
     for cfg, who in (("empty_raw_sys_exit", "empty raw_tp program on sys_exit (the floor)"),
                      ("empty_tracepoints", "empty programs on sys_enter/exit_bpf"),
-                     ("lstrace", "**lstrace** (bpf_syscall + rqspinlock)")):
+                     ("lstrace", "**lstrace** (bpf_syscall on tp_btf + rqspinlock)"),
+                     ("lstrace_raw_tp", "lstrace `--mode kprobe` (bpf_syscall on raw_tp)")):
         if cfg not in res["configs"]:
             continue
         for k, label in (("lookup", "bpf(MAP_LOOKUP_ELEM) → ENOENT (counted)"),

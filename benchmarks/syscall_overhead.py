@@ -1,8 +1,9 @@
 """Added cost per bpf() syscall with lstrace's tracepoint probes attached.
 
 Runs on the host (tracepoints attach where fentry and kprobes may not).
-lstrace's `bpf_syscall` (tracepoint mode: one raw_tp program on sys_exit,
-filtered on the return value and the syscall number) and
+lstrace's `bpf_syscall` (tracepoint mode: one program on the raw sys_exit
+tracepoint, filtered on the return value and the syscall number: tp_btf as
+lstrace attaches it here, and raw_tp as with --mode kprobe) and
 `rqspinlock` (lock:contention_begin / end) probes are attached through one
 Session, compiled once; each round runs syscall_loop.c once detached and
 once attached, and the difference of the adjacent runs is that round's
@@ -121,11 +122,17 @@ def ratios(res):
         return [a - b for a, b in zip(r["on"], r["base"])]
     out = {}
     for k in KINDS:
-        ours = per_round("lstrace", k)
-        for floor in ("empty_raw_sys_exit", "empty_tracepoints"):
-            xs = [a / b for a, b in zip(ours, per_round(floor, k)) if b > 0]
-            out[f"{k}_lstrace_vs_{floor}"] = round(statistics.median(xs), 3) if xs else None
+        for cfg in LSTRACE_CONFIGS:
+            ours = per_round(cfg, k)
+            for floor in ("empty_raw_sys_exit", "empty_tracepoints"):
+                xs = [a / b for a, b in zip(ours, per_round(floor, k)) if b > 0]
+                out[f"{k}_{cfg}_vs_{floor}"] = round(statistics.median(xs), 3) if xs else None
     return out
+
+
+# lstrace as it attaches here (bpf_syscall: tp_btf) and with --mode kprobe
+# (bpf_syscall: raw_tp, every field through bpf_probe_read_kernel)
+LSTRACE_CONFIGS = {"lstrace": "auto", "lstrace_raw_tp": "kprobe"}
 
 
 def measure(n, rounds, cpu, log=lambda m: None):
@@ -137,24 +144,27 @@ def measure(n, rounds, cpu, log=lambda m: None):
         others_before = other_tracing_programs()
         configs["empty_raw_sys_exit"] = EmptyRawSysExit()
         configs["empty_tracepoints"] = EmptyTracepoints()
-        configs["lstrace"] = t = SessionToggle(PROBES)
-        t.off()
+        for name, mode in LSTRACE_CONFIGS.items():
+            configs[name] = t = SessionToggle(PROBES, mode=mode)
+            t.off()
         res = {"kernel": os.uname().release, "n_calls": n, "rounds": rounds, "cpu": cpu,
-               "modes": t.modes, "configs": {}}
+               "modes": configs["lstrace"].modes,
+               "variants": {name: configs[name].funcs for name in LSTRACE_CONFIGS},
+               "configs": {}}
         run_loop(exe, n, cpu)                         # warm-up
         runs = {c: {k: ([], []) for k in KINDS} for c in configs}
-        seen = 0
+        seen = dict.fromkeys(LSTRACE_CONFIGS, 0)
         for r in range(rounds):
             order = list(configs.items())
             k = r % len(order)                    # rotate: none always runs first
             for name, c in order[k:] + order[:k]:
                 b = run_loop(exe, n, cpu)
-                before = enoent_lookups(t.snapshot())
+                before = enoent_lookups(c.snapshot()) if name in seen else 0
                 c.on()
                 a = run_loop(exe, n, cpu)
                 c.off()
-                if c is t:
-                    seen += enoent_lookups(t.snapshot()) - before
+                if name in seen:
+                    seen[name] += enoent_lookups(c.snapshot()) - before
                 for i, k in enumerate(KINDS):
                     runs[name][k][0].append(b[i])
                     runs[name][k][1].append(a[i])
@@ -170,7 +180,8 @@ def measure(n, rounds, cpu, log=lambda m: None):
                 "overhead_ns": summarize([x - y for x, y in zip(on, base)]),
                 "runs": {"base": base, "on": on}}
             for k, (base, on) in per.items()}
-    res["calls_made"], res["calls_seen"] = n * rounds, seen
+    res["calls_made"], res["calls_seen"] = n * rounds, seen["lstrace"]
+    res["calls_seen_raw_tp"] = seen["lstrace_raw_tp"]
     res["ratios"] = ratios(res)
     return res
 

@@ -31,16 +31,15 @@
 /* @GENERATED@ */
 BPF_PERCPU_ARRAY(counters, struct counters, 1);
 
-/* An entered, not yet returned call on this CPU. */
+/* kprobe mode: an entered, not yet returned call on this CPU. */
 struct frame {
-	u64 ts;         /* entry time; 0 = free slot */
-	u64 sp;         /* fentry: the trampoline ctx (fexit's is the same); kprobe: 0 */
-	u64 arg;        /* get: flags; syscall: cmd */
+	u64 ts;         /* entry time or stamp_of order; 0 = free slot */
+	u64 arg;        /* get: flags */
 	u32 tid;
 	u16 probe;
 	u8 role;
 	u8 busy;        /* busy counter held at entry (when readable) */
-	s32 child_err;  /* get: error of the nested update; syscall: map type */
+	s32 child_err;  /* get: error of the nested update */
 	u32 child_seen;
 };
 
@@ -59,6 +58,18 @@ struct pending {
 	s32 err;
 };
 #define N_PENDING 4
+
+/* fentry --latency: a call's entry time, found by its fexit through the
+ * trampoline ctx the two share.  Kept in a stack that wraps: calls on one CPU
+ * nest, so an exit finds its stamp on top; a stamp whose exit never came (the
+ * kernel skipped it as recursion) is overwritten, never waited for. */
+struct stamp {
+	u64 ts;         /* 0 = free */
+	u64 sp;         /* the trampoline ctx */
+	u32 probe;
+	u32 pad;
+};
+#define N_STAMPS 8
 #define PENDING_MAX_DIST 2048   /* bytes between the two trampoline frames */
 
 struct cpu_state {
@@ -71,6 +82,8 @@ struct cpu_state {
 	u32 lock_depth;
 	u32 opaque_zero;     /* always 0, unknown to the verifier (frame searches, caller_of) */
 	u64 stamp;           /* frame order without a clock (counting mode, kprobe gets) */
+	struct stamp st[N_STAMPS];
+	u64 st_top;          /* stamps pushed minus popped: the next slot is st_top % N_STAMPS */
 	u64 ctx_addr;        /* ctx as a plain number (see sp_of) */
 	struct pending pend[N_PENDING];
 	u64 pend_head;
@@ -219,22 +232,20 @@ static __always_inline u64 sp_of(struct cpu_state *s, void *ctx)
 	return *(volatile u64 *)&s->ctx_addr;
 }
 
-/* Entry and exit programs call no helper that takes a lock on their common
- * path (the kernel already bounds each program's recursion), so lstrace's
- * nesting guard is taken only on the failure path (record_event), as in
- * counting mode. */
+/* kprobe mode: entry and exit programs (a kretprobe sees no arguments).  They
+ * call no helper that takes a lock on their common path (the kernel already
+ * bounds each program's recursion), so lstrace's nesting guard is taken only
+ * on the failure path (record_event), as in counting mode. */
 static __always_inline int on_entry(void *ctx, u32 probe, u8 role, u64 arg, u64 busy_var,
-				    int clock, int match_ctx)
+				    int clock)
 {
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
 	if (!s)
 		return 0;
-	u64 sp = match_ctx ? sp_of(s, ctx) : 0;
 	struct frame *f = push_frame(s);
 	if (f) {
-		f->ts = stamp_of(s, clock);     /* first: claims the slot */
-		f->sp = sp;
+		f->ts = stamp_of(s, clock);
 		f->probe = probe;
 		f->role = role;
 		f->tid = bpf_get_current_pid_tgid();
@@ -246,21 +257,19 @@ static __always_inline int on_entry(void *ctx, u32 probe, u8 role, u64 arg, u64 
 	return 0;
 }
 
-/* Find this call's frame (the newest of this probe and task; in fentry mode the
- * one of this very call: same trampoline ctx), copy it out and free it.  Newer
- * frames of the same task are calls nested in this one whose exit program the
- * kernel skipped (that program was already running on this CPU, e.g. an IRQ
- * nested in our own fexit): free them too.  Without the ctx match such an
- * IRQ's frame, newer than this call's, would be taken for it (6.1 stress). */
-static __always_inline int take_frame(struct cpu_state *s, u32 probe, u32 tid, u64 sp,
+/* kprobe mode: find this call's frame (the newest of this probe and task),
+ * copy it out and free it.  Newer frames of the same task are calls nested in
+ * this one whose exit program the kernel skipped (that program was already
+ * running on this CPU, e.g. an IRQ nested in our own kretprobe): free them
+ * too. */
+static __always_inline int take_frame(struct cpu_state *s, u32 probe, u32 tid,
 				      struct frame *out)
 {
 	u64 newest = 0;
 	u32 idx = N_FRAMES;
 #pragma unroll
 	for (int i = 0; i < N_FRAMES; i++) {
-		if (s->f[i].ts > newest && s->f[i].probe == probe && s->f[i].tid == tid &&
-		    s->f[i].sp == sp) {
+		if (s->f[i].ts > newest && s->f[i].probe == probe && s->f[i].tid == tid) {
 			newest = s->f[i].ts;
 			idx = i + s->opaque_zero;   /* see push_frame */
 		}
@@ -316,11 +325,10 @@ static __always_inline void record_event(void *ctx, u32 what, u32 outcome)
 /* ret_kind: 0 ptr_or_null, 1 errno, 2 err_ptr, 3 err_ptr_or_null, 4 void */
 #define FLAGS_UNKNOWN (~0ULL)   /* kretprobes do not see arguments */
 
-/* exit_flags: a get's flags as the exit program sees them (fexit has every
- * argument), so a call whose entry program the kernel skipped is still
- * classified; FLAGS_UNKNOWN from kretprobes, which need the frame. */
+/* kprobe mode's exit.  exit_flags: FLAGS_UNKNOWN (a kretprobe needs its
+ * frame for a get's flags). */
 static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, u32 create_null,
-				   u64 exit_flags, int use_frame, int clock, int match_ctx)
+				   u64 exit_flags, int use_frame, int clock)
 {
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
@@ -329,7 +337,7 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 		return 0;
 	struct frame f = {};
 	u32 tid = bpf_get_current_pid_tgid();
-	int have = use_frame ? take_frame(s, probe, tid, match_ctx ? sp_of(s, ctx) : 0, &f) : 0;
+	int have = use_frame ? take_frame(s, probe, tid, &f) : 0;
 	u32 out = OUT_OK;
 
 	if (ret_kind == 0) {                       /* get helpers: NULL = failed */
@@ -374,11 +382,83 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 	return 0;
 }
 
-/* ---- counting mode: one fexit program per helper, no entry program, no
- * frame, no clock.  The success path is one lookup, one classification and
- * one atomic add; the kernel's per-program recursion check on trampolines
- * bounds nesting, and the failure path (which calls helpers) takes lstrace's
- * guard. */
+/* ---- fentry mode.  Counting (the default): one fexit program per helper, no
+ * entry program, no frame, no clock.  The success path is one lookup, one
+ * classification and one atomic add; the kernel's per-program recursion
+ * check on trampolines bounds nesting, and the failure path (which calls
+ * helpers) takes lstrace's guard.  --latency adds an entry program that only
+ * stamps a frame (clock, trampoline ctx, probe): the fexit classifies exactly
+ * as in counting mode, then times the call from its frame. */
+
+static __always_inline struct stamp *stamp_at(struct cpu_state *s, u64 idx)
+{
+	u64 i = idx;
+	asm volatile("" : "+r"(i));     /* as frame_at */
+	if (i >= N_STAMPS)
+		return 0;
+	return &s->st[i];
+}
+
+/* Plain load and store, no atomic: a program nested in between pushes above
+ * this slot and pops its own (or, if its exit was skipped, leaves a stale
+ * stamp that this push overwrites). */
+static __always_inline int stamp_entry(void *ctx, u32 probe)
+{
+	u32 zero = 0;
+	struct cpu_state *s = state.lookup(&zero);
+	if (!s)
+		return 0;
+	u64 sp = sp_of(s, ctx), t = s->st_top;
+	s->st_top = t + 1;
+	asm volatile("" ::: "memory");    /* claim the slot before writing it */
+	struct stamp *st = stamp_at(s, t % N_STAMPS);
+	if (st) {
+		st->ts = bpf_ktime_get_ns();
+		st->sp = sp;
+		st->probe = probe;
+	}
+	return 0;
+}
+
+/* This call's stamp: on top of the stack, else searched (the newest match: an
+ * older one with the same ctx is a stale stamp).  Returns its time, freed; 0
+ * if there is none (its entry program was skipped). */
+static __always_inline u64 take_stamp(struct cpu_state *s, u32 probe, u64 sp)
+{
+	u64 t = s->st_top - 1, ts;
+	struct stamp *st = stamp_at(s, t % N_STAMPS);
+	if (st && st->ts && st->sp == sp && st->probe == probe) {
+		ts = st->ts;
+		st->ts = 0;
+		s->st_top = t;
+		return ts;
+	}
+	u64 newest = 0;
+	u32 idx = N_STAMPS;
+#pragma unroll
+	for (int i = 0; i < N_STAMPS; i++) {
+		if (s->st[i].ts > newest && s->st[i].sp == sp && s->st[i].probe == probe) {
+			newest = s->st[i].ts;
+			idx = i + s->opaque_zero;   /* see push_frame */
+		}
+	}
+	st = stamp_at(s, idx);
+	if (!st)
+		return 0;
+	st->ts = 0;
+	return newest;
+}
+
+static __always_inline void time_exit(void *ctx, struct counters *c, u32 probe)
+{
+	u32 zero = 0;
+	struct cpu_state *s = state.lookup(&zero);
+	if (!s)
+		return;
+	u64 ts = take_stamp(s, probe, sp_of(s, ctx));
+	if (ts && probe < N_PROBES)
+		hist_add(c->lat[probe], bpf_ktime_get_ns() - ts);
+}
 
 /* The enclosing get's fexit: take the newest record its nested update left. */
 static __always_inline int take_pending(struct cpu_state *s, u64 sp, u32 tid, u64 owner, u64 map,
@@ -437,7 +517,7 @@ static __always_inline u32 get_null_outcome(void *ctx, struct cpu_state *s, u64 
 /* ret_kind as in on_exit; for updates (ret_kind 2) owner/map/value/flags are
  * the update's arguments, for gets the get's (map, owner, value, flags). */
 static __always_inline int count_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, u32 create_null,
-				      u64 flags, u64 owner, u64 map, u64 value, u64 busy_var)
+				      u64 flags, u64 owner, u64 map, u64 value, u64 busy_var, int clock)
 {
 	u32 zero = 0;
 	struct counters *c = counters.lookup(&zero);
@@ -450,13 +530,10 @@ static __always_inline int count_exit(void *ctx, u32 probe, u32 ret_kind, s64 re
 		out = is_err(ret) ? outcome_of_err(ret) : OUT_OK;
 	else if (ret_kind == 3)
 		out = ret == 0 ? OUT_NOT_FOUND : (is_err(ret) ? outcome_of_err(ret) : OUT_OK);
-	if (ret_kind != 0 && out == OUT_OK) {      /* the hot path ends here */
-		if (probe < N_PROBES)
-			__sync_fetch_and_add(&c->helper[probe][OUT_OK], 1);
-		return 0;
-	}
-	if (ret_kind == 0 && ret != 0) {
-		if (probe < N_PROBES)
+	if (clock)
+		time_exit(ctx, c, probe);
+	if ((ret_kind != 0 && out == OUT_OK) || (ret_kind == 0 && ret != 0)) {
+		if (probe < N_PROBES)                  /* the hot path ends here */
 			__sync_fetch_and_add(&c->helper[probe][OUT_OK], 1);
 		return 0;
 	}

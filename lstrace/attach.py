@@ -26,7 +26,8 @@ PROG_TYPE_TRACEPOINT = 5
 # BPF.KPROBE, BPF.RAW_TRACEPOINT, BPF.TRACEPOINT, as its attach_* load them)
 PROG_TYPE = {"kfunc": bpfsys.PROG_TYPE_TRACING, "kretfunc": bpfsys.PROG_TYPE_TRACING,
              "kprobe": bpfsys.PROG_TYPE_KPROBE, "kretprobe": bpfsys.PROG_TYPE_KPROBE,
-             "raw_tp": bpfsys.PROG_TYPE_RAW_TRACEPOINT, "tracepoint": PROG_TYPE_TRACEPOINT}
+             "raw_tp": bpfsys.PROG_TYPE_RAW_TRACEPOINT, "tracepoint": PROG_TYPE_TRACEPOINT,
+             "tp_btf": bpfsys.PROG_TYPE_TRACING}
 
 
 class AttachError(Exception):
@@ -61,7 +62,7 @@ def attach(kind, event, prog_fd):
     """Attach program `prog_fd` (loaded with PROG_TYPE[kind]) to `event`;
     returns the fd that holds the attachment (detach: close it)."""
     try:
-        if kind in ("kfunc", "kretfunc"):
+        if kind in ("kfunc", "kretfunc", "tp_btf"):     # the target is in the program
             return bpfsys.raw_tracepoint_open(prog_fd)
         if kind == "raw_tp":
             return bpfsys.raw_tracepoint_open(prog_fd, event.encode())

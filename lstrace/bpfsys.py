@@ -31,6 +31,7 @@ PROG_TYPE_RAW_TRACEPOINT = 17
 PROG_TYPE_TRACING = 26
 TRACE_FENTRY = 24
 TRACE_FEXIT = 25
+TRACE_RAW_TP = 23      # tp_btf: a raw tracepoint with BTF-typed arguments
 
 # mov r0, 0; exit
 _RET0 = struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)
@@ -66,12 +67,28 @@ def _addr(buf):
 
 def prog_load(prog_type, insns: bytes, name=b"", attach_type=0, attach_btf_id=0,
               extra_fds=()):
-    """Load a program; returns its fd.  Raises BPFError with the verifier log."""
+    """Load a program; returns its fd.  Raises BPFError with the verifier log:
+    loaded without a log first (a log that overflows its buffer fails the load
+    with ENOSPC), again with one only to say why it failed."""
+    try:
+        return _prog_load(prog_type, insns, name, attach_type, attach_btf_id, 0)
+    except BPFError as e:
+        try:
+            fd = _prog_load(prog_type, insns, name, attach_type, attach_btf_id, 1 << 20)
+        except BPFError as logged:
+            if logged.errno == errno.ENOSPC:     # the log overflowed: the first error stands
+                raise e
+            raise
+        os.close(fd)          # loads with a log: not reproducible, say the first error
+        raise e
+
+
+def _prog_load(prog_type, insns, name, attach_type, attach_btf_id, log_size):
     ibuf = ctypes.create_string_buffer(insns, len(insns))
-    log = ctypes.create_string_buffer(8192)
+    log = ctypes.create_string_buffer(max(log_size, 1))
     attr = bytearray(128)
     struct.pack_into("<IIQQIIQ", attr, 0, prog_type, len(insns) // 8, _addr(ibuf),
-                     _addr(_GPL), 1, len(log), _addr(log))
+                     _addr(_GPL), 1 if log_size else 0, log_size, _addr(log) if log_size else 0)
     attr[48:48 + len(name[:15])] = name[:15]
     struct.pack_into("<I", attr, 68, attach_type)
     struct.pack_into("<I", attr, 108, attach_btf_id)
@@ -97,6 +114,21 @@ def trial_fentry(btf_id, fexit=False):
     try:
         fds.append(prog_load(PROG_TYPE_TRACING, _RET0, b"lstrace_trial",
                              TRACE_FEXIT if fexit else TRACE_FENTRY, btf_id))
+        fds.append(raw_tracepoint_open(fds[0]))
+        return None
+    except BPFError as e:
+        return _reason(e)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def trial_tp_btf(btf_id):
+    """Load and attach an empty tp_btf program to the raw tracepoint whose
+    vmlinux BTF typedef (btf_trace_<event>) has this id.  None, or the reason."""
+    fds = []
+    try:
+        fds.append(prog_load(PROG_TYPE_TRACING, _RET0, b"lstrace_trial", TRACE_RAW_TP, btf_id))
         fds.append(raw_tracepoint_open(fds[0]))
         return None
     except BPFError as e:

@@ -135,6 +135,7 @@ class _Child:
         self.sock = sock
         self.bpf = None
         self.bcc = None
+        self.kernel = None
 
     def symbols(self):
         """The parent's Kallsyms ({"op": "kallsyms"} + a memfd)."""
@@ -153,7 +154,7 @@ class _Child:
         from . import preflight, program
         from .kernel import Kernel
         bcc = self.bcc = preflight.import_bcc()
-        kernel = Kernel(**req["kernel"])
+        kernel = self.kernel = Kernel(**req["kernel"])
         lap("import bcc")
         preflight.check_btf(kernel)
         lap("btf")
@@ -210,7 +211,7 @@ class _Child:
                 maps[name.decode()] = fd
         wanted = [pt for p in plans if p.available
                   for pt in program.attach_points(p, compiled, latency)]
-        progs, errs, fds = self.load([(fn, kind) for kind, _, fn in wanted])
+        progs, errs, fds = self.load([(fn, kind, event) for kind, event, fn in wanted])
         lap("load")
         reply = {"plans": plans, "generation": kernel.generation, "layout": layout,
                  "compiled": compiled, "maps": list(maps), "progs": progs, "errors": errs}
@@ -225,20 +226,41 @@ class _Child:
             table[ctypes.c_int(i)] = table.Leaf(start, end, cat)
 
     def load(self, functions):
-        """Load each (function, attach kind) once: (names, {name: error}, fds)."""
+        """Load each (function, attach kind, event) once: (names, {name: error}, fds)."""
         from .attach import PROG_TYPE
         names, errs, fds = [], {}, []
-        for fn, kind in functions:
+        for fn, kind, event in functions:
             if fn in names or fn in errs:
                 continue
             try:
-                f = self.bpf.load_func(fn.encode(), PROG_TYPE[kind])
+                if kind == "tp_btf":
+                    fd = self._load_tp_btf(fn, event)
+                else:
+                    fd = self.bpf.load_func(fn.encode(), PROG_TYPE[kind]).fd
             except Exception as e:       # BCC raises bare Exceptions
                 errs[fn] = str(e)
                 continue
             names.append(fn)
-            fds.append(f.fd)
+            fds.append(fd)
         return names, errs, fds
+
+    def _load_tp_btf(self, fn, event):
+        """A tp_btf program: BCC's instructions, loaded with the raw tracepoint's
+        BTF typedef as target (BCC looks a tracing program's target up as a
+        function)."""
+        import ctypes
+        from . import bpfsys
+        from .btf import TYPEDEF
+        lib, name = self.bcc.lib, fn.encode()
+        start = lib.bpf_function_start(self.bpf.module, name)
+        if not start:
+            raise LookupError(f"BCC compiled no function {fn}")
+        insns = ctypes.string_at(start, lib.bpf_function_size(self.bpf.module, name))
+        btf_id = self.kernel.btf.find(TYPEDEF, f"btf_trace_{event}")
+        if btf_id is None:
+            raise LookupError(f"no BTF typedef btf_trace_{event}")
+        return bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, insns, name[:15],
+                                bpfsys.TRACE_RAW_TP, btf_id)
 
     def serve(self, sock):
         while True:

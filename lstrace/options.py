@@ -8,7 +8,8 @@ MODES = ("auto", "fentry", "kprobe")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 mode_option = click.option(
     "--mode", type=click.Choice(MODES), default="auto", show_default=True,
-    help="Mode of function probes: the best available, or force one (to compare).")
+    help="Mode of function probes: the best available, or force one (to compare); "
+    "kprobe attaches no program through BTF (bpf_syscall: raw_tp sys_exit).")
 probes_option = click.option("--probes", "probe_list", default=None, metavar="LIST",
                              help="Comma-separated probes or groups (default: every probe "
                              "but the opt-in groups; +maps adds the hash-map operation "

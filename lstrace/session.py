@@ -16,7 +16,7 @@ import os
 import time
 
 from . import attach as attachmod
-from . import bpfsys, decode, program
+from . import bpfsys, decode, probes, program
 from . import plan as planmod
 from .errors import NoProbeAttached
 from .kernel import Kernel
@@ -122,7 +122,7 @@ class Session:
 
     def _prog_fds(self, points):
         """Program fd of each point, loading what is missing while the loader lives."""
-        missing = [(fn, kind) for kind, _, fn in points
+        missing = [(fn, kind, event) for kind, event, fn in points
                    if fn not in self._progs and fn not in self._load_errors]
         if missing and self._loader is not None and self._loader.alive:
             reply, fds = self._loader.request({"op": "load", "functions": missing})
@@ -153,6 +153,9 @@ class Session:
                     attachmod.detach(self._links.pop(point))
                 raise
         except (attachmod.AttachError, LookupError) as e:
+            fall_back = getattr(probes.module_of(p.name, p.kind), "fall_back", None)
+            if fall_back is not None and fall_back(p, str(e)):
+                return self.attach(p)       # another variant of the same mode
             p.tried[p.mode] = str(e)
             failed, p.mode = p.mode, "unavailable"
             p.reason = f"{failed} attach failed: {e}"

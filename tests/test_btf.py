@@ -102,13 +102,14 @@ def test_fexit_glue_follows_prototype(nargs):
     assert "KFUNC_PROBE" not in glue
     assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
     want = ("a3, a0, a1, a2" if nargs == 4 else "0, a0, a1, 0")   # what the prototype has
-    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0)" in glue
-    # --latency: entry and exit, both with the clock
+    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0, 0)" in glue
+    # --latency: an entry program that only stamps the call, the same fexit with the clock
     glue = program.helper_glue(p, FakeKernel(t), create_null_busy=True, mode="fentry",
                                latency=True)
-    assert f"KFUNC_PROBE(bpf_local_storage_update, {args})" in glue
+    assert f"KFUNC_PROBE(bpf_local_storage_update, {args})\n{{ return stamp_entry(ctx, 10); }}" \
+        in glue
     assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
-    assert f"on_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want.split(',')[0]}, 1, 1, 1)" in glue
+    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0, 1)" in glue
 
 
 @pytest.mark.parametrize("latency", [False, True])

@@ -21,7 +21,19 @@ def session():
         yield s
 
 
-def test_bpf_syscall_errors_exact(session):
+@pytest.fixture(scope="module")
+def raw_session():
+    """--mode kprobe: bpf_syscall on raw_tp sys_exit (probe reads), not tp_btf."""
+    with Session(probes=["bpf_syscall"], mode="kprobe") as s:
+        yield s
+
+
+@pytest.mark.parametrize("which, func", [("session", "tp_btf:sys_exit"), ("raw_session", "")])
+def test_bpf_syscall_errors_exact(request, which, func):
+    """Both tracepoint variants (tp_btf: typed loads; raw_tp: probe reads)."""
+    session = request.getfixturevalue(which)
+    status = {p.name: p for p in session.statuses()}["bpf_syscall"]
+    assert (status.mode, status.func) == ("tracepoint", func), status
     cpu = max(session.kernel.online_cpus)
     before = session.snapshot()
     truth = workload.syscall_errors(cpu, lookups_missing=500, duplicate_inserts=300)

@@ -121,7 +121,7 @@ class FakeLoader:
 
     def request(self, msg):
         FakeLoader.requests.append(msg)
-        names = [fn for fn, _ in msg["functions"]]
+        names = [fn for fn, *_ in msg["functions"]]
         return {"progs": names, "errors": {}}, self.fds(len(names))
 
     def close(self):
@@ -159,7 +159,8 @@ def test_fentry_attach_failure_falls_back_to_kprobe_programs_loaded_on_demand(
         assert attached == [("kprobe", "bpf_task_storage_get"),
                             ("kretprobe", "bpf_task_storage_get")]
         assert FakeLoader.requests[1] == {"op": "load", "functions": [
-            ("lst_kp_task_storage_get", "kprobe"), ("lst_krp_task_storage_get", "kretprobe")]}
+            ("lst_kp_task_storage_get", "kprobe", "bpf_task_storage_get"),
+            ("lst_krp_task_storage_get", "kretprobe", "bpf_task_storage_get")]}
         assert s.kernel.generation == "B"
     finally:
         s.stop()

@@ -73,7 +73,7 @@ def test_fexit_is_one_counting_program(ret_size, decl):
     assert "KFUNC_PROBE" not in glue and "bpf_ktime_get_ns" not in glue
     assert f"KRETFUNC_PROBE(htab_map_update_elem, u64 a0, u64 a1, u64 a2, u64 a3, {decl})" \
         in glue
-    assert f"count_exit(ctx, {idx}, 1, (s64)ret, OUT_OTHER, 0, 0, 0, 0, 0)" in glue
+    assert f"count_exit(ctx, {idx}, 1, (s64)ret, OUT_OTHER, 0, 0, 0, 0, 0, 0)" in glue
     k = program.helper_glue(dataclass_mode(p, "kprobe"), FakeKernel(), True, "kprobe")
     assert "lst_kp_htab_update" not in k and "int lst_krp_htab_update(" in k
 

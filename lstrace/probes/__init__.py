@@ -16,6 +16,8 @@ through this interface and names no probe:
                           -D defines and generated C for its planned probes
   attach_points(plan, compiled, latency)
                           [(kind, event, program)]: attached and detached in order
+  fall_back(plan, why)    optional: after a failed attach, switch plan to another variant
+                          of its mode and return True (bpf_syscall: tp_btf -> raw_tp)
   MISSED_CALLS            its last program's recursion_misses are calls it missed
   decode(snap, cpu, lay, words, attached, latency)
                           one CPU's counter words -> its Snapshot fields

@@ -1,15 +1,16 @@
 """bpf_syscall: bpf() errors by command, map type and errno.
 
 One program at bpf()'s exit, no entry program: fexit on the arch's syscall
-wrapper (SYSCALL_ARCH) where trampolines attach, else raw_tp sys_exit
-filtered on the syscall number; the saved user registers still hold cmd and
-attr.  (perf syscalls:* programs are skipped while bpf_prog_active is
+wrapper (SYSCALL_ARCH) where trampolines attach, else the raw sys_exit
+tracepoint (tp_btf, else raw_tp) filtered on the syscall number; the saved
+user registers still hold cmd and attr.  (perf syscalls:* programs are skipped while bpf_prog_active is
 raised; neither of these is.)  C: bpf/probes/bpf_syscall.bpf.c.
 """
 import errno
 import os
 
 from .. import bpfsys
+from ..btf import TYPEDEF
 from ..family import Family
 from ..layout import (BPF_CMDS, CMD_NAMES, MAP_ELEM_CMDS, MAP_TYPE_BUCKETS, SYS_ERRNOS,
                       map_type_bucket)
@@ -21,6 +22,11 @@ NAME = "bpf_syscall"
 PROBE = TracepointProbe(NAME, (("raw_syscalls", "sys_exit"),),
                         "bpf() errors by command, map type and errno",
                         (("raw_tp", "sys_exit", "lst_sys_exit"),))
+# tracepoint mode where tp_btf programs load: the same hook with BTF-typed
+# arguments, so the failure path reads pt_regs and the fd table with plain
+# loads (plan.func names it; raw_tp is the fallback)
+TP_BTF = "tp_btf:sys_exit"
+TP_BTF_PROGRAMS = (("tp_btf", "sys_exit", "lst_sys_exit_btf"),)
 NAMES = (NAME,)
 
 # per machine: the bpf() syscall wrapper an fexit attaches to, the pt_regs members
@@ -33,8 +39,9 @@ SYSCALL_ARCH = {
 
 
 def plan(kernel, p, mode="auto"):
-    """fexit on the arch's syscall wrapper where trampolines attach (not in
-    --mode kprobe), else raw_tp sys_exit; both need the pt_regs members from BTF."""
+    """fexit on the arch's syscall wrapper where trampolines attach, else tp_btf
+    sys_exit, else raw_tp sys_exit (--mode kprobe: raw_tp, no program attached
+    through BTF); all need the pt_regs members from BTF."""
     arch = SYSCALL_ARCH.get(os.uname().machine)
     if arch is None or kernel.btf.member_offset("pt_regs", arch["nr"]) is None:
         p.reason = f"bpf() arguments not readable on {os.uname().machine} (no pt_regs layout)"
@@ -48,6 +55,14 @@ def plan(kernel, p, mode="auto"):
     if not kernel.has_tracepoint("raw_syscalls", "sys_exit"):
         p.reason = "tracepoint raw_syscalls:sys_exit does not exist on this kernel"
         return p
+    if mode != "kprobe":        # --mode kprobe: no BTF-attached program at all
+        btf_id = kernel.btf.find(TYPEDEF, "btf_trace_sys_exit")
+        why = bpfsys.trial_tp_btf(btf_id) if btf_id is not None else \
+            "no BTF typedef btf_trace_sys_exit"
+        if why is None:
+            p.mode, p.func = "tracepoint", TP_BTF
+            return p
+        p.tried["tp_btf"] = why
     why = bpfsys.trial_raw_tracepoint("sys_exit")
     if why:
         p.reason = f"raw tracepoint sys_exit: {why}"
@@ -114,7 +129,7 @@ def glue(kernel, plans, latency=False, fallback=False):
     skipped while another task's bpf() holds bpf_prog_active); BCC pastes the
     literal function name, so it is generated."""
     return [f"KRETFUNC_PROBE({p.func}, u64 regs, long ret)\n"
-            f"{{ return ret >= 0 ? 0 : count_sys_error(regs, ret); }}\n"
+            f"{{ return ret >= 0 ? 0 : count_sys_error(regs, ret, 0); }}\n"
             for p in plans if p.available and p.mode == "fentry"]
 
 
@@ -125,7 +140,18 @@ MISSED_CALLS = True     # its one program's recursion_misses are bpf() exits it 
 def attach_points(plan, compiled, latency=False):
     if plan.mode == "fentry":
         return [("kretfunc", plan.func, kfunc_name(compiled, KFUNC_PREFIXES[1], plan.func))]
-    return list(PROBE.programs)
+    return list(TP_BTF_PROGRAMS if plan.func == TP_BTF else PROBE.programs)
+
+
+def fall_back(plan, why):
+    """A tp_btf program the verifier refused (its typed loads) or that did not
+    attach: raw_tp, which reads every field with bpf_probe_read_kernel.  True
+    if there is a fallback to attach."""
+    if plan.func != TP_BTF:
+        return False
+    plan.tried["tp_btf"] = why
+    plan.mode, plan.func, plan.reason = "tracepoint", "", ""
+    return True
 
 
 # ---- decode

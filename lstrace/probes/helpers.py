@@ -211,7 +211,8 @@ def helper_glue(plan, kernel, create_null_busy, mode, latency=False):
     Counting (the default): fentry mode has one fexit program that classifies
     from its own arguments and return value (count_exit); kprobe mode keeps an
     entry program only for gets, whose kretprobe cannot see the flags, and
-    reads no clock.  With `latency`: entry and exit programs with a clock."""
+    reads no clock.  With `latency`: entry programs with a clock (fentry: one
+    that only stamps the call; the fexit classifies as in counting mode)."""
     hp = helper(plan.name)
     proto = plan.proto
     idx, role = helper_index(hp.name), ROLE_CODE[hp.role]
@@ -230,27 +231,23 @@ def helper_glue(plan, kernel, create_null_busy, mode, latency=False):
         def arg(i):      # the i-th argument, where the prototype has one
             return f"a{i}" if i is not None and i < len(proto.params) else "0"
         flags = arg(flags_arg)
-        if not entry:
-            # gets: (map, owner, value, flags); the update: (owner, smap, value, flags)
-            owner, smap = {"get": (1, 0), "update": (0, 1)}.get(hp.role, (None, None))
-            owner, smap, value = arg(owner), arg(smap), arg(2 if owner is not None else None)
-            return (f"KRETFUNC_PROBE({hp.func}, {exit_args})\n"
-                    f"{{ return count_exit(ctx, {idx}, {kind}, {rc}, {create_null}, {flags}, "
-                    f"{owner}, {smap}, {value}, {busy}); }}\n")
-        return (f"KFUNC_PROBE({hp.func}, {args})\n"
-                f"{{ return on_entry(ctx, {idx}, {role}, {flags}, {busy}, {clock}, 1); }}\n"
-                f"KRETFUNC_PROBE({hp.func}, {exit_args})\n"
-                f"{{ return on_exit(ctx, {idx}, {kind}, {rc}, {create_null}, {flags}, 1, "
-                f"{clock}, 1); }}\n")
+        # gets: (map, owner, value, flags); the update: (owner, smap, value, flags)
+        owner, smap = {"get": (1, 0), "update": (0, 1)}.get(hp.role, (None, None))
+        owner, smap, value = arg(owner), arg(smap), arg(2 if owner is not None else None)
+        stamp = (f"KFUNC_PROBE({hp.func}, {args})\n"
+                 f"{{ return stamp_entry(ctx, {idx}); }}\n") if entry else ""
+        return stamp + (f"KRETFUNC_PROBE({hp.func}, {exit_args})\n"
+                        f"{{ return count_exit(ctx, {idx}, {kind}, {rc}, {create_null}, {flags}, "
+                        f"{owner}, {smap}, {value}, {busy}, {clock}); }}\n")
     flags = f"PT_REGS_PARM{flags_arg + 1}(ctx)" if flags_arg is not None else "0"
     cast = {"int ret": "(s64)(int)PT_REGS_RC(ctx)", "long ret": "(s64)PT_REGS_RC(ctx)"}.get(
         ret_decl, "0")
     text = (f"int lst_kp_{hp.name}(struct pt_regs *ctx)\n"
-            f"{{ return on_entry(ctx, {idx}, {role}, {flags}, {busy}, {clock}, 0); }}\n") \
+            f"{{ return on_entry(ctx, {idx}, {role}, {flags}, {busy}, {clock}); }}\n") \
         if entry else ""
     return text + (f"int lst_krp_{hp.name}(struct pt_regs *ctx)\n"
                    f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}, FLAGS_UNKNOWN, "
-                   f"{int(entry)}, {clock}, 0); }}\n")
+                   f"{int(entry)}, {clock}); }}\n")
 
 
 def glue(kernel, plans, latency=False, fallback=False):
