@@ -57,13 +57,21 @@ TRACING_TYPES = {2: "kprobe", 5: "tracepoint", 7: "perf_event", 17: "raw_tracepo
                  26: "tracing"}
 
 
-def other_tracing_programs():
-    """Tracing programs already loaded by others: one on a syscalls:* tracepoint
-    puts every task on the slow syscall path, and the baseline would already
-    pay what this piece measures."""
+def other_tracing_programs(ours=()):
+    """Tracing programs loaded by others (not the ids in `ours`): one on a
+    syscalls:* tracepoint puts every task on the slow syscall path, and the
+    baseline would already pay what this piece measures."""
     from lstrace import bpfsys
-    return sorted(f"{TRACING_TYPES[i.type]}:{i.name}" for i in bpfsys.iter_prog_infos()
+    return sorted(f"{TRACING_TYPES[i.type]}:{i.name}"
+                  for i in bpfsys.iter_prog_infos(exclude_ids=set(ours))
                   if i.type in TRACING_TYPES)
+
+
+def program_ids(config):
+    """The ids of the programs a configuration holds (an empty one's, a session's)."""
+    from lstrace import bpfsys
+    fds = [config.prog] if hasattr(config, "prog") else list(config.s._progs.values())
+    return {bpfsys.prog_info(fd).id for fd in fds}
 
 
 def enoent_lookups(snap):
@@ -169,11 +177,14 @@ def measure(n, rounds, cpu, log=lambda m: None):
                     runs[name][k][0].append(b[i])
                     runs[name][k][1].append(a[i])
             log(f"round {r + 1}/{rounds} done")
+        # while ours are still loaded (freeing them takes an RCU grace period)
+        ours = set().union(*(program_ids(c) for c in configs.values()))
+        others_after = other_tracing_programs(ours)
     finally:
         for c in configs.values():
             c.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    res["other_tracing_programs"] = sorted(set(others_before) | set(other_tracing_programs()))
+    res["other_tracing_programs"] = sorted(set(others_before) | set(others_after))
     for name, per in runs.items():
         res["configs"][name] = {
             k: {"base_ns": summarize(base), "on_ns": summarize(on),
