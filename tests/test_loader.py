@@ -166,6 +166,49 @@ def test_fentry_attach_failure_falls_back_to_kprobe_programs_loaded_on_demand(
         s.stop()
 
 
+
+class FakeSyscallLoader(FakeLoader):
+    def answer(self):
+        from lstrace.layout import Layout
+        from lstrace.plan import ProbePlan
+        from lstrace.probes import bpf_syscall
+        plans = [ProbePlan("bpf_syscall", "tracepoint", mode="tracepoint",
+                           func=bpf_syscall.TP_BTF)]
+        compiled = ["lst_sys_exit_btf", "lst_sys_exit"]
+        return ({"plans": plans, "layout": Layout(1), "compiled": compiled, "generation": "C", "maps": ["counters"], "progs": ["lst_sys_exit_btf"],
+                 "errors": {}}, self.fds(2))
+
+
+def test_tp_btf_attach_failure_falls_back_to_raw_tp(tmp_path, monkeypatch):
+    """bpf_syscall: a tp_btf program that does not attach falls back to its
+    raw_tp program (loaded then, by the still-running child), in the same mode."""
+    from lstrace import attach, session
+    from lstrace.kernel import Kernel
+    attached = []
+
+    def fake_attach(kind, event, fd):
+        if kind == "tp_btf":
+            raise attach.AttachError(f"{kind} {event}: Invalid argument")
+        attached.append((kind, event))
+        return os.open("/dev/null", os.O_RDONLY)
+
+    (tmp_path / "kallsyms").write_text("ffffffff81000000 T _stext\n")
+    FakeLoader.requests = []
+    monkeypatch.setattr(session, "check_privileges", lambda: None)
+    monkeypatch.setattr(session.loadermod, "Loader", FakeSyscallLoader)
+    monkeypatch.setattr(session.attachmod, "attach", fake_attach)
+    s = session.Session(kernel=Kernel(kallsyms_path=str(tmp_path / "kallsyms")),
+                        probes=["bpf_syscall"])
+    s.start()
+    try:
+        p = s.plans[0]
+        assert (p.mode, p.func) == ("tracepoint", "") and p.tried["tp_btf"].startswith("tp_btf")
+        assert attached == [("raw_tp", "sys_exit")]
+        assert FakeLoader.requests[-1] == {"op": "load", "functions": [
+            ("lst_sys_exit", "raw_tp", "sys_exit")]}
+    finally:
+        s.stop()
+
 # ---- real BPF on this host
 @pytest.mark.root
 def test_serve_never_maps_bcc_and_stays_lean():

@@ -128,7 +128,7 @@ def test_top_in_tmux_shows_the_workload(tmux_top):
     _tmux("send-keys", "-t", name, "c")
     _wait_for(name, lambda s: "focus: probe" in s, 5)
     ours = held_prog_ids(_top_pid(name))
-    assert len(ours) >= 3          # bpf_syscall: 1 (raw_tp sys_exit); rqspinlock: 2
+    assert len(ours) >= 3          # bpf_syscall: 1 (tp_btf sys_exit); rqspinlock: 2
     _tmux("send-keys", "-t", name, "q")
     end = time.monotonic() + 15
     while not os.path.exists(rc_file) and time.monotonic() < end:

@@ -3,8 +3,8 @@
 One program at bpf()'s exit, no entry program: fexit on the arch's syscall
 wrapper (SYSCALL_ARCH) where trampolines attach, else the raw sys_exit
 tracepoint (tp_btf, else raw_tp) filtered on the syscall number; the saved
-user registers still hold cmd and attr.  (perf syscalls:* programs are skipped while bpf_prog_active is
-raised; neither of these is.)  C: bpf/probes/bpf_syscall.bpf.c.
+user registers still hold cmd and attr.  (perf syscalls:* programs are
+skipped while bpf_prog_active is raised; none of these is.)  C: bpf/probes/bpf_syscall.bpf.c.
 """
 import errno
 import os
@@ -75,7 +75,7 @@ BLIND_SPOT_TEXT = {}
 
 
 def blind_spots(mode, facts=None):
-    """Its one program (fexit or raw_tp sys_exit) runs preemptible, in both modes."""
+    """Its one program (fexit, or tp_btf / raw_tp on sys_exit) runs preemptible, in both modes."""
     return preemption.keys(facts)
 
 
