@@ -325,10 +325,10 @@ static __always_inline void record_event(void *ctx, u32 what, u32 outcome)
 /* ret_kind: 0 ptr_or_null, 1 errno, 2 err_ptr, 3 err_ptr_or_null, 4 void */
 #define FLAGS_UNKNOWN (~0ULL)   /* kretprobes do not see arguments */
 
-/* kprobe mode's exit.  exit_flags: FLAGS_UNKNOWN (a kretprobe needs its
- * frame for a get's flags). */
+/* kprobe mode's exit: a kretprobe sees no arguments, a get's flags come from
+ * its frame. */
 static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, u32 create_null,
-				   u64 exit_flags, int use_frame, int clock)
+				   int use_frame, int clock)
 {
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
@@ -341,7 +341,7 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 	u32 out = OUT_OK;
 
 	if (ret_kind == 0) {                       /* get helpers: NULL = failed */
-		u64 flags = exit_flags != FLAGS_UNKNOWN ? exit_flags : (have ? f.arg : FLAGS_UNKNOWN);
+		u64 flags = have ? f.arg : FLAGS_UNKNOWN;
 		if (ret == 0) {
 			if (flags == FLAGS_UNKNOWN)
 				out = OUT_NOT_FOUND;       /* kretprobe without its frame */

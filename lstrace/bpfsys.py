@@ -107,48 +107,35 @@ def raw_tracepoint_open(prog_fd, name: bytes = None):
     return ret
 
 
-def trial_fentry(btf_id, fexit=False):
-    """Load and attach an empty fentry/fexit program to the function with this
-    vmlinux BTF id.  Returns None on success, else the reason (a string)."""
+def _trial(prog_type, attach_type=0, btf_id=0, tp_name=None):
+    """Load an empty program and attach it (raw_tracepoint_open: a raw
+    tracepoint by name, or the BTF target the program was loaded with).
+    Returns None on success, else the reason (a string)."""
     fds = []
     try:
-        fds.append(prog_load(PROG_TYPE_TRACING, _RET0, b"lstrace_trial",
-                             TRACE_FEXIT if fexit else TRACE_FENTRY, btf_id))
-        fds.append(raw_tracepoint_open(fds[0]))
+        fds.append(prog_load(prog_type, _RET0, b"lstrace_trial", attach_type, btf_id))
+        fds.append(raw_tracepoint_open(fds[0], tp_name))
         return None
     except BPFError as e:
         return _reason(e)
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def trial_fentry(btf_id, fexit=False):
+    """An empty fentry/fexit program on the function with this vmlinux BTF id."""
+    return _trial(PROG_TYPE_TRACING, TRACE_FEXIT if fexit else TRACE_FENTRY, btf_id)
 
 
 def trial_tp_btf(btf_id):
-    """Load and attach an empty tp_btf program to the raw tracepoint whose
-    vmlinux BTF typedef (btf_trace_<event>) has this id.  None, or the reason."""
-    fds = []
-    try:
-        fds.append(prog_load(PROG_TYPE_TRACING, _RET0, b"lstrace_trial", TRACE_RAW_TP, btf_id))
-        fds.append(raw_tracepoint_open(fds[0]))
-        return None
-    except BPFError as e:
-        return _reason(e)
-    finally:
-        for fd in fds:
-            os.close(fd)
+    """An empty tp_btf program on the raw tracepoint whose vmlinux BTF typedef
+    (btf_trace_<event>) has this id."""
+    return _trial(PROG_TYPE_TRACING, TRACE_RAW_TP, btf_id)
 
 
 def trial_raw_tracepoint(name):
-    fds = []
-    try:
-        fds.append(prog_load(PROG_TYPE_RAW_TRACEPOINT, _RET0, b"lstrace_trial"))
-        fds.append(raw_tracepoint_open(fds[0], name.encode()))
-        return None
-    except BPFError as e:
-        return _reason(e)
-    finally:
-        for fd in fds:
-            os.close(fd)
+    return _trial(PROG_TYPE_RAW_TRACEPOINT, tp_name=name.encode())
 
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"

@@ -259,7 +259,7 @@ class _Child:
         btf_id = self.kernel.btf.find(TYPEDEF, f"btf_trace_{event}")
         if btf_id is None:
             raise LookupError(f"no BTF typedef btf_trace_{event}")
-        return bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, insns, name[:15],
+        return bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, insns, name,
                                 bpfsys.TRACE_RAW_TP, btf_id)
 
     def serve(self, sock):

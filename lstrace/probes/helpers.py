@@ -246,7 +246,7 @@ def helper_glue(plan, kernel, create_null_busy, mode, latency=False):
             f"{{ return on_entry(ctx, {idx}, {role}, {flags}, {busy}, {clock}); }}\n") \
         if entry else ""
     return text + (f"int lst_krp_{hp.name}(struct pt_regs *ctx)\n"
-                   f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}, FLAGS_UNKNOWN, "
+                   f"{{ return on_exit(ctx, {idx}, {kind}, {cast}, {create_null}, "
                    f"{int(entry)}, {clock}); }}\n")
 
 
