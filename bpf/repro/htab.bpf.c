@@ -75,6 +75,42 @@ static __always_inline __u32 *inside_flag(void)
 	return bpf_map_lookup_elem(&inside, &zero);
 }
 
+/* per CPU: the last failed arm, [ARM_ERRNO] its return, [ARM_STEP] which
+ * call returned it (reported: a round that did not arm did not nest) */
+enum { ARM_ERRNO, ARM_STEP };
+enum { ARM_INIT = 1, ARM_CALLBACK, ARM_START };
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __s64);
+} last_arm_fail SEC(".maps");
+
+/* cfg.arg5 = N > 0: every Nth round on a CPU starts its timer with invalid
+ * flags (-EINVAL after init succeeded): a test's way to check that a round
+ * that failed to arm leaves the later rounds intact */
+#define BAD_FLAGS (1ULL << 63)
+static __always_inline int inject(struct counts *arm)
+{
+	struct cfg *c = get_cfg();
+	__u64 every = c ? c->arg5 : 0;
+
+	return every && arm->c[C_CALLS] % every == every - 1;
+}
+
+static __always_inline void arm_failed(__s64 step, __s64 r)
+{
+	__u32 k = ARM_ERRNO;
+	__s64 *v = bpf_map_lookup_elem(&last_arm_fail, &k);
+
+	if (v)
+		*v = r;
+	k = ARM_STEP;
+	v = bpf_map_lookup_elem(&last_arm_fail, &k);
+	if (v)
+		*v = step;
+}
+
 SEC("tc")
 int outer(struct __sk_buff *skb)
 {
@@ -82,7 +118,7 @@ int outer(struct __sk_buff *skb)
 	struct counts *arm = group(G_ARM), *upd = group(G_OUTER);
 	struct val zero = {}, *v;
 	__u32 *in = inside_flag();
-	long r;
+	long r, step;
 
 	if (!arm || !upd || !in)
 		return 1;
@@ -94,14 +130,25 @@ int outer(struct __sk_buff *skb)
 			return 1;
 	}
 	/* arm: any failure here means no nesting this round (counted apart) */
+	step = ARM_INIT;
 	r = bpf_timer_init(&v->t, &htab, CLOCK_MONOTONIC_);
-	if (!r)
+	if (!r) {
+		step = ARM_CALLBACK;
 		r = bpf_timer_set_callback(&v->t, timer_cb);
-	if (!r)
-		r = bpf_timer_start(&v->t, FAR_NS, 0);
+	}
+	if (!r) {
+		step = ARM_START;
+		r = bpf_timer_start(&v->t, FAR_NS, inject(arm) ? BAD_FLAGS : 0);
+	}
 	tally(arm, r);
-	if (r)
+	if (r) {
+		arm_failed(step, r);
+		/* a timer left initialized would fail every later init with
+		 * -EBUSY: delete the element (freeing it) so rounds stay
+		 * independent; *in is 0, so nothing nests in this delete */
+		bpf_map_delete_elem(&htab, &key);
 		return 0;
+	}
 	*in = 1;
 	r = (int)bpf_map_update_elem(&htab, &key, &zero, BPF_ANY);    /* see nest() */
 	*in = 0;

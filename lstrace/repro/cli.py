@@ -32,7 +32,7 @@ friendly_errors like every other command.
     expected   helper-calls, syscall-errors: the counts the case is built to give, per CPU
     extra      case specifics (skipped parts, lock_addrs, busy_per_cpu,
                recursion_misses, visible_by_kind; htab-*: nested_by_hook,
-               nested_other_errno, filter, bucket_lock, problems, ...)
+               nested_other_errno, last_arm_failure, filter, bucket_lock, problems, ...)
     affected, verdict (one line)
 """
 import click

@@ -19,7 +19,9 @@ the nesting program is an fentry on bpf_obj_cancel_fields, called under the
 lock (the lab guests allow fentry; extra["nested_by_hook"] says which ran).
 groups: "htab_map_update_elem:nested" (the call that fails),
 "htab_map_update_elem:outer" (the replace it nests in: ok) and
-"bpf_timer:arm" (init + set_callback + start, one result per round).
+"bpf_timer:arm" (init + set_callback + start, one result per round; a round
+whose timer did not arm deletes its element and does not nest: the verdict
+and extra["last_arm_failure"] say which helper failed, with what).
 Every replace cancels exactly one armed BPF timer, so nested calls equal
 outer calls, per CPU; with kallsyms the nested program acts only on a timer
 whose function is bpf_timer_cb.
@@ -60,9 +62,10 @@ def htab_lock() -> str:
 
 def problems(r, failure_kinds) -> list:
     """What in a run contradicts the design, per CPU (empty when exact):
-    calls = the sum of outcomes in every group, every round armed its timer,
-    every replace succeeded and nested exactly one update, and each nested
-    update failed with one of failure_kinds."""
+    calls = the sum of outcomes in every group, every armed round replaced
+    (a round whose timer did not arm does not nest: it is reported apart,
+    arm_failures()), every replace succeeded and nested exactly one update,
+    and each nested update failed with one of failure_kinds."""
     bad = []
     for g, per in r.groups.items():
         for c, v in per.items():
@@ -71,7 +74,7 @@ def problems(r, failure_kinds) -> list:
     for c in r.cpus:
         arm, outer = r.groups["bpf_timer:arm"][c], r.groups["htab_map_update_elem:outer"][c]
         nested = r.groups[NESTED][c]
-        if arm["ok"] != arm["calls"] or outer["calls"] != arm["ok"]:
+        if not arm["ok"] or outer["calls"] != arm["ok"]:
             bad.append(f"CPU {c}: {arm['calls']} rounds, {arm['ok']} armed, "
                        f"{outer['calls']} replaces")
         if outer["ok"] != outer["calls"]:
@@ -83,14 +86,41 @@ def problems(r, failure_kinds) -> list:
     return bad
 
 
-def _last_other(obj, cpus) -> dict:
-    """{cpu: errno name} of the last nested update counted as "other"."""
-    ret, raw = map_lookup_elem(obj.map_fd("last_other"), struct.pack("<I", 0),
-                               8 * possible_cpus())
+def _per_cpu_s64(obj, name, key, cpus) -> dict:
+    """{cpu: value} of a per-CPU s64 array's element, zeros left out."""
+    ret, raw = map_lookup_elem(obj.map_fd(name), struct.pack("<I", key), 8 * possible_cpus())
     if ret < 0:
         return {}
     vals = struct.unpack(f"<{possible_cpus()}q", raw)
-    return {c: errno.errorcode.get(-vals[c], str(vals[c])) for c in cpus if vals[c]}
+    return {c: vals[c] for c in cpus if vals[c]}
+
+
+def _errno_name(ret) -> str:
+    return errno.errorcode.get(-ret, str(ret))
+
+
+def _last_other(obj, cpus) -> dict:
+    """{cpu: errno name} of the last nested update counted as "other"."""
+    return {c: _errno_name(v) for c, v in _per_cpu_s64(obj, "last_other", 0, cpus).items()}
+
+
+ARM_STEPS = {1: "bpf_timer_init", 2: "bpf_timer_set_callback", 3: "bpf_timer_start"}
+
+
+def _last_arm_failure(obj, cpus) -> dict:
+    """{cpu: "helper: errno name"} of the last round whose timer did not arm."""
+    rets = _per_cpu_s64(obj, "last_arm_fail", 0, cpus)
+    steps = _per_cpu_s64(obj, "last_arm_fail", 1, cpus)
+    return {c: f"{ARM_STEPS.get(steps.get(c), '?')}: {_errno_name(v)}" for c, v in rets.items()}
+
+
+def arm_failures(r) -> str:
+    """'' or which rounds did not arm their timer (so did not nest), per CPU."""
+    fails = {c: v["calls"] - v["ok"] for c, v in r.groups["bpf_timer:arm"].items()}
+    last = r.extra.get("last_arm_failure", {})
+    return "; ".join(f"CPU {c}: {n} of {r.groups['bpf_timer:arm'][c]['calls']} rounds "
+                     f"did not arm their timer (last: {last.get(c, '?')})"
+                     for c, n in fails.items() if n)
 
 
 def _loop(fd):
@@ -118,9 +148,12 @@ class _Htab(Case):
             return "hash-map buckets are rqspinlocks here (6.15+): see htab-deadlock"
         return "cannot tell the hash-map bucket lock from this kernel's BTF (no struct bpf_htab)"
 
-    def run(self, duration, cpus):
+    def run(self, duration, cpus, fail_every=0):
+        """fail_every=N (tests): every Nth round's bpf_timer_start gets invalid
+        flags, so that round does not arm (-EINVAL) and must not disturb the next."""
         cpus = list(cpus)
-        r = CaseResult(self.name, cpus=cpus, duration=duration, params={"repeat": REPEAT})
+        params = {"repeat": REPEAT, **({"fail_every": fail_every} if fail_every else {})}
+        r = CaseResult(self.name, cpus=cpus, duration=duration, params=params)
         sym = kernel().kallsyms.range_of("bpf_timer_cb")
         hooks = list(HOOKS) if has_func(CANCEL_FIELDS) else ["tp_btf/hrtimer_cancel"]
         try:
@@ -131,7 +164,7 @@ class _Htab(Case):
             raise NotRunnable(f"this kernel defers the timer cancel out of the bucket lock: "
                               f"the nesting needs fentry on {CANCEL_FIELDS}: {e}") from None
         with obj:
-            set_cfg(obj, 0, 0, 0, 0, sym[0] if sym else 0)
+            set_cfg(obj, 0, 0, 0, 0, sym[0] if sym else 0, fail_every)
             for h in hooks:
                 obj.attach(HOOKS[h][0])
             fd = obj.prog_fd("outer")
@@ -141,6 +174,7 @@ class _Htab(Case):
             groups.update({h: HOOKS[h][1] for h in hooks})
             g = stats.read_groups(obj.map_fd("stats"), groups, cpus)
             r.extra["nested_other_errno"] = _last_other(obj, cpus)
+            r.extra["last_arm_failure"] = _last_arm_failure(obj, cpus)
         by_hook = {h: g.pop(h) for h in hooks}
         g[NESTED] = {c: stats.zero() for c in cpus}
         for per in by_hook.values():
@@ -171,9 +205,10 @@ class _Htab(Case):
         what = ", ".join(f"{n} {ERRNO[k]}" for k, n in fails.items()) or "none"
         unexpected = "; UNEXPECTED: " + "; ".join(r.extra["problems"]) \
             if r.extra["problems"] else ""
+        unarmed = f" ({arm_failures(r)}: not counted above)" if arm_failures(r) else ""
         return (f"an update nested in a hash-map update on the same CPU failed "
                 f"{t['calls'] - t['ok']} of {t['calls']} times ({what}; {by_cpu}): "
-                f"{self.failure}{unexpected}")
+                f"{self.failure}{unarmed}{unexpected}")
 
 
 class HtabBusy(_Htab):
