@@ -229,6 +229,9 @@ def test_htab_round_that_fails_to_arm_leaves_the_next_intact():
         assert arm["ok"] == arm["calls"] - arm["other"], arm
         assert r.extra["last_arm_failure"][cpu] == "bpf_timer_start: EINVAL"
         assert r.groups["htab_map_update_elem:nested"][cpu]["calls"] == arm["ok"]
+        inserts = r.groups["htab_map_update_elem:insert"][cpu]     # first + after each failure
+        assert inserts["ok"] == inserts["calls"] and \
+            arm["other"] <= inserts["calls"] <= arm["other"] + 1, (inserts, arm)
     assert "did not arm their timer (last: bpf_timer_start: EINVAL)" in r.verdict
     assert r.params["fail_every"] == 4
 

@@ -41,7 +41,7 @@
 #define FAR_NS (3600ULL * 1000000000ULL)   /* never expires during a run */
 
 /* stats groups */
-enum { G_OUTER, G_NESTED, G_ARM, G_NESTED_CANCEL };
+enum { G_OUTER, G_NESTED, G_ARM, G_NESTED_CANCEL, G_INSERT };
 
 struct val {
 	struct bpf_timer t;
@@ -123,8 +123,8 @@ int outer(struct __sk_buff *skb)
 	if (!arm || !upd || !in)
 		return 1;
 	v = bpf_map_lookup_elem(&htab, &key);
-	if (!v) {
-		bpf_map_update_elem(&htab, &key, &zero, BPF_ANY);
+	if (!v) {      /* the first round, or the one after a failed arm */
+		count_ret(G_INSERT, (int)bpf_map_update_elem(&htab, &key, &zero, BPF_ANY));
 		v = bpf_map_lookup_elem(&htab, &key);
 		if (!v)
 			return 1;

@@ -18,10 +18,12 @@ deferred to irq_work and its hrtimer_cancel fires after the unlock, so there
 the nesting program is an fentry on bpf_obj_cancel_fields, called under the
 lock (the lab guests allow fentry; extra["nested_by_hook"] says which ran).
 groups: "htab_map_update_elem:nested" (the call that fails),
-"htab_map_update_elem:outer" (the replace it nests in: ok) and
-"bpf_timer:arm" (init + set_callback + start, one result per round; a round
-whose timer did not arm deletes its element and does not nest: the verdict
-and extra["last_arm_failure"] say which helper failed, with what).
+"htab_map_update_elem:outer" (the replace it nests in: ok),
+"htab_map_update_elem:insert" (the element's insert: the first round's, and
+the one after each round that failed to arm) and "bpf_timer:arm" (init +
+set_callback + start, one result per round; a round whose timer did not arm
+deletes its element and does not nest: the verdict and
+extra["last_arm_failure"] say which helper failed, with what).
 Every replace cancels exactly one armed BPF timer, so nested calls equal
 outer calls, per CPU; with kallsyms the nested program acts only on a timer
 whose function is bpf_timer_cb.
@@ -38,7 +40,8 @@ from .base import Case, NotRunnable, RunFailed, load, set_cfg
 from .helper_calls import PKT
 from .threads import on_cpus
 
-GROUPS = {"htab_map_update_elem:outer": 0, "htab_map_update_elem:nested": 1, "bpf_timer:arm": 2}
+GROUPS = {"htab_map_update_elem:outer": 0, "htab_map_update_elem:nested": 1, "bpf_timer:arm": 2,
+          "htab_map_update_elem:insert": 4}
 NESTED = "htab_map_update_elem:nested"
 # nesting programs: hook -> (program, stats group)
 HOOKS = {"tp_btf/hrtimer_cancel": ("nested", 1), "fentry/bpf_obj_cancel_fields": ("nested_cancel", 3)}
