@@ -214,25 +214,32 @@ def _htab_here():
 
 
 def test_htab_round_that_fails_to_arm_leaves_the_next_intact():
-    """Every 4th round's bpf_timer_start gets invalid flags after its init
-    succeeded: that round does not arm (-EINVAL, reported with the helper) and
-    does not nest, and every other round still arms, replaces and nests
-    exactly (the failed round deletes its element, or its initialized timer
-    would fail every later init with -EBUSY)."""
+    """Every 4th round that reaches bpf_timer_start gives it invalid flags
+    after its init succeeded: that round does not arm (-EINVAL, reported with
+    the helper) and does not nest, and the later rounds still arm, replace and
+    nest exactly: the failed round deletes its element, or its initialized
+    timer would fail every later init with -EBUSY (measured: 1019516 of
+    1019520 without the delete).  Inits the kernel fails itself (CI saw a
+    burst of them) are reported too and do not disturb the count."""
     name = _htab_here()
     r = run_case(name, duration=1.0, cpus=CPUS, fail_every=4)
     assert r.runnable, r.reason
     assert not r.extra["problems"], r.verdict
     for cpu in CPUS:
         arm = r.groups["bpf_timer:arm"][cpu]
-        assert arm["calls"] >= 4 and arm["other"] == arm["calls"] // 4, arm
-        assert arm["ok"] == arm["calls"] - arm["other"], arm
-        assert r.extra["last_arm_failure"][cpu] == "bpf_timer_start: EINVAL"
+        started = arm["ok"] + arm["other"]
+        assert started >= 4 and arm["other"] == started // 4, arm
+        assert arm["busy"] == 0, arm                         # no timer left initialized
         assert r.groups["htab_map_update_elem:nested"][cpu]["calls"] == arm["ok"]
+        failed = arm["calls"] - arm["ok"]
         inserts = r.groups["htab_map_update_elem:insert"][cpu]     # first + after each failure
         assert inserts["ok"] == inserts["calls"] and \
-            arm["other"] <= inserts["calls"] <= arm["other"] + 1, (inserts, arm)
-    assert "did not arm their timer (last: bpf_timer_start: EINVAL)" in r.verdict
+            failed <= inserts["calls"] <= failed + 1, (inserts, arm)
+        if failed == arm["other"]:                           # only the injected failures
+            assert r.extra["last_arm_failure"][cpu] == "bpf_timer_start: EINVAL"
+        else:
+            warnings.warn(f"htab rounds that did not arm: {arm_failures(r)}")
+    assert "did not arm their timer (last: bpf_timer_" in r.verdict
     assert r.params["fail_every"] == 4
 
 
