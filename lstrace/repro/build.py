@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from pathlib import Path
 
 from ..errors import LstraceError, Unavailable
 from .host import kernel
@@ -98,8 +99,7 @@ def object_path(name: str) -> str:
     check_tools()
     src = os.path.join(SRC_DIR, f"{name}.bpf.c")
     headers = sorted(f for f in os.listdir(SRC_DIR) if f.endswith(".h"))
-    texts = [open(src, "rb").read()] + [open(os.path.join(SRC_DIR, h), "rb").read()
-                                        for h in headers]
+    texts = [Path(src).read_bytes()] + [Path(SRC_DIR, h).read_bytes() for h in headers]
     cache = cache_dir()
     btf = _btf_hash()
     key = _digest(name, clang_version(), btf, *texts)
