@@ -130,28 +130,35 @@ class FakeLoader:
     kill = close
 
 
-def test_fentry_attach_failure_falls_back_to_kprobe_programs_loaded_on_demand(
-        monkeypatch, tmp_path):
-    """auto mode: a helper whose fentry attach fails after a good trial falls back
-    to kprobe; its kprobe programs are loaded then, by the still-running child."""
+def _session_whose_attach_fails(monkeypatch, tmp_path, loader, failing_kind, why, **kw):
+    """A Session on `loader` whose attaches of `failing_kind` fail with `why`;
+    returns it (not started) and the list of (kind, event) attached."""
     from lstrace import attach, session
-    from lstrace import plan as planmod
     from lstrace.kernel import Kernel
     attached = []
 
     def fake_attach(kind, event, fd):
-        if kind == "kretfunc":
-            raise attach.AttachError(f"{kind} {event}: Operation not permitted")
+        if kind == failing_kind:
+            raise attach.AttachError(f"{kind} {event}: {why}")
         attached.append((kind, event))
         return os.open("/dev/null", os.O_RDONLY)
 
     (tmp_path / "kallsyms").write_text("ffffffff81000000 T _stext\n")
     FakeLoader.requests = []
     monkeypatch.setattr(session, "check_privileges", lambda: None)
-    monkeypatch.setattr(session.loadermod, "Loader", FakeLoader)
+    monkeypatch.setattr(session.loadermod, "Loader", loader)
     monkeypatch.setattr(session.attachmod, "attach", fake_attach)
+    return session.Session(kernel=Kernel(kallsyms_path=str(tmp_path / "kallsyms")), **kw), attached
+
+
+def test_fentry_attach_failure_falls_back_to_kprobe_programs_loaded_on_demand(
+        monkeypatch, tmp_path):
+    """auto mode: a helper whose fentry attach fails after a good trial falls back
+    to kprobe; its kprobe programs are loaded then, by the still-running child."""
+    from lstrace import plan as planmod
     monkeypatch.setattr(planmod, "try_kprobe", lambda func: None)
-    s = session.Session(kernel=Kernel(kallsyms_path=str(tmp_path / "kallsyms")))
+    s, attached = _session_whose_attach_fails(monkeypatch, tmp_path, FakeLoader, "kretfunc",
+                                              "Operation not permitted")
     s.start()
     try:
         p = s.plans[0]
@@ -166,7 +173,6 @@ def test_fentry_attach_failure_falls_back_to_kprobe_programs_loaded_on_demand(
         s.stop()
 
 
-
 class FakeSyscallLoader(FakeLoader):
     def answer(self):
         from lstrace.layout import Layout
@@ -175,30 +181,16 @@ class FakeSyscallLoader(FakeLoader):
         plans = [ProbePlan("bpf_syscall", "tracepoint", mode="tracepoint",
                            func=bpf_syscall.TP_BTF)]
         compiled = ["lst_sys_exit_btf", "lst_sys_exit"]
-        return ({"plans": plans, "layout": Layout(1), "compiled": compiled, "generation": "C", "maps": ["counters"], "progs": ["lst_sys_exit_btf"],
-                 "errors": {}}, self.fds(2))
+        return ({"plans": plans, "layout": Layout(1), "compiled": compiled, "generation": "C",
+                 "maps": ["counters"], "progs": ["lst_sys_exit_btf"], "errors": {}},
+                self.fds(2))
 
 
 def test_tp_btf_attach_failure_falls_back_to_raw_tp(tmp_path, monkeypatch):
     """bpf_syscall: a tp_btf program that does not attach falls back to its
     raw_tp program (loaded then, by the still-running child), in the same mode."""
-    from lstrace import attach, session
-    from lstrace.kernel import Kernel
-    attached = []
-
-    def fake_attach(kind, event, fd):
-        if kind == "tp_btf":
-            raise attach.AttachError(f"{kind} {event}: Invalid argument")
-        attached.append((kind, event))
-        return os.open("/dev/null", os.O_RDONLY)
-
-    (tmp_path / "kallsyms").write_text("ffffffff81000000 T _stext\n")
-    FakeLoader.requests = []
-    monkeypatch.setattr(session, "check_privileges", lambda: None)
-    monkeypatch.setattr(session.loadermod, "Loader", FakeSyscallLoader)
-    monkeypatch.setattr(session.attachmod, "attach", fake_attach)
-    s = session.Session(kernel=Kernel(kallsyms_path=str(tmp_path / "kallsyms")),
-                        probes=["bpf_syscall"])
+    s, attached = _session_whose_attach_fails(monkeypatch, tmp_path, FakeSyscallLoader, "tp_btf",
+                                              "Invalid argument", probes=["bpf_syscall"])
     s.start()
     try:
         p = s.plans[0]
@@ -208,6 +200,7 @@ def test_tp_btf_attach_failure_falls_back_to_raw_tp(tmp_path, monkeypatch):
             ("lst_sys_exit", "raw_tp", "sys_exit")]}
     finally:
         s.stop()
+
 
 # ---- real BPF on this host
 @pytest.mark.root

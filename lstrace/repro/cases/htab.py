@@ -156,8 +156,9 @@ class _Htab(Case):
         return "cannot tell the hash-map bucket lock from this kernel's BTF (no struct bpf_htab)"
 
     def run(self, duration, cpus, fail_every=0):
-        """fail_every=N (tests): every Nth round's bpf_timer_start gets invalid
-        flags, so that round does not arm (-EINVAL) and must not disturb the next."""
+        """fail_every=N (tests): every Nth round that reaches bpf_timer_start
+        gives it invalid flags, so that round does not arm (-EINVAL) and must
+        not disturb the next."""
         cpus = list(cpus)
         params = {"repeat": REPEAT, **({"fail_every": fail_every} if fail_every else {})}
         r = CaseResult(self.name, cpus=cpus, duration=duration, params=params)
@@ -212,7 +213,8 @@ class _Htab(Case):
         what = ", ".join(f"{n} {ERRNO[k]}" for k, n in fails.items()) or "none"
         unexpected = "; UNEXPECTED: " + "; ".join(r.extra["problems"]) \
             if r.extra["problems"] else ""
-        unarmed = f" ({arm_failures(r)}: not counted above)" if arm_failures(r) else ""
+        unarmed = arm_failures(r)
+        unarmed = f" ({unarmed}: not counted above)" if unarmed else ""
         return (f"an update nested in a hash-map update on the same CPU failed "
                 f"{t['calls'] - t['ok']} of {t['calls']} times ({what}; {by_cpu}): "
                 f"{self.failure}{unarmed}{unexpected}")
