@@ -7,9 +7,14 @@
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 LAB=/run/lab
-# Static busybox applets start several times faster than dynamically linked tools under TCG.
-if command -v busybox >/dev/null; then
-	for t in mount mountpoint mkdir ln hostname stty mv; do eval "$t() { busybox $t \"\$@\"; }"; done
+# Static busybox applets start several times faster than dynamically linked tools under TCG
+# (and Debian 13's mount is not in util-linux). No /dev/null yet: a root built in a user
+# namespace (--arch arm64) has an empty /dev until devtmpfs is mounted.
+if [ -n "$(command -v busybox)" ]; then
+	applets=$(busybox --list)
+	for t in mount mountpoint mkdir ln hostname stty mv; do
+		case " $(echo $applets) " in *" $t "*) eval "$t() { busybox $t \"\$@\"; }" ;; esac
+	done
 fi
 
 mountpoint -q /proc || mount -t proc proc /proc
@@ -81,7 +86,9 @@ hostname lab
 # loopback only (no network device): for tests that serve and scrape on 127.0.0.1
 if command -v busybox >/dev/null; then busybox ip link set lo up; else ip link set lo up; fi
 ulimit -l unlimited
-stty -F "$LAB_TTY" 115200 raw -echo || die "no $LAB_TTY for the command's output"
+# (a virtio console has no line speed)
+stty -F "$LAB_TTY" 115200 raw -echo 2>/dev/null || stty -F "$LAB_TTY" raw -echo ||
+	die "no $LAB_TTY for the command's output"
 cd "$LAB_CWD" || die "cannot cd to $LAB_CWD"
 
 read -r up _ </proc/uptime
