@@ -31,6 +31,7 @@ class Arch:
     regs_arg1: tuple        # ... of the 2nd
     regs_nr: str            # pt_regs member with the syscall number (still set at exit)
     entry_frames: tuple     # bpf()'s syscall entry frames on a kernel stack (name prefixes)
+    tick: tuple             # (category, event): a tracepoint in every timer interrupt
 
     def syscall_wrapper(self, name):
         return self.syscall_prefix + name
@@ -41,7 +42,8 @@ TABLE = {a.machine: a for a in (
          nr_bpf=321, nr_perf_event_open=298, nr_pidfd_open=434,
          syscall_prefix="__x64_sys_", regs_arg0=("di", 0), regs_arg1=("si", 0),
          regs_nr="orig_ax",
-         entry_frames=("__x64_sys_bpf", "do_syscall", "entry_SYSCALL")),
+         entry_frames=("__x64_sys_bpf", "do_syscall", "entry_SYSCALL"),
+         tick=("irq_vectors", "local_timer_entry")),
     # arm64: user x0..x30 are pt_regs.regs[31] (u64 each); orig_x0 keeps x0 as it was at
     # entry (regs[0] is overwritten by the return value), syscallno the number
     Arch(machine="aarch64", debian="arm64", kernel_dir="arm64", target="arm64",
@@ -49,7 +51,9 @@ TABLE = {a.machine: a for a in (
          syscall_prefix="__arm64_sys_", regs_arg0=("orig_x0", 0), regs_arg1=("regs", 8),
          regs_nr="syscallno",
          entry_frames=("__arm64_sys_bpf", "invoke_syscall", "el0_svc", "do_el0_svc",
-                       "el0t_64_sync")),
+                       "el0t_64_sync"),
+         # irq_vectors is x86's; every expiry of an hrtimer (the tick is one) runs this
+         tick=("timer", "hrtimer_expire_entry")),
 )}
 
 

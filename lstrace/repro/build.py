@@ -111,6 +111,7 @@ def object_path(name: str) -> str:
     fd, tmp = tempfile.mkstemp(dir=cache, suffix=".o")
     os.close(fd)
     cmd = ["clang", "-target", "bpf", "-g", "-O2", f"-D__TARGET_ARCH_{arch.current().target}",
+           f'-DLSTRACE_TICK="{arch.current().tick[1]}"',
            "-I", inc, "-I", SRC_DIR, "-c", src, "-o", tmp]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
