@@ -284,12 +284,13 @@ def _unpack(cache, apt, pkgs, release, version):
 
 
 class CacheLock:
-    """One fetcher or root builder at a time per cache (flock on CACHE/.lock)."""
+    """One fetcher at a time per cache (flock on CACHE/.lock); name: another lock file, e.g.
+    one per root, so a long root build does not hold up kernel fetches."""
 
-    def __init__(self, cache):
+    def __init__(self, cache, name=".lock"):
         cache.mkdir(parents=True, exist_ok=True)
         (cache / "kernels").mkdir(exist_ok=True)
-        self.f = open(cache / ".lock", "w")
+        self.f = open(cache / name, "w")
 
     def __enter__(self):
         fcntl.flock(self.f, fcntl.LOCK_EX)

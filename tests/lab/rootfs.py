@@ -135,7 +135,7 @@ def _mmdebstrap(target: Path, arch):
 
 def _build(cache: Path, final: Path, arch):
     (cache / "roots").mkdir(exist_ok=True)
-    for stale in (cache / "roots").glob(".debian13-*"):  # a builder killed before its cleanup
+    for stale in (cache / "roots").glob(f".{final.name}.*"):  # killed before its cleanup
         _remove(stale)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache / "roots"))
     try:
@@ -167,7 +167,8 @@ def fetch(cache: Path, arch="amd64") -> Root:
     """The debian13 root of a Debian architecture for this package list: from the cache, else
     built (takes CACHE/.lock)."""
     final = cache / "roots" / dir_name(arch)
-    with kernels.CacheLock(cache):
+    # its own lock (CACHE/.lock.ROOT): the arm64 build takes minutes, kernel fetches go on
+    with kernels.CacheLock(cache, f".lock.{final.name}"):
         return load(final) or _build(cache, final, arch)
 
 

@@ -107,8 +107,8 @@ def debian13(kernel):
 # arm64 (tests/lab/README.md, --arch arm64): Debian's arm64 build of the same kernels under
 # qemu-system-aarch64 (TCG) with the debian13 arm64 root.  The arch table against the running
 # kernel, the helper truth tests (counting mode: fentry and kprobe), bpf() errors, doctor's
-# generation and modes; first `serve --once`, whose exposition promtool checks on this host
-# (promtool is an x86-64 program).  6.12: the busy-counter era (generation B).
+# generation and modes; on 7 first `serve --once`, whose exposition promtool checks on this
+# host (promtool is an x86-64 program).  6.12: the busy-counter era (generation B).
 ARM64 = {"7": ["tests/guest/test_arch_guest.py", "tests/guest/test_repro_truth.py",
                "tests/guest/test_bpf_syscall.py", "tests/guest/test_in_guest.py",
                "-k", "not latency and (arch or helper_calls or syscall_path or rqspinlock or "
@@ -119,11 +119,11 @@ ARM64 = {"7": ["tests/guest/test_arch_guest.py", "tests/guest/test_repro_truth.p
 METRICS = "metrics.prom"
 
 
-def arm64(kernel):
+def arm64(kernel, serve=False):
     def run():
         with tempfile.TemporaryDirectory(prefix="lstrace-arm64.") as out:
-            serve = f'python3 -m lstrace serve --once > "$LAB_OUT/{METRICS}" && exec '
-            r = run_in_guest(kernel, ["sh", "-c", serve + shlex.join(
+            first = f'python3 -m lstrace serve --once > "$LAB_OUT/{METRICS}" && ' if serve else ""
+            r = run_in_guest(kernel, ["sh", "-c", first + "exec " + shlex.join(
                                  guest_pytest(*ARM64[kernel], python="python3"))],
                              "--arch", "arm64", "--out", out, what=f"kernel {kernel} on arm64")
             f = Path(out) / METRICS
@@ -154,7 +154,7 @@ RUNS = {"test_guest_suite[7]": (900, suite("7")),
         "test_guest_suite_on_debian13[7]": (400, debian13("7")),
         "test_busy_exact_under_preempt_full": (220, preempt_full),
         "test_guest_suite_on_debian13[6.12]": (200, debian13("6.12")),
-        "test_guest_suite_on_arm64[7]": (600, arm64("7")),
+        "test_guest_suite_on_arm64[7]": (600, arm64("7", serve=True)),
         "test_guest_suite_on_arm64[6.12]": (400, arm64("6.12"))}
 
 
@@ -179,10 +179,13 @@ def test_busy_exact_under_preempt_full(lab, request):
 
 @pytest.mark.parametrize("kernel", ARM64)
 def test_guest_suite_on_arm64(kernel, lab, request):
-    """The arm64 guest's truth tests pass (none skipped but for its generation), and its
-    `serve --once` exposition passes promtool check metrics."""
+    """The arm64 guest's truth tests pass (none skipped but for its generation), and on 7
+    its `serve --once` exposition passes promtool check metrics (the exposition does not
+    depend on the generation: once is enough under TCG)."""
     r = finished(lab[request.node.name].result())
     assert_passed(r)
+    if kernel != "7":
+        return
     assert r.metrics and "lstrace_" in r.metrics, "serve --once wrote no exposition"
     check = subprocess.run(["promtool", "check", "metrics"], input=r.metrics,
                            capture_output=True, text=True)
