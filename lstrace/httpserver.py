@@ -27,6 +27,7 @@ WRITE_TIMEOUT = 10.0         # seconds to write one response
 MAX_HEADER_BYTES = 64 * 1024
 MAX_CONNS = 512              # connections waiting for their headers, at most
 ACCEPT_BATCH = 64
+BACKLOG = 1024               # SYNs beyond it are dropped and retried by the client 1 s later
 BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n" \
        b"Content-Length: 59\r\n\r\nlstrace: too many scrapes in flight (see --web.max-requests)\n"
 TOO_LARGE = b"HTTP/1.0 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"
@@ -74,7 +75,7 @@ class BoundedServer:
 
     # ---- lifecycle (socketserver's names: serve.py calls these)
     def serve_forever(self):
-        self.socket.listen(128)
+        self.socket.listen(BACKLOG)
         self.socket.setblocking(False)
         self._sel.register(self.socket, selectors.EVENT_READ, "accept")
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
