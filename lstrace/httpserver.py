@@ -61,6 +61,7 @@ class BoundedServer:
         """`sock`: a bound socket; `app`: the WSGI app of the metrics;
         `configs()`: the web config for a new connection (None: refuse it)."""
         self.socket, self.app, self.configs = sock, app, configs
+        sock.listen(BACKLOG)          # now, as socketserver does: early scrapers wait
         self.telemetry_path, self.max_requests = telemetry_path, max_requests
         self.max_conns = max_conns or conn_limit(max_requests)
         self.header_timeout = header_timeout
@@ -75,7 +76,6 @@ class BoundedServer:
 
     # ---- lifecycle (socketserver's names: serve.py calls these)
     def serve_forever(self):
-        self.socket.listen(BACKLOG)
         self.socket.setblocking(False)
         self._sel.register(self.socket, selectors.EVENT_READ, "accept")
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
