@@ -25,6 +25,7 @@ from .webrequest import Handler
 HEADER_TIMEOUT = 10.0        # seconds from accept to the end of the request headers
 WRITE_TIMEOUT = 10.0         # seconds to write one response
 MAX_HEADER_BYTES = 64 * 1024
+IDLE_SECONDS = 30.0          # a worker thread idle this long exits
 MAX_CONNS = 512              # connections waiting for their headers, at most
 ACCEPT_BATCH = 64
 BACKLOG = 1024               # SYNs beyond it are dropped and retried by the client 1 s later
@@ -226,7 +227,7 @@ class BoundedServer:
 
 class _Pool:
     """At most `limit` requests in flight (0: no limit), on threads started
-    when needed and kept for the next requests."""
+    when needed and kept for the next requests until idle IDLE_SECONDS."""
 
     def __init__(self, limit, work):
         self.limit, self.work = limit, work
@@ -249,7 +250,14 @@ class _Pool:
 
     def _run(self):
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self.threads > self.in_flight:    # a spare: the others suffice
+                        self.threads -= 1
+                        return
+                continue
             if item is None:
                 return
             try:

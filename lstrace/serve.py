@@ -20,7 +20,10 @@ capability except CAP_BPF and CAP_PERFMON (plus CAP_SYS_ADMIN with
 --all-programs: walking other programs' ids needs it).  SIGTERM / SIGINT
 detach everything and exit 0.
 
-Exit codes: 2 bad --listen / --probes / --interval, 73 --textfile not
+HTTP: lstrace.webserve (the --web.* flags, --web.config.file: TLS, client
+certificates, basic auth) and lstrace.httpserver (bounded under abuse).
+
+Exit codes: 2 bad --listen / --probes / --interval / --web.* / web config, 73 --textfile not
 writable, 75 listen address in use, 3 no probe attached, 69/77 as every
 command (lstrace.errors).
 """

@@ -2,10 +2,12 @@
 listen address, and the bounded server (lstrace.httpserver) bound before any
 BPF is loaded, so a taken port or a bad web config leaves nothing attached."""
 import errno
+import os
 import socket
 
 import click
 
+from . import webconfig
 from .errors import EXIT_PORT, LstraceError, UsageError
 
 DEFAULT_PORT = 9477
@@ -63,7 +65,6 @@ def check_web_flags(listen, listen_address, telemetry_path, max_requests, web_co
         raise UsageError("--check-config checks --web.config.file: name the file")
     config = None
     if web_config_file is not None:
-        from . import webconfig
         config = webconfig.load(web_config_file)
     return listen or listen_address, config
 
@@ -93,7 +94,6 @@ def bind_server(host, port, app, config=None, telemetry_path="/metrics",
         raise
     configs = _no_config
     if config is not None:
-        from .webconfig import Reloader
         configs = Reloader(config, log or (lambda _msg: None)).get
     return BoundedServer(sock, app, configs, telemetry_path=telemetry_path,
                          max_requests=max_requests)
@@ -106,3 +106,47 @@ class _Plain:
 
 def _no_config():
     return _Plain
+
+
+class Reloader:
+    """The configuration for each new connection, as the toolkit reloads it:
+    read again when one of its files changed (stat: a Kubernetes Secret
+    update swaps a symlink, a `cp` changes size or mtime).  A file that became
+    invalid is logged once and refuses connections until it is fixed (the
+    toolkit fails those handshakes and requests too); switching between HTTP
+    and HTTPS needs a restart, as with the toolkit."""
+
+    def __init__(self, config, log):
+        self.config, self._log, self._error = config, log, None
+        self._sig = _signature(config.files)
+
+    def get(self):
+        """The current WebConfig, or None while the file is invalid."""
+        sig = _signature(self.config.files)
+        if sig != self._sig:
+            self._sig = sig
+            try:
+                new = webconfig.load(self.config.path)
+                if (new.context is None) != (self.config.context is None):
+                    raise UsageError(f"--web.config.file {self.config.path}: tls_server_config "
+                                     "added or removed: restart lstrace serve to switch "
+                                     "between HTTP and HTTPS")
+            except UsageError as e:
+                self._error = str(e)
+                self._log(f"{e}; refusing connections until it is fixed")
+            else:
+                self.config, self._error = new, None
+                self._sig = _signature(new.files)
+                self._log(f"web config {new.path} reloaded: {new.summary}")
+        return None if self._error else self.config
+
+
+def _signature(files):
+    out = []
+    for name in files:
+        try:
+            st = os.stat(name)
+            out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, left_over, lstrace_prog_ids, run_lstrace, wait_for
+from conftest import ROOT, free_port, left_over, lstrace_prog_ids, run_lstrace, wait_for
 from webtls import PASSWORD, USER, Served, bcrypt_hash, curl, make_pki, tls_config
 
 PROMETHEUS = "prometheus"
@@ -196,3 +196,54 @@ def test_real_clients_tls_basic_auth_then_mtls(pki, tmp_path):
     print(err)
     assert rc == 0, err
     assert "reloaded" in err, err
+
+
+# ---- the DaemonSet's commented example works as written
+def _uncomment(lines):
+    import textwrap
+    return textwrap.dedent("\n".join(ln[1:] for ln in lines)) + "\n"
+
+
+def _example():
+    """(Secret, container additions, pod additions) of deploy/daemonset.yaml's block."""
+    import yaml
+    text = (ROOT / "deploy" / "daemonset.yaml").read_text()
+    block = text[text.index("# >>> Securing"):text.index("# <<<")].splitlines()
+    start = block.index("# ---") + 1
+    mid = next(i for i, ln in enumerate(block) if ln.startswith("# --- in the DaemonSet"))
+    pod = next(i for i, ln in enumerate(block) if ln.startswith("# --- and in its pod"))
+    end = next(i for i, ln in enumerate(block) if ln.startswith("# --- Prometheus"))
+    container = [ln for ln in block[mid:pod] if not ln.startswith("# ---")]
+    return (yaml.safe_load(_uncomment(block[start:mid])), yaml.safe_load(_uncomment(container)),
+            yaml.safe_load(_uncomment(block[pod + 1:end])))
+
+
+def test_daemonset_web_config_example_works(pki, tmp_path):
+    import shutil
+    import yaml
+    secret, container, pod = _example()
+    files = secret["stringData"]
+    # the web config as the pod sees it: the Secret's keys as files in one directory
+    (tmp_path / "web-config.yml").write_text(
+        files["web-config.yml"].replace("<BCRYPT HASH>", f"'{bcrypt_hash()}'"))
+    shutil.copy(pki / "server.crt", tmp_path / "tls.crt")
+    shutil.copy(pki / "server.key", tmp_path / "tls.key")
+    args = container["args"]
+    path = args[args.index("--web.config.file") + 1]
+    mount = container["volumeMounts"][0]
+    assert path == f"{mount['mountPath']}/web-config.yml"
+    assert pod["volumes"][0]["secret"]["secretName"] == secret["metadata"]["name"]
+    r = run_lstrace("serve", "--web.config.file", str(tmp_path / "web-config.yml"),
+                    "--check-config")
+    assert r.returncode == 0 and "valid (TLS, basic auth for 1 user" in r.stderr, r.stderr
+    kv = pytest.importorskip("kubernetes_validate",
+                             reason="kubernetes-validate (test extra) not installed")
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "daemonset.yaml").read_text()) if d]
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    c["args"], c["readinessProbe"] = args, container["readinessProbe"]
+    c["volumeMounts"] = c.get("volumeMounts", []) + container["volumeMounts"]
+    spec["volumes"] = spec.get("volumes", []) + pod["volumes"]
+    for doc in (secret, ds):
+        kv.validate(doc, kv.latest_version(), strict=True)
