@@ -67,6 +67,7 @@ class BoundedServer:
         self.max_conns = max_conns or conn_limit(max_requests)
         self.header_timeout = header_timeout
         self.auth = None                     # webauth.BasicAuth, made when first needed
+        self.auth_lock = threading.Lock()
         self._conns = collections.OrderedDict()      # fd -> _Conn, oldest first
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -106,12 +107,16 @@ class BoundedServer:
         first = next(iter(self._conns.values()), None)
         timeout = None if first is None else max(0.0, first.deadline - now)
         for key, _ in self._sel.select(timeout):
-            if key.data == "accept":
-                self._accept()
-            elif key.data == "wake":
-                self._wake_r.recv(64)
-            elif key.fd in self._conns:
-                self._advance(key.fd)
+            try:
+                if key.data == "accept":
+                    self._accept()
+                elif key.data == "wake":
+                    self._wake_r.recv(64)
+                elif key.fd in self._conns:
+                    self._advance(key.fd)
+            except Exception as e:      # noqa: BLE001 - one connection's bug, not the server's
+                self.counts[f"internal error: {type(e).__name__}"] += 1
+                self._close(key.fd)
         now = time.monotonic()
         while self._conns:
             fd, conn = next(iter(self._conns.items()))
@@ -219,8 +224,9 @@ class BoundedServer:
             conn.sock.setblocking(True)
             conn.sock.settimeout(WRITE_TIMEOUT)
             Handler(conn, self)
-        except (OSError, ValueError):
-            pass
+        except Exception as e:          # noqa: BLE001 - the worker thread must go on
+            if not isinstance(e, (OSError, ValueError)):
+                self.counts[f"internal error: {type(e).__name__}"] += 1
         finally:
             _shut(conn.sock)
 

@@ -53,9 +53,10 @@ class Handler(BaseHTTPRequestHandler):
         users = self.conn_config.users
         if not users:
             return True
-        if self.server.auth is None:
-            from .webauth import BasicAuth
-            self.server.auth = BasicAuth()
+        with self.server.auth_lock:
+            if self.server.auth is None:
+                from .webauth import BasicAuth
+                self.server.auth = BasicAuth()
         return self.server.auth.check(users, self.headers.get("Authorization"))
 
     def _dispatch(self):
@@ -76,9 +77,13 @@ class Handler(BaseHTTPRequestHandler):
         got = []
         environ = {"REQUEST_METHOD": self.command, "PATH_INFO": urlsplit(self.path).path,
                    "HTTP_ACCEPT_ENCODING": self.headers.get("Accept-Encoding", "")}
-        body = b"".join(self.server.app(environ, lambda status, headers: got.extend(
-            (status, headers))))
-        status, headers = got
+        try:
+            body = b"".join(self.server.app(environ, lambda status, headers: got.extend(
+                (status, headers))))
+            status, headers = got
+        except Exception as e:      # noqa: BLE001 - a failed snapshot is this scrape's 500
+            body = f"lstrace: cannot read the metrics: {type(e).__name__}: {e}\n".encode()
+            status, headers = "500 Internal Server Error", [("Content-Type", "text/plain")]
         self._answer(int(status.split()[0]), body, headers)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch

@@ -131,9 +131,10 @@ class Reloader:
                     raise UsageError(f"--web.config.file {self.config.path}: tls_server_config "
                                      "added or removed: restart lstrace serve to switch "
                                      "between HTTP and HTTPS")
-            except UsageError as e:
-                self._error = str(e)
-                self._log(f"{e}; refusing connections until it is fixed")
+            except Exception as e:      # noqa: BLE001 - UsageError, or a file gone meanwhile
+                self._error = str(e) if isinstance(e, UsageError) else \
+                    f"web config {self.config.path}: {type(e).__name__}: {e}"
+                self._log(f"{self._error}; refusing connections until it is fixed")
             else:
                 self.config, self._error = new, None
                 self._sig = _signature(new.files)

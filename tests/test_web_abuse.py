@@ -21,17 +21,13 @@ import pytest
 
 from lstrace import httpserver, webauth, webconfig
 from lstrace.exposition import MetricsApp
-from webtls import PASSWORD, USER, Served, bcrypt_hash, make_pki, tls_config
+from webtls import (PASSWORD, USER, Served, bcrypt_hash, curl,  # noqa: F401 (pki: a fixture)
+                    pki, tls_config)
 
 FLOOD = 5000
 # what the flood may add to the daemon: the waiting connections' buffers and,
 # with TLS, their OpenSSL state (measured: +0.3 MB plain, +8 MB TLS)
 RSS_BOUND = 48 * 2**20
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _nofile(n):
@@ -72,7 +68,9 @@ def test_5000_half_open_connections_stay_bounded(pki, tls):
         web.write_text(tls_config())
         args, auth = ("--web.config.file", str(web)), ("-u", f"{USER}:{PASSWORD}")
         context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    d = Served(*args, scheme="https" if tls else "http", pki=pki if tls else None, auth=auth)
+    # plain: node_exporter's flag names (--web.listen-address, --web.telemetry-path)
+    d = Served(*args, scheme="https" if tls else "http", pki=pki if tls else None, auth=auth,
+               **({} if tls else {"listen_flag": "--web.listen-address", "path": "/x/metrics"}))
     socks = []
     try:
         st0, fds0 = d.status(), _fds(d.proc.pid)
@@ -90,6 +88,8 @@ def test_5000_half_open_connections_stay_bounded(pki, tls):
               f"{st1['Threads'].strip()}, VmRSS {rss0 / 2**20:.1f} -> {rss1 / 2**20:.1f} MiB, "
               f"fds {fds0} -> {fds1}; a real scrape meanwhile: HTTP {code} in {scrape_s:.2f}s")
         assert code == 200
+        if not tls:
+            assert curl(d.url.replace("/x/metrics", "/metrics"))[0] == 404
         assert int(st1["Threads"]) <= int(st0["Threads"]) + 2
         assert rss1 - rss0 < RSS_BOUND
         # it did hold many of them (not refused), and no more than its cap

@@ -15,14 +15,10 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, free_port, left_over, lstrace_prog_ids, run_lstrace, wait_for
-from webtls import PASSWORD, USER, Served, bcrypt_hash, curl, make_pki, tls_config
+from webtls import (PASSWORD, USER, Served, bcrypt_hash, curl,  # noqa: F401 (pki: a fixture)
+                    pki, tls_config)
 
 PROMETHEUS = "prometheus"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 # ---- bad config files: (id, file text, key named in the one-line error)
@@ -87,6 +83,35 @@ def test_missing_config_file_and_check_config_without_file(pki):
     assert r.returncode == 2 and "cannot read it: No such file" in r.stderr, r.stderr
     r = run_lstrace("serve", "--check-config")
     assert r.returncode == 2 and "name the file" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--listen", ":9477", "--web.listen-address", ":9100"], "disagree: give one of them"),
+    (["--web.telemetry-path", "metrics"], "bad --web.telemetry-path 'metrics'"),
+    (["--web.max-requests", "-1"], "bad --web.max-requests -1"),
+], ids=["listen-flags-disagree", "telemetry-path-relative", "max-requests-negative"])
+def test_bad_web_flags(argv, message):
+    r = run_lstrace("serve", *argv)
+    assert (r.returncode, r.stdout) == (2, "") and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("lstrace: ") and message in r.stderr, r.stderr
+
+
+def test_reload_refuses_a_file_gone_bad_until_fixed(pki):
+    """Reloaded when it changes; a bad version refuses connections (logged
+    once), the fixed one serves again; HTTP <-> HTTPS needs a restart."""
+    from lstrace import webconfig
+    from lstrace.webserve import Reloader
+    path, log = pki / "reload.yml", []
+    path.write_text(tls_config())
+    r = Reloader(webconfig.load(str(path)), log.append)
+    assert r.get().users and r.get().context is not None
+    path.write_text(tls_config().replace(bcrypt_hash(), PASSWORD))
+    assert r.get() is None and r.get() is None
+    assert len(log) == 1 and "not a bcrypt hash" in log[0], log
+    path.write_text(tls_config(users=False) + "# fixed\n")
+    assert r.get() is not None and not r.get().users
+    path.write_text("basic_auth_users: {}\n")
+    assert r.get() is None and "restart lstrace serve" in log[-1], log
 
 
 @pytest.mark.parametrize("client_auth", [None, "NoClientCert", "RequestClientCert",

@@ -6,6 +6,7 @@ import signal
 import subprocess
 
 import bcrypt
+import pytest
 
 from conftest import ROOT, free_port, lstrace_cmd, wait_for
 
@@ -42,6 +43,12 @@ def make_pki(d):
     return d
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A fresh PKI per test module (tests import this fixture)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
 def tls_config(client_auth=None, users=True, headers=True):
     """A web config text (paths relative to the PKI directory it is written to)."""
     lines = ["tls_server_config:", "  cert_file: server.crt", "  key_file: server.key"]
@@ -66,11 +73,14 @@ def curl(url, *args, pki=None, timeout=10):
 class Served:
     """A real `lstrace serve` (tracepoints: this host) on a free loopback port."""
 
-    def __init__(self, *args, scheme="http", pki=None, auth=()):
+    def __init__(self, *args, scheme="http", pki=None, auth=(), listen_flag="--listen",
+                 path="/metrics"):
         self.port = free_port()
-        self.url = f"{scheme}://127.0.0.1:{self.port}/metrics"
+        self.url = f"{scheme}://127.0.0.1:{self.port}{path}"
+        if path != "/metrics":
+            args = ("--web.telemetry-path", path, *args)
         self.proc = subprocess.Popen(
-            lstrace_cmd("serve", "--listen", f"127.0.0.1:{self.port}", "--probes",
+            lstrace_cmd("serve", listen_flag, f"127.0.0.1:{self.port}", "--probes",
                         "bpf_syscall", *args),
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.pki, self.auth = pki, list(auth)
