@@ -53,6 +53,8 @@ def _bad_configs():
          "http_server_config.headers.Server: this header can not be configured"),
         ("header-bad-value", "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
          "http_server_config.headers.X-Frame-Options: invalid value 'allow'"),
+        ("not-a-bool", "http_server_config:\n  http2: maybe\n",
+         "http_server_config.http2: expected true or false, got 'maybe'"),
         ("toolkit-key-not-implemented", good_tls + "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
          "tls_server_config.cipher_suites: an exporter-toolkit key lstrace does not implement"),
     ]
