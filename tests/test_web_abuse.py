@@ -163,7 +163,7 @@ def test_max_requests_answers_503_past_the_limit():
             t.start()
         assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
         code, body = _get(base + "/metrics")
-        assert code == 503 and b"--web.max-requests" in body, (code, body)
+        assert code == 503 and body.endswith(b"(see --web.max-requests)\n"), (code, body)
         release.set()
         for t in held:
             t.join(10)
