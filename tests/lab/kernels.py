@@ -7,6 +7,7 @@ Cache layout (CACHE = --cache, $LSTRACE_LAB_CACHE or /var/cache/lstrace-lab):
   CACHE/kernels/RELEASE_VERSION/  `dpkg -x` of all of them + tree.json (written last: complete)
   CACHE/kernels/RELEASE_VERSION/initramfs.cpio   only for kernels whose virtio bits are modules
   CACHE/roots/debian13[-ARCH]-KEY/   the --root debian13 root file system (rootfs.py)
+  CACHE/tools/qemu-user-static/   qemu-user for a foreign root's build (binfmt.py)
 """
 import fcntl
 import json

@@ -109,14 +109,14 @@ def _remove(tmp: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _mmdebstrap(target: Path, arch):
+def _mmdebstrap(target: Path, arch, cache: Path):
     argv = ["mmdebstrap", "--quiet", *OPTIONS, f"--include={','.join(PACKAGES)}"]
     out = dict(stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if arch == kernels.host_arch():
         p = subprocess.Popen(argv + [SUITE, str(target), MIRROR], **out)
     else:  # maintainer scripts run under qemu-user, registered in a namespace only
-        p = binfmt.popen(arch, argv + [f"--architectures={arch}", SUITE, str(target), MIRROR],
-                         **out)
+        p = binfmt.popen(arch, cache, argv + [f"--architectures={arch}", SUITE, str(target),
+                                              MIRROR], **out)
     try:
         err = p.communicate()[1]
     finally:
@@ -144,7 +144,7 @@ def _build(cache: Path, final: Path, arch):
                      f"packages and their dependencies from {MIRROR} {SUITE}; "
                      f"{'a few minutes under qemu-user' if foreign else 'about a minute'})")
         t0 = time.monotonic()
-        _mmdebstrap(tmp / "rootfs", arch)
+        _mmdebstrap(tmp / "rootfs", arch, cache)
         secs = time.monotonic() - t0
         manifest = {"key": key(arch), "arch": arch, "suite": SUITE, "mirror": MIRROR,
                     "packages": PACKAGES,
@@ -156,8 +156,8 @@ def _build(cache: Path, final: Path, arch):
         kernels.note(f"debian13 {arch} root built in {secs:.0f} s, {manifest['size_bytes'] / 1e6:.0f} MB: "
                      f"{final}")
     except (OSError, binfmt.BinfmtError) as e:
-        raise BuildError(f"building {final}: {e} (mmdebstrap, qemu-user-static and arch-test "
-                         "come with scripts/install.sh --test)") from e
+        raise BuildError(f"building {final}: {e} (mmdebstrap and arch-test come with "
+                         "scripts/install.sh --test)") from e
     finally:
         _remove(tmp)
     return load(final)
