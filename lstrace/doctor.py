@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from . import headers as headersmod
 from . import plan as planmod
+from . import prereqs
 from . import reasons
 from .errors import friendly_errors
 from .options import json_option, mode_option, probes_option, verbose_option
@@ -24,8 +25,7 @@ def report(kernel, mode="auto", names=None):
     summary = kernel.summary()
     h = headersmod.find(kernel.release)
     summary["headers"] = h.note if h else "none found (BCC cannot compile)"
-    if h:
-        summary["headers_how"] = h.how
+    summary["headers_how"] = h.how if h else "-"
     try:
         import_bcc()
         summary["bcc"] = "ok"
@@ -44,6 +44,7 @@ def report(kernel, mode="auto", names=None):
         [(p.name, p.blind_spot_keys) for p in plans])
     facts = next((p.facts for p in plans if p.facts), None)
     summary["blind_spot_facts"] = dict(facts.how) if facts else {}
+    summary["missing"] = prereqs.missing(kernel)
     return summary
 
 
@@ -104,4 +105,7 @@ def doctor(as_json, mode, btf, probe_list, verbose):
         lines = blind_spot_lines(r["blind_spots"], r["blind_spot_facts"])
         if lines:
             click.echo("\n".join([""] + lines))
+        if r["missing"]:
+            click.echo("\n".join([""] + [f"missing {m['piece']}: {m['text']}"
+                                          for m in r["missing"]]))
     raise SystemExit(0 if ok else EXIT_NO_PROBE)
