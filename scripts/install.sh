@@ -39,7 +39,8 @@ if [ $want_tests = 1 ]; then
     # scripts run comes from one of these (or their dependencies, or Debian's required set).
     pkgs+=(qemu-system-x86 busybox-static zstd cpio kmod mmdebstrap  # lab (depmod; debian13 root)
            prometheus tmux systemd procps iproute2         # e2e, top, unit checks, benchmarks
-           clang llvm libbpf-dev gcc bpfcc-tools)           # repro/benchmark BPF, funccount
+           clang llvm libbpf-dev gcc bpfcc-tools            # repro/benchmark BPF, funccount
+           podman runc slirp4netns)                         # the image (tests/test_image.py)
 fi
 apt_install "${pkgs[@]}"
 # Debian's prometheus package may start a server on :9090; the tests run their own.
