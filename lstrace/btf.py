@@ -148,6 +148,11 @@ class BTF:
         sid = self.find(STRUCT, struct_name)
         return None if sid is None else self._member_offset(sid, member)
 
+    def struct_size(self, struct_name):
+        """sizeof(struct struct_name) from BTF; None when absent."""
+        sid = self.find(STRUCT, struct_name)
+        return None if sid is None else self._hdr(sid)[3]
+
     def _member_offset(self, tid, member):
         _name, kind, vlen, _size = self._hdr(tid)
         kind_flag = struct.unpack_from("<I", self._types_raw, self._offsets[tid] + 4)[0] >> 31

@@ -24,7 +24,9 @@ NSLOTS = 40
 
 # rqspinlock failures: errno x kind x caller
 RQ_ERRNOS = ("EDEADLK", "ETIMEDOUT")
-RQ_KINDS = ("AA", "ABBA", "unknown")
+# AA / ABBA: EDEADLK, the failing lock held by this CPU or not (the kernel's
+# per-CPU held-locks table); timeout: ETIMEDOUT; unknown: the kernel hid it
+RQ_KINDS = ("AA", "ABBA", "unknown", "timeout")
 CALLERS = ("local_storage", "htab", "lru", "ringbuf", "res_spin_lock", "lpm_trie",
            "queue_stack", "freelist", "other")
 

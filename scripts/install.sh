@@ -26,6 +26,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt_install() { apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
 apt-get update -q >/dev/null
 pkgs=(python3 python3-venv python3-pip python3-bpfcc bpftool)
+pkgs+=(python3-yaml python3-bcrypt)         # serve --web.config.file: YAML, bcrypt basic auth
 arch=$(dpkg --print-architecture)
 if apt-cache show "linux-headers-$(uname -r)" >/dev/null 2>&1; then
     pkgs+=("linux-headers-$(uname -r)")
@@ -40,6 +41,7 @@ if [ $want_tests = 1 ]; then
     pkgs+=(qemu-system-x86 busybox-static zstd cpio kmod mmdebstrap  # lab (depmod; debian13 root)
            prometheus tmux systemd procps iproute2         # e2e, top, unit checks, benchmarks
            clang llvm libbpf-dev gcc bpfcc-tools            # repro/benchmark BPF, funccount
+           openssl curl                                     # web config tests: certificates, clients
            podman runc slirp4netns)                         # the image (tests/test_image.py)
 fi
 apt_install "${pkgs[@]}"

@@ -35,9 +35,9 @@ def test_counters_decode_per_cpu_and_block():
         assert snap.rq_wait[c] == [(c + 1) * 1000 + s for s in range(layout.NSLOTS)]
     assert ("cgrp_storage_get", 0) not in snap.helper          # not attached: absent
     assert not snap.busy_samples
-    # rq[errno][kind][caller]: the last cell is ETIMEDOUT / unknown / other
+    # rq[errno][kind][caller]: the last cell is ETIMEDOUT / the last kind / other
     nrq = len(layout.RQ_ERRNOS) * len(layout.RQ_KINDS) * len(layout.CALLERS)
-    assert snap.rq_failures[(2, "ETIMEDOUT", "unknown", "other")] == 3000 + nrq - 1
+    assert snap.rq_failures[(2, "ETIMEDOUT", layout.RQ_KINDS[-1], "other")] == 3000 + nrq - 1
     # sys[cmd][map type][errno]: the first cell is MAP_CREATE / none / EPERM
     assert snap.syscall_errors[(1, layout.CMD_NAMES[0], "none", "EPERM")] == 2000
 

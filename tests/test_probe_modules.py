@@ -32,9 +32,10 @@ def test_module_has_the_interface(m):
 
 def test_public_names_kept():
     assert probes.HELPERS is probes.helpers.HELPERS
-    assert [t.name for t in probes.TRACEPOINTS] == ["rqspinlock", "bpf_syscall", "busy_sampler"]
+    assert [t.name for t in probes.TRACEPOINTS] == ["rqspinlock", "rqspinlock_kfunc",
+                                                    "bpf_syscall", "busy_sampler"]
     assert probes.ALL_NAMES == tuple(h.name for h in probes.HELPERS) + (
-        "rqspinlock", "bpf_syscall", "busy_sampler")
+        "rqspinlock", "rqspinlock_kfunc", "bpf_syscall", "busy_sampler")
     assert probes.SYSCALL_ARCH["x86_64"]["func"] == "__x64_sys_bpf"
     assert probes.tracepoint("rqspinlock").programs[0][2] == "lst_contention_begin"
 
@@ -43,7 +44,7 @@ def test_layout_is_the_modules_blocks():
     lay = layout.Layout(len(probes.HELPERS))
     mine = [b for m in probes.MODULES for b in m.blocks(len(probes.HELPERS))]
     assert lay.blocks == mine + [("guard_skips", ())]
-    assert [n for n, _ in lay.blocks] == ["helper", "lat", "rq", "rq_wait", "sys",
+    assert [n for n, _ in lay.blocks] == ["helper", "lat", "rq", "rq_wait", "rqk", "sys",
                                           "busy_samples", "busy_held", "guard_skips"]
 
 

@@ -134,20 +134,37 @@ def test_rqspinlock_contention_end_sees_exactly_the_queued_failures():
         pytest.skip("needs two CPUs and bpf_res_spin_lock")
     pytest.importorskip("bcc")
     from lstrace.session import compile_bcc
+    # The observer takes no lock inside the lock tracepoint (a hash-map update
+    # there can itself fail on its bucket's rqspinlock and lose counts: CI saw
+    # 10 of 32): a per-CPU array of (lock, count) slots, searched linearly.
     b = compile_bcc(rb"""
-struct key_t { u64 lock; u32 cpu; };
-BPF_HASH(fails, struct key_t, u64, 1024);
+#define NSLOT 64
+struct seen_t { u64 lock[NSLOT]; u64 n[NSLOT]; u64 overflow; };
+BPF_PERCPU_ARRAY(seen, struct seen_t, 1);
 RAW_TRACEPOINT_PROBE(contention_end) {
-    struct key_t k = {.lock = ctx->args[0], .cpu = bpf_get_smp_processor_id()};
-    if ((s32)ctx->args[1] < 0)
-        fails.increment(k);
+    u32 zero = 0;
+    u64 lock = ctx->args[0];
+    struct seen_t *s = seen.lookup(&zero);
+    if (!s || (s32)ctx->args[1] >= 0)
+        return 0;
+    for (int i = 0; i < NSLOT; i++) {
+        if (s->lock[i] == lock || s->lock[i] == 0) {
+            s->lock[i] = lock;
+            s->n[i]++;
+            return 0;
+        }
+    }
+    s->overflow++;
     return 0;
 }""")
     try:
         r = run_case("rqspinlock", duration=1.0, cpus=CPUS, kinds=("aa", "abba", "aa-queued"))
         seen = {}
-        for k, v in b[b"fails"].items():
-            seen[(k.lock, k.cpu)] = v.value
+        for cpu, v in enumerate(b[b"seen"][0]):
+            assert v.overflow == 0, f"CPU {cpu}: more than 64 distinct failing locks"
+            for lock, n in zip(v.lock, v.n):
+                if lock:
+                    seen[(lock, cpu)] = n
     finally:
         b.cleanup()
         del b         # a failing assert must not make pytest repr a dead BCC object

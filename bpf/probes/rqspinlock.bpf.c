@@ -68,6 +68,10 @@ static __always_inline u32 lock_kind(u64 lock)
 	return KIND_ABBA;
 }
 
+#ifndef RQ_KFUNC_REPORTS
+#define RQ_KFUNC_REPORTS 0
+#endif
+
 int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
 {
 	u32 zero = 0;
@@ -126,9 +130,13 @@ int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
 		caller = N_CALLER - 1;          /* "other" */
 	if (ts)
 		hist_add(c->rq_wait, bpf_ktime_get_ns() - ts);
+	/* the kfunc's failures are counted at their stream report, exactly
+	 * (bpf/probes/rqspinlock_kfunc.bpf.c), when that probe is planned */
+	if (RQ_KFUNC_REPORTS && caller == CALLER_RES_SPIN_LOCK)
+		goto out;
 	if (ret == -35 || ret == -110) {
 		u32 e = ret == -35 ? 0 : 1;
-		u32 kind = lock_kind(lock);
+		u32 kind = e ? KIND_TIMEOUT : lock_kind(lock);
 		if (kind < N_RQ_KIND)
 			__sync_fetch_and_add(&c->rq[e][kind][caller], 1);
 		record_event(ctx, N_PROBES + e, e ? OUT_TIMEOUT : OUT_DEADLOCK);

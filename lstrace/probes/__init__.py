@@ -36,14 +36,15 @@ by the modules: trial.py (trial attaches), bcc.py (BCC's program names),
 tracepoint.py (TracepointProbe), preemption.py (the blind spot of lstrace's
 own preemptible programs).
 """
-from . import bpf_syscall, busy_sampler, helpers, preemption, rqspinlock  # noqa: F401
+from . import (bpf_syscall, busy_sampler, helpers, preemption, rqspinlock,  # noqa: F401
+               rqspinlock_kfunc)
 from .bpf_syscall import SYSCALL_ARCH  # noqa: F401
 from .helpers import (GROUPS, HELPERS, MAP_PROBES, RET_ERR_PTR,  # noqa: F401
                       RET_ERR_PTR_OR_NULL, RET_ERRNO, RET_PTR_OR_NULL, RET_VOID, HelperProbe,
                       helper, is_map_probe)
 from .tracepoint import TracepointProbe  # noqa: F401
 
-MODULES = (helpers, rqspinlock, bpf_syscall, busy_sampler)
+MODULES = (helpers, rqspinlock, rqspinlock_kfunc, bpf_syscall, busy_sampler)
 TRACEPOINT_MODULES = MODULES[1:]
 TRACEPOINTS = tuple(m.PROBE for m in TRACEPOINT_MODULES)
 

@@ -120,6 +120,7 @@ def defines(kernel, plans):
     d = {"HELD_LOCKS": f"{held:#x}ULL" if held else 0,
          "RQ_SLOWPATH_START": f"{rq[0]:#x}ULL", "RQ_SLOWPATH_END": f"{rq[1]:#x}ULL"}
     d.update({f"KIND_{k.upper()}": i for i, k in enumerate(RQ_KINDS)})
+    d["CALLER_RES_SPIN_LOCK"] = CALLERS.index("res_spin_lock")
     return d
 
 
