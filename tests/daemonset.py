@@ -30,16 +30,23 @@ class Pod:
         return list(self.security.get("capabilities", {}).get("add", []))
 
 
-def load(path=DAEMONSET):
-    ds = next(d for d in yaml.safe_load_all(Path(path).read_text())
-              if d and d["kind"] == "DaemonSet")
+def read(path=DAEMONSET):
+    """The DaemonSet document."""
+    return next(d for d in yaml.safe_load_all(Path(path).read_text())
+                if d and d["kind"] == "DaemonSet")
+
+
+def load(path=DAEMONSET, ds=None, secrets=None):
+    """The lstrace container of the DaemonSet (or of `ds`, an edited copy); `secrets` maps
+    a Secret's name to the host directory that stands for it."""
+    ds = ds or read(path)
     spec = ds["spec"]["template"]["spec"]
     (c,) = [c for c in spec["containers"] if c["name"] == "lstrace"]
     return Pod(image=c["image"], args=list(c.get("args", [])),
                port=next(p["containerPort"] for p in c["ports"] if p["name"] == "metrics"),
                grace_s=spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S),
                run_opts=_pod_opts(spec) + _security_opts(c.get("securityContext", {}))
-               + _mount_opts(c.get("volumeMounts", []), spec.get("volumes", [])),
+               + _mount_opts(c.get("volumeMounts", []), spec.get("volumes", []), secrets or {}),
                security=c.get("securityContext", {}))
 
 
@@ -84,7 +91,7 @@ def _security_opts(sc):
     return opts
 
 
-def _mount_opts(mounts, volumes):
+def _mount_opts(mounts, volumes, secrets):
     vols = {v["name"]: v for v in volumes}
     opts = []
     for m in mounts:
@@ -97,6 +104,9 @@ def _mount_opts(mounts, volumes):
             size = v["emptyDir"].get("sizeLimit")
             opts += ["--tmpfs", f"{m['mountPath']}:notmpcopyup"
                                 + (f",size={size.rstrip('i')}" if size else "")]
+        elif "secret" in v and v["secret"]["secretName"] in secrets:   # files, read-only
+            opts += ["--mount", f"type=bind,source={secrets[v['secret']['secretName']]},"
+                                f"target={m['mountPath']},ro"]
         else:
             raise Unsupported(f"volume {m['name']}: {sorted(v)}")
     return opts

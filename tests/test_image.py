@@ -9,11 +9,15 @@ stops it within terminationGracePeriodSeconds, and that the host is left as foun
 each capability is taken away in turn: what breaks is README "Capabilities".
 Everything podman makes lives in a storage of its own, deleted at the end (tests/podman.py).
 """
+import base64
 import json
 import re
 import shutil
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -22,6 +26,8 @@ import imagebase
 from conftest import (ROOT, free_port, host_state, lstrace_prog_ids, run_lstrace, wait_for)
 from podman import NETWORK, Podman
 from test_serve_e2e import Prom, http_get
+from test_web_config import _example as web_example
+from webtls import PASSWORD, USER, bcrypt_hash, pki  # noqa: F401  (pki: a fixture)
 
 pytestmark = pytest.mark.root
 
@@ -78,7 +84,53 @@ def attached(metrics_text):
         r'^lstrace_probe_attached\{mode="([^"]+)",probe="([^"]+)"\} 1', metrics_text, re.M))
 
 
-def test_image_as_the_daemonset_runs_it(pod, podman, image, tmp_path):
+def fetch(url, web=None, timeout=5, auth=True):
+    """GET url; with `web` (the pki directory) over TLS verified by its CA, with basic auth."""
+    if web is None:
+        return http_get(url, timeout)
+    ctx = ssl.create_default_context(cafile=str(web / "ca.crt"))
+    basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    req = urllib.request.Request(url.replace("http:", "https:"),
+                                 headers={"Authorization": f"Basic {basic}"} if auth else {})
+    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
+        return r.read().decode()
+
+
+def secured(pki, tmp_path):
+    """The DaemonSet with its commented web-config example applied (TLS + basic auth): the
+    Secret's files in a directory that stands for it."""
+    secret, container, pod_add = web_example()
+    d = tmp_path / "secret"
+    d.mkdir()
+    files = secret["stringData"]
+    (d / "web-config.yml").write_text(
+        files["web-config.yml"].replace("<BCRYPT HASH>", f"'{bcrypt_hash()}'"))
+    shutil.copy(pki / "server.crt", d / "tls.crt")
+    shutil.copy(pki / "server.key", d / "tls.key")
+    ds = daemonset.read()
+    spec = ds["spec"]["template"]["spec"]
+    c = next(c for c in spec["containers"] if c["name"] == "lstrace")
+    c["args"] = container["args"]
+    c["volumeMounts"] = c.get("volumeMounts", []) + container["volumeMounts"]
+    spec["volumes"] = spec.get("volumes", []) + pod_add["volumes"]
+    return daemonset.load(ds=ds, secrets={secret["metadata"]["name"]: d})
+
+
+def scrape_config(port, web):
+    job = f"  - job_name: lstrace\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    if web:
+        job += (f"    scheme: https\n    tls_config: {{ca_file: '{web / 'ca.crt'}'}}\n"
+                f"    basic_auth: {{username: {USER}, password: '{PASSWORD}'}}\n")
+    return "global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" + job
+
+
+@pytest.mark.parametrize("endpoint", ["plain", "tls-basic-auth"])
+def test_image_as_the_daemonset_runs_it(pod, podman, image, tmp_path, pki, endpoint):
+    """`plain`: the DaemonSet as written; `tls-basic-auth`: with its commented web-config
+    example (README "Securing the endpoint") applied, scraped over TLS with basic auth."""
+    web = pki if endpoint != "plain" else None
+    if web:
+        pod = secured(pki, tmp_path)
     doctor = run_lstrace("doctor", "--json")
     assert doctor.returncode == 0, doctor.stderr
     want = {p["name"]: p["mode"] for p in json.loads(doctor.stdout)["probes"]
@@ -90,7 +142,7 @@ def test_image_as_the_daemonset_runs_it(pod, podman, image, tmp_path):
     podman.run(image, *pod.args, opts=container_opts(pod, port, "lstrace-ds"), detach=True)
     try:
         url = f"http://127.0.0.1:{port}/metrics"
-        text = wait_for(lambda: (t := http_get(url)) and "lstrace_probe_attached" in t and t,
+        text = wait_for(lambda: (t := fetch(url, web)) and "lstrace_probe_attached" in t and t,
                         60, "the container's /metrics")
         print(f"\ncontainer start-up to first scrape: {time.monotonic() - t0:.1f} s")
         ours = lstrace_prog_ids() - before_progs
@@ -101,9 +153,7 @@ def test_image_as_the_daemonset_runs_it(pod, podman, image, tmp_path):
         assert check.returncode == 0, check.stdout + check.stderr
 
         cfg = tmp_path / "prometheus.yml"
-        cfg.write_text("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n"
-                       f"  - job_name: lstrace\n    static_configs: [{{targets: "
-                       f"['127.0.0.1:{port}']}}]\n")
+        cfg.write_text(scrape_config(port, web))
         prom = subprocess.Popen(["prometheus", f"--config.file={cfg}",
                                  f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                                  f"--web.listen-address=127.0.0.1:{pport}", "--log.level=warn"],
@@ -113,6 +163,11 @@ def test_image_as_the_daemonset_runs_it(pod, podman, image, tmp_path):
         wait_for(lambda: q.query('up{job="lstrace"} == 1'), 30, "Prometheus scraping it")
         got = wait_for(lambda: q.query("lstrace_probe_attached == 1"), 30, "attached probes")
         assert {r["metric"]["probe"]: r["metric"]["mode"] for r in got} == want
+        if web:      # without credentials: 401, and it serves on
+            with pytest.raises(urllib.error.HTTPError) as e:
+                fetch(url, web, auth=False)
+            assert e.value.code == 401
+            assert "lstrace_probe_attached" in fetch(url, web)
 
         t1 = time.monotonic()
         podman("kill", "--signal", "TERM", "lstrace-ds")
