@@ -23,7 +23,8 @@ import pytest
 
 import daemonset
 import imagebase
-from conftest import (ROOT, free_port, host_state, lstrace_prog_ids, run_lstrace, wait_for)
+from conftest import (ROOT, free_port, host_state, lstrace_cmd, lstrace_prog_ids, run_lstrace,
+                      wait_for)
 from podman import NETWORK, Podman
 from test_serve_e2e import Prom, http_get
 from test_web_config import _example as web_example
@@ -220,6 +221,18 @@ def test_unit_bounds_the_same_capabilities(pod):
     unit = (ROOT / "deploy" / "lstrace.service").read_text()
     bound = re.search(r"^CapabilityBoundingSet=(.*)$", unit, re.M).group(1).split()
     assert sorted(bound) == sorted(f"CAP_{c}" for c in pod.capabilities)
+
+
+def test_unit_capabilities_on_the_host(pod):
+    """The unit's bounding set on the host (setpriv): the same probes as full root."""
+    unit = (ROOT / "deploy" / "lstrace.service").read_text()
+    bound = re.search(r"^CapabilityBoundingSet=(.*)$", unit, re.M).group(1).split()
+    full = run_lstrace("serve", "--once")
+    caps = ",".join("+" + c[4:].lower() for c in bound)
+    r = subprocess.run(["setpriv", f"--bounding-set=-all,{caps}", *lstrace_cmd("serve", "--once")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and attached(r.stdout) == attached(full.stdout) != {}, r.stderr
+    assert "could not drop" not in r.stderr and "statistics unavailable" not in r.stderr
 
 
 def test_doctor_in_the_image_explains_a_missing_mount(pod, podman, image):
