@@ -29,8 +29,9 @@ IDLE_SECONDS = 30.0          # a worker thread idle this long exits
 MAX_CONNS = 512              # connections waiting for their headers, at most
 ACCEPT_BATCH = 64
 BACKLOG = 1024               # SYNs beyond it are dropped and retried by the client 1 s later
-BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n" \
-       b"Content-Length: 59\r\n\r\nlstrace: too many scrapes in flight (see --web.max-requests)\n"
+_BUSY_BODY = b"lstrace: too many scrapes in flight (see --web.max-requests)\n"
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 TOO_LARGE = b"HTTP/1.0 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"
 HTTP_TO_HTTPS = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
 

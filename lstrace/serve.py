@@ -170,6 +170,8 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, late
         # signals only set a flag: the finally below always detaches
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        if httpd is not None and httpd.reloader is not None:     # as Prometheus: re-read
+            signal.signal(signal.SIGHUP, lambda *_: httpd.reloader.force())
         session.start()
         missing = [(s.name, s.kind, s.reason) for s in session.statuses() if not s.attached]
         for line in ([f"probe {n} not attached: {r}" for n, _, r in missing] if verbose

@@ -97,6 +97,8 @@ def load(path):
     http = _mapping(path, "http_server_config", doc.get("http_server_config") or {})
     _check_keys(path, "tls_server_config", tls)
     _check_keys(path, "http_server_config", http)
+    _bool(path, "tls_server_config", tls, "prefer_server_cipher_suites")
+    _bool(path, "http_server_config", http, "http2")
     users = _users(path, doc.get("basic_auth_users") or {})
     headers = _headers(path, http.get("headers") or {})
     base = os.path.dirname(os.path.abspath(path))
@@ -130,6 +132,12 @@ def _check_keys(path, section, doc):
         if k not in KEYS[section]:
             raise WebConfigError(path, prefix + k, "unknown key (known: "
                                  + ", ".join(sorted(KEYS[section])) + ")")
+
+
+def _bool(path, section, doc, key):
+    if key in doc and not isinstance(doc[key], bool):
+        raise WebConfigError(path, f"{section}.{key}", f"expected true or false, got "
+                             f"{doc[key]!r}")
 
 
 def _users(path, users):

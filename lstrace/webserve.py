@@ -92,11 +92,11 @@ def bind_server(host, port, app, config=None, telemetry_path="/metrics",
         if e.errno == errno.EACCES:
             raise LstraceError(f"cannot listen on {host}:{port}: {e.strerror}", EXIT_PORT)
         raise
-    configs = _no_config
-    if config is not None:
-        configs = Reloader(config, log or (lambda _msg: None)).get
-    return BoundedServer(sock, app, configs, telemetry_path=telemetry_path,
-                         max_requests=max_requests)
+    reloader = Reloader(config, log or (lambda _msg: None)) if config is not None else None
+    server = BoundedServer(sock, app, reloader.get if reloader else _no_config,
+                           telemetry_path=telemetry_path, max_requests=max_requests)
+    server.reloader = reloader
+    return server
 
 
 class _Plain:
@@ -119,6 +119,10 @@ class Reloader:
     def __init__(self, config, log):
         self.config, self._log, self._error = config, log, None
         self._sig = _signature(config.files)
+
+    def force(self):
+        """Re-read at the next connection even if no file seems changed (SIGHUP)."""
+        self._sig = None
 
     def get(self):
         """The current WebConfig, or None while the file is invalid."""

@@ -43,6 +43,7 @@ if [ $want_tests = 1 ]; then
            clang llvm libbpf-dev gcc bpfcc-tools            # repro/benchmark BPF, funccount
            openssl curl                                     # web config tests: certificates, clients
            podman runc slirp4netns)                         # the image (tests/test_image.py)
+    pkgs+=(qemu-system-arm qemu-user-static arch-test)     # arm64 lab guest and its root (tests/lab)
 fi
 apt_install "${pkgs[@]}"
 # Debian's prometheus package may start a server on :9090; the tests run their own.

@@ -8,6 +8,7 @@ and lstrace keeps serving after each.  Bad config files each get one line
 naming the file and the key, exit 2, nothing loaded."""
 import json
 import re
+import signal
 import subprocess
 import time
 import urllib.request
@@ -52,6 +53,8 @@ def _bad_configs():
          "http_server_config.headers.Server: this header can not be configured"),
         ("header-bad-value", "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
          "http_server_config.headers.X-Frame-Options: invalid value 'allow'"),
+        ("not-a-bool", "http_server_config:\n  http2: maybe\n",
+         "http_server_config.http2: expected true or false, got 'maybe'"),
         ("toolkit-key-not-implemented", good_tls + "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
          "tls_server_config.cipher_suites: an exporter-toolkit key lstrace does not implement"),
     ]
@@ -110,6 +113,8 @@ def test_reload_refuses_a_file_gone_bad_until_fixed(pki):
     assert len(log) == 1 and "not a bcrypt hash" in log[0], log
     path.write_text(tls_config(users=False) + "# fixed\n")
     assert r.get() is not None and not r.get().users
+    r.force()                                   # SIGHUP: re-read though unchanged
+    assert r.get() is not None and "reloaded" in log[-1], log
     path.write_text("basic_auth_users: {}\n")
     assert r.get() is None and "restart lstrace serve" in log[-1], log
 
@@ -175,6 +180,18 @@ def _epoch(rfc3339):
     return datetime.fromisoformat(m[1] + (m[2] or "")[:7] + zone).timestamp()
 
 
+def _refused_with_401(d, pki):
+    for args, what in (([], "no credentials"), (["-u", f"{USER}:wrong"], "wrong password"),
+                       (["-u", f"nobody:{PASSWORD}"], "unknown user")):
+        code, rc, body = curl(d.url, *args, pki=pki)
+        assert code == 401, (what, code, rc, body)
+        assert d.get()[0] == 200, f"not serving after {what}"
+
+
+def _cert(pki, name):
+    return "--cert", str(pki / f"{name}.crt"), "--key", str(pki / f"{name}.key")
+
+
 @pytest.mark.root
 def test_real_clients_tls_basic_auth_then_mtls(pki, tmp_path):
     web = pki / "web.yml"
@@ -186,11 +203,7 @@ def test_real_clients_tls_basic_auth_then_mtls(pki, tmp_path):
         # phase 1: TLS + basic auth
         code, _, body = d.get("-D", "-")
         assert code == 200 and "x-content-type-options: nosniff" in body.lower(), body[:300]
-        for args, what in (([], "no credentials"), (["-u", f"{USER}:wrong"], "wrong password"),
-                           (["-u", f"nobody:{PASSWORD}"], "unknown user")):
-            code, rc, body = curl(d.url, *args, pki=pki)
-            assert code == 401, (what, code, rc, body)
-            assert d.get()[0] == 200, f"not serving after {what}"
+        _refused_with_401(d, pki)
         code, rc, body = curl(d.url.replace("https:", "http:"))
         print(f"plain HTTP to the TLS port: HTTP {code}, curl exit {rc}: {body.strip()!r}")
         assert code in (0, 400) and "HTTPS server" in body, body
@@ -206,13 +219,13 @@ def test_real_clients_tls_basic_auth_then_mtls(pki, tmp_path):
         code, rc, body = d.get()
         assert code == 0 and rc != 0, ("no client certificate, yet", code, rc, body)
         for key in ("client", "stranger"):
-            code, rc, body = d.get("--cert", str(pki / f"{key}.crt"), "--key",
-                                   str(pki / f"{key}.key"))
+            code, rc, body = d.get(*_cert(pki, key))
             assert (code == 200) == (key == "client"), (key, code, rc, body)
         got = _scraped_since(base, t0, {"lstrace": "up", "wrong-password": "up",
                                         "no-client-cert": "down"})
         print(f"mTLS (RequireAndVerifyClientCert): {got}")
-        assert d.proc.poll() is None
+        d.proc.send_signal(signal.SIGHUP)          # as Prometheus: re-read, keep serving
+        wait_for(lambda: d.get(*_cert(pki, "client"))[0] == 200, 10, "serving after SIGHUP")
     finally:
         if prom is not None:
             prom.terminate()
@@ -220,7 +233,7 @@ def test_real_clients_tls_basic_auth_then_mtls(pki, tmp_path):
         rc, err = d.stop()
     print(err)
     assert rc == 0, err
-    assert "reloaded" in err, err
+    assert err.count("reloaded") == 2, err       # the rewrite, then SIGHUP
 
 
 # ---- the DaemonSet's commented example works as written

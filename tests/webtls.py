@@ -74,14 +74,14 @@ class Served:
     """A real `lstrace serve` (tracepoints: this host) on a free loopback port."""
 
     def __init__(self, *args, scheme="http", pki=None, auth=(), listen_flag="--listen",
-                 path="/metrics"):
+                 path="/metrics", prefix=()):
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}{path}"
         if path != "/metrics":
             args = ("--web.telemetry-path", path, *args)
         self.proc = subprocess.Popen(
-            lstrace_cmd("serve", listen_flag, f"127.0.0.1:{self.port}", "--probes",
-                        "bpf_syscall", *args),
+            [*prefix, *lstrace_cmd("serve", listen_flag, f"127.0.0.1:{self.port}", "--probes",
+                        "bpf_syscall", *args)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.pki, self.auth = pki, list(auth)
         try:
