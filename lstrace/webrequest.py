@@ -3,6 +3,7 @@ the extra headers of the web config, then the metrics on the telemetry path,
 a landing page on /, 404 elsewhere (node_exporter's layout)."""
 import html
 import io
+import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
@@ -29,13 +30,10 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self):
         self.connection = self.request
         self.rfile = io.BytesIO(self.buffered)
-        self.wfile = self.request.makefile("wb")
+        self.wfile = _DeadlineWriter(self.request, self.server.write_timeout)
 
     def finish(self):
-        try:
-            self.wfile.flush()
-        finally:
-            self.wfile.close()
+        """Nothing buffered: each write went out (or raised) already."""
 
     def log_message(self, *args):
         """Silent, as prometheus_client's handler (scrapes are not logged)."""
@@ -87,3 +85,27 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(int(status.split()[0]), body, headers)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
+
+
+class _DeadlineWriter:
+    """wfile: every byte sent within `seconds` of the first write in all
+    (a socket timeout alone bounds each send, and a client reading slowly
+    could stretch a response over many of them)."""
+
+    def __init__(self, sock, seconds):
+        self.sock, self.seconds, self.deadline = sock, seconds, None
+
+    def write(self, data):
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.seconds
+        view = memoryview(data).cast("B")
+        while view:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("response not read in time")
+            self.sock.settimeout(left)
+            view = view[self.sock.send(view):]
+        return len(data)
+
+    def flush(self):
+        pass

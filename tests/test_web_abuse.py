@@ -205,6 +205,31 @@ def test_header_timeout_and_connection_cap():
         srv.server_close()
 
 
+def test_a_client_that_does_not_read_frees_its_worker():
+    """Write time-out in all: a scraper that sends its request and never reads
+    the (large) answer holds the only worker for write_timeout, not forever."""
+    bodies = iter([b"#" * (32 << 20)])
+    srv, base = _server(MetricsApp(lambda: next(bodies, b"x_total 1.0\n")), max_requests=1,
+                        write_timeout=1.0)
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as stuck:
+            stuck.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            t0 = time.monotonic()
+            while srv.in_flight == 0 and time.monotonic() - t0 < 5:
+                time.sleep(0.01)
+            while srv.in_flight and time.monotonic() - t0 < 10:
+                time.sleep(0.05)
+            freed = time.monotonic() - t0
+            assert srv.in_flight == 0, "the worker is still writing"
+            assert _get(base + "/metrics") == (200, b"x_total 1.0\n")
+        print(f"\nworker freed {freed:.2f}s after a client stopped reading (write_timeout 1 s)")
+        assert 0.9 < freed < 5
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_bcrypt_runs_once_for_repeated_credentials(monkeypatch, pki):
     (pki / "auth.yml").write_text(f"basic_auth_users:\n  {USER}: '{bcrypt_hash()}'\n")
     config = webconfig.load(str(pki / "auth.yml"))
