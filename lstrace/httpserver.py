@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 
+from .tlsauth import san_allowed
 from .webrequest import Handler
 from .workers import Workers
 
@@ -174,6 +175,11 @@ class BoundedServer:
             if conn.handshaking:
                 conn.sock.do_handshake()
                 conn.handshaking = False
+                if conn.config.allowed_sans and not san_allowed(conn.sock.getpeercert(),
+                                                                conn.config.allowed_sans):
+                    self.counts["client SAN not allowed"] += 1
+                    self._close(fd)
+                    return
                 self._sel.modify(conn.sock, selectors.EVENT_READ, None)
             self._read(fd, conn)
         except ssl.SSLWantReadError:

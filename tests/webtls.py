@@ -13,6 +13,7 @@ from conftest import ROOT, free_port, lstrace_cmd, wait_for
 OPENSSL = "openssl"
 CURL = "curl"
 USER, PASSWORD = "prometheus", "s3cret scrape"
+CLIENT_DNS, CLIENT_URI = "scraper.lstrace.test", "spiffe://lstrace.test/prometheus"
 # bcrypt cost 10, as htpasswd -B writes it; hashed once per test session
 _HASHES = {}
 
@@ -33,7 +34,9 @@ def make_pki(d):
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
              "-subj", "/CN=lstrace test CA", cwd=d)
     (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name, ext in (("server", ["-extfile", "server.ext"]), ("client", [])):
+    (d / "client.ext").write_text(f"subjectAltName=DNS:{CLIENT_DNS},URI:{CLIENT_URI}\n")
+    for name in ("server", "client"):
+        ext = ["-extfile", f"{name}.ext"]
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
                  "-subj", f"/CN={name}", cwd=d)
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
