@@ -79,9 +79,15 @@ class BoundedServer:
         self.counts = collections.Counter()  # what happened to connections (tests, logs)
 
     @property
-    def in_flight(self):
-        """Requests being answered now (at most max_requests)."""
-        return self._pool.in_flight
+    def threads(self):
+        """Request threads alive now (at most max_requests)."""
+        return self._pool.threads
+
+    @property
+    def pending(self):
+        """Requests handed to the workers and not finished (their answers may
+        still be going out)."""
+        return self._pool.pending
 
     # ---- lifecycle (socketserver's names: serve.py calls these)
     def serve_forever(self):
@@ -231,11 +237,11 @@ class BoundedServer:
             _shut(conn.sock)
 
     # ---- a worker thread
-    def _handle(self, conn):
+    def _handle(self, conn, release):
         try:
             conn.sock.setblocking(True)
             conn.sock.settimeout(self.write_timeout)
-            Handler(conn, self)
+            Handler(conn, self, release)
         except Exception as e:          # noqa: BLE001 - the worker thread must go on
             if not isinstance(e, (OSError, ValueError)):
                 self.counts[f"internal error: {type(e).__name__}"] += 1

@@ -22,9 +22,10 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     sys_version = ""
 
-    def __init__(self, conn, server):
+    def __init__(self, conn, server, release=lambda: None):
         self.conn_config = conn.config
         self.buffered = conn.buf
+        self.release = release       # frees the request's slot (lstrace.workers)
         super().__init__(conn.sock, conn.addr, server)
 
     def setup(self):
@@ -43,6 +44,7 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (*headers, *self.conn_config.headers):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
+        self.release()           # nothing sent yet: the client cannot be done before this
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
