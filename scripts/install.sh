@@ -42,6 +42,7 @@ if [ $want_tests = 1 ]; then
            prometheus tmux systemd procps iproute2         # e2e, top, unit checks, benchmarks
            clang llvm libbpf-dev gcc bpfcc-tools            # repro/benchmark BPF, funccount
            openssl curl)                                    # web config tests: certificates, clients
+    pkgs+=(qemu-system-arm qemu-user-static arch-test)     # arm64 lab guest and its root (tests/lab)
 fi
 apt_install "${pkgs[@]}"
 # Debian's prometheus package may start a server on :9090; the tests run their own.
