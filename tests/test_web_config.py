@@ -9,7 +9,6 @@ naming the file and the key, exit 2, nothing loaded."""
 import json
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,7 +17,7 @@ import pytest
 
 from conftest import ROOT, free_port, left_over, lstrace_prog_ids, run_lstrace, wait_for
 from webtls import (CLIENT_DNS, CLIENT_URI, PASSWORD, USER, Served,  # noqa: F401 (pki)
-                    bcrypt_hash, curl, pki, tls_config)
+                    bcrypt_hash, curl, in_process, pki, tls_config)
 
 PROMETHEUS = "prometheus"
 
@@ -300,21 +299,17 @@ def test_daemonset_web_config_example_works(pki, tmp_path):
 def test_client_allowed_sans(pki, client_auth, allowed, cert, ok):
     """The real curl against the HTTP layer (fixed metrics body): a client
     certificate must carry an allowed SAN, verified by a CA or not."""
-    import threading
-    from lstrace import httpserver, webconfig
+    from lstrace import webconfig
     from lstrace.exposition import MetricsApp
     text = tls_config(client_auth, users=False, headers=False) + \
         f"  client_allowed_sans: ['{allowed}']\n"
     if client_auth == "RequireAnyClientCert":
         text = text.replace("  client_ca_file: ca.crt\n", "")
     (pki / "sans.yml").write_text(text)
-    config = webconfig.load(str(pki / "sans.yml"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = httpserver.BoundedServer(sock, MetricsApp(lambda: b"x_total 1.0\n"), lambda: config)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv, base = in_process(MetricsApp(lambda: b"x_total 1.0\n"),
+                           webconfig.load(str(pki / "sans.yml")))
     try:
-        code, rc, body = curl(f"https://localhost:{sock.getsockname()[1]}/metrics",
+        code, rc, body = curl(base.replace("http://127.0.0.1", "https://localhost") + "/metrics",
                               *_cert(pki, cert), pki=pki)
         assert (code == 200) == ok, (code, rc, body, dict(srv.counts))
         assert ok or srv.counts["client SAN not allowed"] == 1, srv.counts

@@ -3,7 +3,9 @@
 certificate signed by the CA and one self-signed), bcrypt hashes, web config
 files, and a real `lstrace serve` started with them."""
 import signal
+import socket
 import subprocess
+import threading
 
 import bcrypt
 import pytest
@@ -71,6 +73,21 @@ def curl(url, *args, pki=None, timeout=10):
                         *ca, *args, url], capture_output=True, text=True, timeout=timeout + 5)
     body, _, code = r.stdout.rpartition("\n")
     return int(code or 0), r.returncode, body + r.stderr
+
+
+class _Plain:
+    """The web config without --web.config.file."""
+    context, users, headers = None, {}, ()
+
+
+def in_process(app, config=_Plain, **kw):
+    """lstrace's HTTP layer alone (no BPF) on a loopback port: (server, base URL)."""
+    from lstrace import httpserver
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = httpserver.BoundedServer(sock, app, lambda: config, **kw)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 class Served:
