@@ -11,7 +11,7 @@ from itertools import repeat
 
 from ..family import Family, sum_slots
 from ..layout import CALLERS, NSLOTS, RQ_ERRNOS, RQ_KINDS
-from . import trial
+from . import lock_users, trial
 from .tracepoint import TracepointProbe
 
 NAME = "rqspinlock"
@@ -210,7 +210,20 @@ def families(snap, attached, per_cpu_latency):
             wait.add([cpu], slots)
     elif snap.rq_wait:
         wait.add([], sum_slots(list(snap.rq_wait.values())))
-    return [rq, rq_cpu] + ([wait] if snap.rq_wait else [])
+    return [rq, rq_cpu, view_family(snap)] + ([wait] if snap.rq_wait else [])
+
+
+def view_family(snap):
+    """lstrace_rqspinlock_view_info: how much of each lock user's failures the
+    counts above hold on this kernel (lstrace/probes/lock_users.py)."""
+    f = Family("lstrace_rqspinlock_view_info", "gauge",
+               "1 per rqspinlock lock user: view is exact (every failure, at its boundary), "
+               "partial (queued slow path only, at lock:contention_end) or none; "
+               "`lstrace doctor` says why.", ["lock_user", "view"])
+    attached = {p.name: (p.attached, p.mode) for p in snap.probes}
+    for user, view, _how in lock_users.views(attached, snap.kernel.get("generation", "")):
+        f.add((user, view), 1)
+    return f
 
 
 # ---- failure events: the BPF side records one per failure, what = N_PROBES + errno index
