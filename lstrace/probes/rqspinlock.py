@@ -210,7 +210,8 @@ def families(snap, attached, per_cpu_latency):
             wait.add([cpu], slots)
     elif snap.rq_wait:
         wait.add([], sum_slots(list(snap.rq_wait.values())))
-    return [rq, rq_cpu, view_family(snap)] + ([wait] if snap.rq_wait else [])
+    views = [view_family(snap)] if NAME in attached else []
+    return [rq, rq_cpu] + views + ([wait] if snap.rq_wait else [])
 
 
 def view_family(snap):
