@@ -247,11 +247,13 @@ def event_counts(snap, cpus=None):
 # ---- top: failures count as the CPU's deadlocks / timeouts
 def cpu_counts(snap):
     rows = {}
-    for (cpu, err, _kind, _caller), n in snap.rq_failures.items():
+    for (cpu, err, kind, _caller), n in snap.rq_failures.items():
         row = rows.setdefault(cpu, {})
         key = "deadlock" if err == "EDEADLK" else "timeout"
         row[key] = row.get(key, 0) + n
         row["failures"] = row.get("failures", 0) + n
+        if kind in ("AA", "ABBA"):          # top's columns by kind
+            row[kind.lower()] = row.get(kind.lower(), 0) + n
     return rows
 
 
