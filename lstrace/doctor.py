@@ -48,6 +48,7 @@ def report(kernel, mode="auto", names=None):
     summary["lock_users"] = [{"lock_user": u, "view": v, "how": how} for u, v, how in
                              lock_users.views({p.name: (p.available, p.mode) for p in plans},
                                               kernel.generation)]
+    summary["rqspinlock_kinds"] = lock_users.kinds_note(kernel)
     return summary
 
 
@@ -117,5 +118,7 @@ def doctor(as_json, mode, btf, probe_list, verbose):
         lines = blind_spot_lines(r["blind_spots"], r["blind_spot_facts"])
         if lines:
             click.echo("\n".join([""] + lines))
-        click.echo("\n".join([""] + lock_user_lines(r["lock_users"])))
+        click.echo("\n".join([""] + lock_user_lines(r["lock_users"])
+                              + textwrap.wrap(r["rqspinlock_kinds"], 100, initial_indent="  ",
+                                              subsequent_indent="    ")))
     raise SystemExit(0 if ok else EXIT_NO_PROBE)

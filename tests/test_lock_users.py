@@ -44,3 +44,4 @@ def test_doctor_names_each_lock_users_view():
     text = subprocess.run([sys.executable, "-m", "lstrace", "doctor"], capture_output=True,
                           text=True, timeout=120).stdout
     assert "rqspinlock failures by lock user" in text
+    assert "AA / ABBA at lock:contention_end" in json.loads(r.stdout)["rqspinlock_kinds"]

@@ -64,3 +64,15 @@ def _names():
 
 
 _MAP_PROBES, _STORAGE_PROBES = _names()
+
+
+def kinds_note(kernel):
+    """How lock:contention_end decides AA vs ABBA on this kernel, or why it
+    cannot (its failures then count with kind 'unknown')."""
+    if kernel.percpu_var_addr("rqspinlock_held_locks"):
+        return ("AA / ABBA at lock:contention_end: from this CPU's held-locks table "
+                "(rqspinlock_held_locks, located through kallsyms)")
+    return ("AA / ABBA at lock:contention_end: unknown here (its failures count with kind "
+            "'unknown'): the per-CPU held-locks table cannot be located, kallsyms has no "
+            "data symbols (CONFIG_KALLSYMS_ALL off); the kfunc probe's kinds come from its "
+            "report and are unaffected")

@@ -85,3 +85,21 @@ def test_kfunc_failures_exact_in_both_modes_side_by_side(sessions):
         print(f"rqspinlock_kfunc {s.mode} on {os.uname().release}: made {sorted(made.items())} "
               f"(setup {setup}), counted {sorted(got.items())}; "
               f"contention_end saw {sum(r.visible.values())}")
+
+
+def test_kfunc_failures_name_the_failing_program(sessions):
+    """Each failure's event carries the failing program (the BPF frame on the
+    report's stack, named from kallsyms while it is loaded): the repro's aa."""
+    from lstrace.bpfsys import prog_test_run
+    from lstrace.repro.cases.base import load
+    from lstrace.repro.cases.helper_calls import PKT
+    from lstrace.workload import pinned
+    s = sessions[0]
+    with load("rqspin") as obj, pinned(CPUS[0]):
+        for _ in range(3):
+            ret, _retval = prog_test_run(obj.prog_fd("aa"), data=PKT, repeat=1)
+            assert ret == 0
+        snap = s.snapshot()           # while the program is loaded: its name resolves
+    mine = [e for e in snap.events if e.source == "rqspinlock" and e.cpu == CPUS[0]]
+    assert mine and mine[-1].program == "aa", mine[-3:]
+    assert mine[-1].outcome == "deadlock", mine[-1]
