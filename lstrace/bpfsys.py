@@ -10,11 +10,18 @@ import errno
 import os
 import struct
 
+from . import arch
+from .errors import Unavailable
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
-SYS_BPF = 321             # x86_64
-SYS_PERF_EVENT_OPEN = 298
+# syscall numbers from lstrace/arch.py; None on an architecture it lacks (every
+# call then raises Unavailable: never another architecture's number)
+_ARCH = arch.lookup()
+SYS_BPF = _ARCH.nr_bpf if _ARCH else None
+SYS_PERF_EVENT_OPEN = _ARCH.nr_perf_event_open if _ARCH else None
+SYS_PIDFD_OPEN = _ARCH.nr_pidfd_open if _ARCH else None
 
 # bpf commands
 MAP_LOOKUP_ELEM = 1
@@ -47,6 +54,8 @@ class BPFError(OSError):
 
 
 def _sys(nr, *args):
+    if nr is None:
+        raise Unavailable(arch.unsupported_message(arch.machine()))
     ret = _libc.syscall(nr, *args)
     if ret < 0:
         return -ctypes.get_errno()
@@ -297,7 +306,6 @@ def enable_stats():
 MAP_UPDATE_ELEM = 2
 MAP_DELETE_ELEM = 3
 PROG_TEST_RUN = 10
-SYS_PIDFD_OPEN = 434      # x86_64
 ANY, NOEXIST, EXIST = 0, 1, 2          # BPF_ANY / BPF_NOEXIST / BPF_EXIST
 F_TEST_RUN_ON_CPU = 1 << 0             # BPF_F_TEST_RUN_ON_CPU
 

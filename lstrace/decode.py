@@ -8,7 +8,7 @@ code as -D defines (program.defines), like the counter layout (layout.py).
 import array
 import struct
 
-from . import probes
+from . import arch, probes
 from .layout import OUTCOMES
 from .snapshot import FailureEvent
 
@@ -33,8 +33,8 @@ def c_structs():
 HOOK_PREFIXES = ("bpf_prog_", "bpf_trampoline", "__bpf_trace", "bpf_trace_run", "__traceiter",
                  "bpf_get_stack", "____bpf_get_stack", "bpf_get_stackid", "kretprobe",
                  "arch_rethook", "rethook", "perf_", "resilient_queued_spin_lock_slowpath",
-                 "trace_contention", "__bpf_prog_enter", "__bpf_prog_exit", "ftrace",
-                 "__x64_sys_bpf", "do_syscall", "entry_SYSCALL")
+                 "trace_contention", "__bpf_prog_enter", "__bpf_prog_exit",
+                 "ftrace") + arch.all_entry_frames()
 HELPER_NAMES = probes.helpers.NAMES
 
 

@@ -8,18 +8,14 @@ compile only (BCC_KERNEL_SOURCE and include flags): nothing on the host is
 linked or written.
 """
 import os
-import platform
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import arch as archmod
+
 SRC = Path(os.environ.get("LSTRACE_HEADERS_ROOT", "/usr/src"))
-
-
-# uname -m -> the kernel's arch/ directory (the part of BCC's kbuild_helper.cc that matters)
-ARCH_DIRS = {"x86_64": "x86", "aarch64": "arm64", "s390x": "s390", "ppc64le": "powerpc",
-             "riscv64": "riscv", "loongarch64": "loongarch"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,7 @@ class Headers:
         it includes relative to that one tree."""
         if self.exact or self.build == self.source:
             return []
-        arch = ARCH_DIRS.get(platform.machine(), platform.machine())
+        arch = archmod.current().kernel_dir     # the part of BCC's kbuild_helper.cc that matters
         b = self.build
         return [f"-I{b}/arch/{arch}/include/generated/uapi", f"-I{b}/arch/{arch}/include/generated",
                 f"-I{b}/include", f"-I{b}/include/generated/uapi"]

@@ -1,5 +1,5 @@
-"""Start-up checks: each missing prerequisite (privileges, BCC, BTF, kernel
-headers) becomes one clear LstraceError with its exit code.
+"""Start-up checks: each missing prerequisite (a known architecture,
+privileges, BCC, BTF, kernel headers) becomes one clear LstraceError with its exit code.
 
 Used by Session (privileges, in the long-running process), the loader child
 (BCC, BTF, headers: only it compiles), doctor and hist.  Nothing here imports
@@ -7,6 +7,7 @@ BCC except import_bcc(), which only the loader child and doctor call.
 """
 import os
 
+from . import arch
 from . import headers as headersmod
 from .errors import PermissionDenied, Unavailable
 
@@ -28,7 +29,14 @@ def effective_caps():
     return 0
 
 
+def check_arch():
+    """Unavailable (exit 69) on an architecture lstrace/arch.py lacks, before any syscall."""
+    arch.current()
+
+
 def check_privileges():
+    """The architecture first (every command that needs privileges makes bpf() calls)."""
+    check_arch()
     caps = effective_caps()
     has = lambda c: bool(caps & (1 << c))  # noqa: E731
     if os.geteuid() == 0 and has(CAP_SYS_ADMIN):

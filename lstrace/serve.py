@@ -20,15 +20,16 @@ capability except CAP_BPF and CAP_PERFMON (plus CAP_SYS_ADMIN with
 --all-programs: walking other programs' ids needs it).  SIGTERM / SIGINT
 detach everything and exit 0.
 
-Exit codes: 2 bad --listen / --probes / --interval, 73 --textfile not
+HTTP: lstrace.webserve (the --web.* flags, --web.config.file: TLS, client
+certificates, basic auth) and lstrace.httpserver (bounded under abuse).
+
+Exit codes: 2 bad --listen / --probes / --interval / --web.* / web config, 73 --textfile not
 writable, 75 listen address in use, 3 no probe attached, 69/77 as every
 command (lstrace.errors).
 """
 import ctypes
-import errno
 import os
 import signal
-import socket
 import sys
 import threading
 
@@ -38,61 +39,11 @@ from . import reasons
 from .errors import friendly_errors
 from .options import (interval_option, latency_option, mode_option, probes_option,
                       verbose_option)
-from .errors import EXIT_CANTCREAT, EXIT_PORT, LstraceError, UsageError
-
-DEFAULT_PORT = 9477
-DEFAULT_LISTEN = f":{DEFAULT_PORT}"
+from .errors import EXIT_CANTCREAT, LstraceError, UsageError
+from .webserve import (DEFAULT_LISTEN, DEFAULT_PORT, bind_server, check_web_flags,  # noqa: F401
+                       parse_listen, web_options)
 
 CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 2, 21, 38, 39
-
-
-def parse_listen(text):
-    """'HOST:PORT', ':PORT' or '[v6]:PORT' -> (host, port); anything else is a usage error."""
-    text = (text or "").strip()
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"bad --listen {text!r}: expected HOST:PORT, :PORT or [IPv6]:PORT "
-                         f"with a port 1-65535 (default {DEFAULT_LISTEN})")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise UsageError(f"bad --listen {text!r}: write IPv6 addresses in brackets, [::1]:PORT")
-    return host or "0.0.0.0", int(port)
-
-
-def bind_server(host, port, app):
-    """Bind the HTTP server now (serving starts later): a taken port or an
-    address that does not resolve is reported before any BPF is loaded."""
-    from wsgiref.simple_server import make_server
-
-    from prometheus_client.exposition import ThreadingWSGIServer
-    try:
-        from prometheus_client.exposition import _SilentHandler as Handler
-    except ImportError:       # private in prometheus_client; any WSGI handler works
-        from wsgiref.simple_server import WSGIRequestHandler as Handler
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise UsageError(f"bad --listen {host}:{port}: {e.strerror}")
-
-    class Server(ThreadingWSGIServer):
-        address_family = infos[0][0]
-        allow_reuse_address = True
-        # socketserver's listen backlog is 5: a 6th concurrent scraper's SYN is
-        # dropped and retried 1 s, 3 s later (tests/test_reliability.py)
-        request_queue_size = 128
-
-    try:
-        return make_server(infos[0][4][0], port, app, Server, handler_class=Handler)
-    except OSError as e:
-        if e.errno == errno.EADDRINUSE:
-            raise LstraceError(f"cannot listen on {host}:{port}: address already in use "
-                               f"(another exporter? pick one with --listen)", EXIT_PORT)
-        if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-            raise UsageError(f"bad --listen {host}:{port}: {e.strerror}")
-        if e.errno == errno.EACCES:
-            raise LstraceError(f"cannot listen on {host}:{port}: {e.strerror}", EXIT_PORT)
-        raise
 
 
 def check_textfile(path):
@@ -172,9 +123,11 @@ def _log(msg):
               help="With --latency: histograms per CPU too (43 series per probe and CPU; "
                    "default: per probe).")
 @verbose_option
+@web_options
 @friendly_errors
 def serve(listen, probe_list, textfile, interval, once, mode, all_programs, latency,
-          per_cpu_latency, verbose):
+          per_cpu_latency, verbose, listen_address, telemetry_path, web_config_file,
+          max_requests, check_config):
     """Prometheus exporter: per-CPU helper failures, rqspinlock failures, bpf() errors."""
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client import write_to_textfile
@@ -192,13 +145,19 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, late
         raise UsageError("--per-cpu-latency needs --latency (latency histograms are opt-in)")
     if textfile is not None and not textfile.strip():
         raise UsageError("bad --textfile '': name the file to write")
+    listen, web_config = check_web_flags(listen, listen_address, telemetry_path, max_requests,
+                                         web_config_file, check_config)
+    if check_config:
+        _log(f"web config {web_config.path}: valid ({web_config.summary})")
+        return
     serve_http = not once and (textfile is None or listen is not None)
     host, port = parse_listen(listen or DEFAULT_LISTEN)
     if textfile:
         check_textfile(textfile)
     registry = CollectorRegistry(auto_describe=False)
     app = MetricsApp()       # HTTP: lstrace's fast writer (textfile, --once: prometheus_client)
-    httpd = bind_server(host, port, app) if serve_http else None
+    httpd = bind_server(host, port, app, web_config, telemetry_path, max_requests,
+                        _log) if serve_http else None
 
     stop = threading.Event()
 
@@ -211,6 +170,8 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, late
         # signals only set a flag: the finally below always detaches
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        if httpd is not None and httpd.reloader is not None:     # as Prometheus: re-read
+            signal.signal(signal.SIGHUP, lambda *_: httpd.reloader.force())
         session.start()
         missing = [(s.name, s.kind, s.reason) for s in session.statuses() if not s.attached]
         for line in ([f"probe {n} not attached: {r}" for n, _, r in missing] if verbose
@@ -245,7 +206,9 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, late
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             serving = True
-            _log(f"serving http://{host if ':' not in host else '[' + host + ']'}:{port}/metrics")
+            scheme = "https" if web_config and web_config.context else "http"
+            _log(f"serving {scheme}://{host if ':' not in host else '[' + host + ']'}:{port}"
+                 f"{telemetry_path}" + (f" ({web_config.summary})" if web_config else ""))
         if textfile:
             _log(f"writing {textfile} every {interval:g}s")
         while not stop.is_set():

@@ -26,6 +26,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt_install() { apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
 apt-get update -q >/dev/null
 pkgs=(python3 python3-venv python3-pip python3-bpfcc bpftool)
+pkgs+=(python3-yaml python3-bcrypt)         # serve --web.config.file: YAML, bcrypt basic auth
 arch=$(dpkg --print-architecture)
 if apt-cache show "linux-headers-$(uname -r)" >/dev/null 2>&1; then
     pkgs+=("linux-headers-$(uname -r)")
@@ -39,7 +40,9 @@ if [ $want_tests = 1 ]; then
     # scripts run comes from one of these (or their dependencies, or Debian's required set).
     pkgs+=(qemu-system-x86 busybox-static zstd cpio kmod mmdebstrap  # lab (depmod; debian13 root)
            prometheus tmux systemd procps iproute2         # e2e, top, unit checks, benchmarks
-           clang llvm libbpf-dev gcc bpfcc-tools)           # repro/benchmark BPF, funccount
+           clang llvm libbpf-dev gcc bpfcc-tools            # repro/benchmark BPF, funccount
+           openssl curl)                                    # web config tests: certificates, clients
+    pkgs+=(qemu-system-arm qemu-user-static arch-test)     # arm64 lab guest and its root (tests/lab)
 fi
 apt_install "${pkgs[@]}"
 # Debian's prometheus package may start a server on :9090; the tests run their own.

@@ -46,6 +46,10 @@ def _constants(tree):
                     if isinstance(n, ast.Constant) and isinstance(n.value, str)]
             if strs:
                 out[node.targets[0].id] = strs
+            if isinstance(node.value, ast.Dict):     # NAME[key]: one of its values
+                out[node.targets[0].id + "[]"] = [
+                    n.value for v in node.value.values for n in ast.walk(v)
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     return out
 
 
@@ -57,6 +61,10 @@ def _alternatives(node, local, every):
         return local.get(node.id, [])
     if isinstance(node, ast.Attribute):          # guest.QEMU: a constant of another module
         return every.get(node.attr, [])
+    if isinstance(node, ast.Subscript):          # QEMUS[arch], guest.QEMUS[arch]: a dict's values
+        d = node.value
+        name = d.id if isinstance(d, ast.Name) else d.attr if isinstance(d, ast.Attribute) else ""
+        return (local if isinstance(d, ast.Name) else every).get(name + "[]", [])
     return []
 
 
@@ -221,7 +229,7 @@ def provider(program):
 
 def test_collector_finds_what_we_know_is_run():
     progs = {a for alts, _ in collect() for a in alts}
-    for known in ("depmod", "qemu-system-x86_64", "timeout", "cpio", "zstd", "bpftool",
+    for known in ("depmod", "qemu-system-x86_64", "qemu-system-aarch64", "timeout", "cpio", "zstd", "bpftool",
                   "clang", "promtool", "prometheus", "tmux", "dpkg", "apt-get", "cc",
                   "/usr/sbin/funccount-bpfcc", "busybox", "virtiofsd", "setpriv", "taskset"):
         assert known in progs, f"the collector no longer sees {known}"

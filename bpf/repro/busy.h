@@ -5,7 +5,7 @@
  * hammer   syscall program, test-run by threads pinned to one CPU: map
  *          updates and deletes on `hammered` through bpf_sys_bpf, so the CPU
  *          spends most of its time holding the storage's busy counter.
- * irq      raw_tp on local_timer_entry: when the timer interrupts one of our
+ * irq      raw_tp on the timer interrupt (LSTRACE_TICK): when it interrupts one of our
  *          threads, look its owner's storage up (get without F_CREATE): if
  *          the last tick created it, delete it (-EBUSY when the interrupted
  *          syscall holds the counter), else get(F_CREATE) (NULL then: busy).
@@ -47,7 +47,12 @@ static __always_inline int lookup_busy_held(void)
 }
 #endif
 
-SEC("raw_tp/local_timer_entry")
+/* the timer interrupt's raw tracepoint: lstrace/arch.py's tick, passed by
+ * lstrace/repro/build.py (x86-64 local_timer_entry, arm64 hrtimer_expire_entry) */
+#ifndef LSTRACE_TICK
+#define LSTRACE_TICK "local_timer_entry"
+#endif
+SEC("raw_tp/" LSTRACE_TICK)
 int irq(void *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();

@@ -1,14 +1,14 @@
 """bpf_syscall: bpf() errors by command, map type and errno.
 
 One program at bpf()'s exit, no entry program: fexit on the arch's syscall
-wrapper (SYSCALL_ARCH) where trampolines attach, else the raw sys_exit
+wrapper (lstrace/arch.py) where trampolines attach, else the raw sys_exit
 tracepoint (tp_btf, else raw_tp) filtered on the syscall number; the saved
 user registers still hold cmd and attr.  (perf syscalls:* programs are
 skipped while bpf_prog_active is raised; none of these is.)  C: bpf/probes/bpf_syscall.bpf.c.
 """
 import errno
-import os
 
+from .. import arch as archmod
 from .. import bpfsys
 from ..btf import TYPEDEF
 from ..family import Family
@@ -29,27 +29,26 @@ TP_BTF = "tp_btf:sys_exit"
 TP_BTF_PROGRAMS = (("tp_btf", "sys_exit", "lst_sys_exit_btf"),)
 NAMES = (NAME,)
 
-# per machine: the bpf() syscall wrapper an fexit attaches to, the pt_regs members
+# per machine (a view of lstrace/arch.py, kept for its users): the bpf() syscall
+# wrapper an fexit attaches to, the pt_regs members (and byte offsets in them)
 # holding its first two arguments and the syscall number, and __NR_bpf
-SYSCALL_ARCH = {
-    "x86_64": {"func": "__x64_sys_bpf", "arg0": "di", "arg1": "si", "nr": "orig_ax", "NR": 321},
-    "aarch64": {"func": "__arm64_sys_bpf", "arg0": ("regs", 0), "arg1": ("regs", 8),
-                "nr": "syscallno", "NR": 280},
-}
+SYSCALL_ARCH = {m: {"func": a.syscall_wrapper("bpf"), "arg0": a.regs_arg0, "arg1": a.regs_arg1,
+                    "nr": a.regs_nr, "NR": a.nr_bpf} for m, a in archmod.TABLE.items()}
 
 
 def plan(kernel, p, mode="auto"):
     """fexit on the arch's syscall wrapper where trampolines attach, else tp_btf
     sys_exit, else raw_tp sys_exit (--mode kprobe: raw_tp, no program attached
     through BTF); all need the pt_regs members from BTF."""
-    arch = SYSCALL_ARCH.get(os.uname().machine)
-    if arch is None or kernel.btf.member_offset("pt_regs", arch["nr"]) is None:
-        p.reason = f"bpf() arguments not readable on {os.uname().machine} (no pt_regs layout)"
+    arch = archmod.lookup()
+    if arch is None or kernel.btf.member_offset("pt_regs", arch.regs_nr) is None:
+        p.reason = f"bpf() arguments not readable on {archmod.machine()} (no pt_regs layout)"
         return p
-    if mode in ("auto", "fentry") and kernel.btf.func_id(arch["func"]) is not None:
-        why = trial.try_fentry(kernel, arch["func"])
+    func = arch.syscall_wrapper("bpf")
+    if mode in ("auto", "fentry") and kernel.btf.func_id(func) is not None:
+        why = trial.try_fentry(kernel, func)
         if why is None:
-            p.mode, p.func = "fentry", arch["func"]
+            p.mode, p.func = "fentry", func
             return p
         p.tried["fentry"] = why
     if not kernel.has_tracepoint("raw_syscalls", "sys_exit"):
@@ -99,15 +98,16 @@ def defines(kernel, plans):
     switch cases."""
     plan = plans[0] if plans else None
     btf = kernel.btf
-    arch = SYSCALL_ARCH.get(os.uname().machine)
+    arch = archmod.lookup()
     d = {"BPF_SYSCALL_FEXIT": int(bool(plan and plan.mode == "fentry")),
-         "NR_BPF": arch["NR"] if arch else -1}
-    for define, member in (("OFF_REGS_ARG0", "arg0"), ("OFF_REGS_ARG1", "arg1"),
-                           ("OFF_REGS_NR", "nr")):
-        m = arch[member] if arch else None
-        name, extra = m if isinstance(m, tuple) else (m, 0)
-        off = btf.member_offset("pt_regs", name) if name else None
+         "NR_BPF": arch.nr_bpf if arch else -1}
+    for define, (name, extra) in (("OFF_REGS_ARG0", arch.regs_arg0),
+                                  ("OFF_REGS_ARG1", arch.regs_arg1),
+                                  ("OFF_REGS_NR", (arch.regs_nr, 0))) if arch else ():
+        off = btf.member_offset("pt_regs", name)
         d[define] = off + extra if off is not None else 0
+    for define in ("OFF_REGS_ARG0", "OFF_REGS_ARG1", "OFF_REGS_NR"):
+        d.setdefault(define, 0)
     for define, (struct, member) in {
             "OFF_TASK_FILES": ("task_struct", "files"), "OFF_FILES_FDT": ("files_struct", "fdt"),
             "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"), "OFF_FDT_FD": ("fdtable", "fd"),

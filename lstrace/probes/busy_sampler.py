@@ -1,16 +1,19 @@
 """busy_sampler: the task / cgroup local-storage busy counters (generations
-A/B), sampled at each timer tick on raw tracepoint irq_vectors:local_timer_entry
-(it runs even while a bpf() map syscall holds a counter).
+A/B), sampled at each timer interrupt on a raw tracepoint (lstrace/arch.py's
+tick: irq_vectors:local_timer_entry on x86-64, timer:hrtimer_expire_entry on
+arm64; it runs even while a bpf() map syscall holds a counter).
 C: bpf/probes/busy_sampler.bpf.c."""
+from .. import arch
 from ..family import Family
 from ..layout import BUSY_COUNTERS
 from . import trial
 from .tracepoint import TracepointProbe
 
 NAME = "busy_sampler"
-PROBE = TracepointProbe(NAME, (("irq_vectors", "local_timer_entry"),),
+_TICK = (arch.lookup() or next(iter(arch.TABLE.values()))).tick
+PROBE = TracepointProbe(NAME, (_TICK,),
                         "samples the task/cgroup storage busy counters at each timer tick",
-                        (("raw_tp", "local_timer_entry", "lst_busy_sample"),))
+                        (("raw_tp", _TICK[1], "lst_busy_sample"),))
 NAMES = (NAME,)
 
 

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .. import arch
 from ..errors import LstraceError, Unavailable
 from .host import kernel
 
@@ -109,7 +110,8 @@ def object_path(name: str) -> str:
     inc = vmlinux_h(cache, btf)
     fd, tmp = tempfile.mkstemp(dir=cache, suffix=".o")
     os.close(fd)
-    cmd = ["clang", "-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86",
+    cmd = ["clang", "-target", "bpf", "-g", "-O2", f"-D__TARGET_ARCH_{arch.current().target}",
+           f'-DLSTRACE_TICK="{arch.current().tick[1]}"',
            "-I", inc, "-I", SRC_DIR, "-c", src, "-o", tmp]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:

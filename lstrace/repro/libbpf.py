@@ -37,7 +37,8 @@ _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes
 
 
 def _printer(level, fmt, ap):
-    # va_list is a pointer on x86_64: let libc's vsnprintf expand it.
+    # va_list arrives as a pointer on x86_64 (an array type) and on aarch64 (a 32-byte
+    # struct, passed by reference under AAPCS64): hand it on to libc's vsnprintf.
     buf = ctypes.create_string_buffer(4096)
     _libc.vsnprintf(buf, len(buf), fmt, ctypes.c_void_p(ap))
     _log.append(buf.value.decode(errors="replace"))

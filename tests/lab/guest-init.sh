@@ -1,14 +1,20 @@
 #!/bin/sh
 # PID 1 of a lab guest (see tests/lab/run). The root file system is the host's, or with --root
 # debian13 a built one (this file is copied into it), read-only over virtiofs. Makes a scratch system around it, runs the command the runner left in the lab share,
-# writes its exit code there and powers off. Kernel messages go to ttyS0 (the console log on the
-# host), the command's output to ttyS1 (the runner's stdout).
+# writes its exit code there and powers off. Kernel messages go to the console (ttyS0; arm64:
+# ttyAMA0), the console log on the host; the command's output to $LAB_TTY (ttyS1; arm64: the
+# virtio console hvc0), the runner's stdout.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 LAB=/run/lab
-# Static busybox applets start several times faster than dynamically linked tools under TCG.
-if command -v busybox >/dev/null; then
-	for t in mount mountpoint mkdir ln hostname stty mv; do eval "$t() { busybox $t \"\$@\"; }"; done
+# Static busybox applets start several times faster than dynamically linked tools under TCG
+# (and Debian 13's mount is not in util-linux). No /dev/null yet: a root built in a user
+# namespace (--arch arm64) has an empty /dev until devtmpfs is mounted.
+if [ -n "$(command -v busybox)" ]; then
+	applets=$(busybox --list)
+	for t in mount mountpoint mkdir ln hostname stty mv; do
+		case " $(echo $applets) " in *" $t "*) eval "$t() { busybox $t \"\$@\"; }" ;; esac
+	done
 fi
 
 mountpoint -q /proc || mount -t proc proc /proc
@@ -29,7 +35,8 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir $LAB && mount -t virtiofs lab $LAB || die "cannot mount the lab share"
-# LAB_CWD, LAB_KEEP, LAB_HOST, LAB_MODDIR, LAB_BUILD, LAB_SOURCE and the command's environment
+# LAB_CWD, LAB_KEEP, LAB_HOST, LAB_MODDIR, LAB_BUILD, LAB_SOURCE, LAB_TTY and the command's
+# environment
 . $LAB/env || die "cannot read $LAB/env"
 # Not the host's root: the host's / is a third share, the $LAB_KEEP paths are bound from it.
 if [ -n "$LAB_HOST" ]; then
@@ -79,14 +86,16 @@ hostname lab
 # loopback only (no network device): for tests that serve and scrape on 127.0.0.1
 if command -v busybox >/dev/null; then busybox ip link set lo up; else ip link set lo up; fi
 ulimit -l unlimited
-stty -F /dev/ttyS1 115200 raw -echo || die "no /dev/ttyS1 for the command's output"
+# (a virtio console has no line speed)
+stty -F "$LAB_TTY" 115200 raw -echo 2>/dev/null || stty -F "$LAB_TTY" raw -echo ||
+	die "no $LAB_TTY for the command's output"
 cd "$LAB_CWD" || die "cannot cd to $LAB_CWD"
 
 read -r up _ </proc/uptime
 echo "lab-init: running the command (guest uptime $up s)"
 : >$LAB/started
 # A subshell, so the last close of ttyS1 (at its exit) waits for the UART to drain.
-(. $LAB/cmd) </dev/null >/dev/ttyS1 2>&1
+(. $LAB/cmd) </dev/null >"$LAB_TTY" 2>&1
 echo $? >$LAB/exit.part && mv $LAB/exit.part $LAB/exit
 read -r up _ </proc/uptime
 echo "lab-init: the command finished (guest uptime $up s)"

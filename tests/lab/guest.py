@@ -25,7 +25,15 @@ from pathlib import Path
 
 import rootfs
 
-QEMU = "qemu-system-x86_64"
+# Debian architecture -> the qemu that runs it under TCG and how: machine and cpu options,
+# the console (kernel log) and the serial line of the command's output.  arm64: -M virt has one
+# PL011 UART (ttyAMA0, the console), so the output goes over a virtio console (hvc0); `-cpu max`
+# has LSE and 128-bit cmpxchg (7.x task storage needs them, as x86's cx16) and pauth-impdef
+# swaps its architected pointer-auth cipher for a cheap one (TCG: several times faster).
+QEMUS = {"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
+QEMU = QEMUS["amd64"]
+CONSOLE = {"amd64": "ttyS0", "arm64": "ttyAMA0"}
+OUT_TTY = {"amd64": "/dev/ttyS1", "arm64": "/dev/hvc0"}
 VIRTIOFSD = next((p for p in ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd",
                               "/usr/bin/virtiofsd") if os.path.exists(p)), "virtiofsd")
 HERE = Path(__file__).resolve().parent
@@ -38,10 +46,11 @@ BOOT_DEADLINE = 240  # seconds from qemu start to the command starting (TCG boot
 TAIL_LINES = 60
 STARTED = "lab-init: running the command"  # printed by guest-init.sh on the console
 FINISHED = "lab-init: the command finished"
-SPLAT = re.compile(r"WARNING:|BUG:|Oops|Call Trace|Kernel panic|RIP: |INFO: task|rcu_.*stall")
+SPLAT = re.compile(r"WARNING:|BUG:|Oops|Call Trace|Call trace:|Kernel panic|RIP: |INFO: task|"
+                   r"rcu_.*stall|Unable to handle kernel|Internal error:")
 # Crashes worth one more boot (TCG flakiness); failures that would only repeat are not.
 CRASH = re.compile(r"Kernel panic|Oops|BUG: |general protection fault|KVM internal error|"
-                   r"invalid opcode")
+                   r"invalid opcode|Unable to handle kernel|Internal error:")
 DETERMINISTIC = re.compile(r"Requested init|No working init|Unable to mount root|"
                            r"lab-init: error|lab-initramfs: error")
 # Host variables the command sees; everything else in the guest is set by guest-init.sh.
@@ -87,7 +96,7 @@ class Result:
         return [l for l in after.splitlines() if SPLAT.search(l)]
 
 
-def guest_env(kernel_key, extra, root=None):
+def guest_env(kernel_key, extra, root=None, arch="amd64"):
     env = {k: v for k, v in os.environ.items() if k in PASS_ENV or k.startswith(PASS_PREFIXES)}
     env.setdefault("PATH", DEFAULT_PATH)
     if root:
@@ -95,7 +104,8 @@ def guest_env(kernel_key, extra, root=None):
         # Debian's python3 finds lstrace in the checkout.
         env.update(PATH=DEFAULT_PATH, PYTHONPATH=str(CHECKOUT))
     env.update(HOME="/tmp", PYTHONDONTWRITEBYTECODE="1", LAB_KERNEL=kernel_key,
-               LAB_ROOT="debian13" if root else "host", LAB_OUT=f"{GUEST_LAB}/out")
+               LAB_ROOT="debian13" if root else "host", LAB_OUT=f"{GUEST_LAB}/out",
+               LAB_ARCH=arch)
     # The checkout is read-only in the guest: no .pytest_cache.
     env["PYTEST_ADDOPTS"] = (env.get("PYTEST_ADDOPTS", "") + " -p no:cacheprovider").strip()
     env.update(extra)
@@ -135,20 +145,26 @@ class Guest:
         return s
 
     def _qemu_argv(self, run, socks, hard_limit):
-        cpu = "max,-cx16" if self.tree.needs_cx16_hidden else "max"
+        arch = self.tree.arch
         init = rootfs.INIT if self.root else GUEST_INIT
-        cmdline = ["console=ttyS0", "root=hostroot", "rootfstype=virtiofs", "ro",
+        cmdline = [f"console={CONSOLE[arch]}", "root=hostroot", "rootfstype=virtiofs", "ro",
                    f"init={init}", "panic=-1"] + self.append
-        argv = ["timeout", "--kill-after=10", str(int(hard_limit)), QEMU,
+        if arch == "arm64":
+            machine = ["-M", "virt,memory-backend=mem", "-cpu", "max,pauth-impdef=on"]
+            out = ["-serial", f"file:{run / 'console.log'}", "-device", "virtio-serial-pci",
+                   "-chardev", "stdio,id=out", "-device", "virtconsole,chardev=out"]
+        else:
+            machine = ["-cpu", "max,-cx16" if self.tree.needs_cx16_hidden else "max",
+                       "-numa", "node,memdev=mem"]
+            out = ["-serial", f"file:{run / 'console.log'}", "-serial", "stdio"]
+        argv = ["timeout", "--kill-after=10", str(int(hard_limit)), QEMUS[arch],
                 # single-threaded TCG: KVM here is kvm_pvm (Debian kernels die in its emulator)
                 # and multi-threaded TCG crashed guests now and then.
-                "-accel", "tcg,thread=single", "-cpu", cpu, "-smp", str(self.cpus),
+                "-accel", "tcg,thread=single", *machine, "-smp", str(self.cpus),
                 "-m", f"{self.mem}M", "-object",
                 f"memory-backend-memfd,id=mem,size={self.mem}M,share=on",
-                "-numa", "node,memdev=mem",
                 "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
-                "-kernel", str(self.tree.vmlinuz), "-append", " ".join(cmdline),
-                "-serial", f"file:{run / 'console.log'}", "-serial", "stdio"]
+                "-kernel", str(self.tree.vmlinuz), "-append", " ".join(cmdline), *out]
         for tag, sock in socks.items():
             argv += ["-chardev", f"socket,id=fs{tag},path={sock}",
                      "-device", f"vhost-user-fs-pci,chardev=fs{tag},tag={tag}"]
@@ -269,7 +285,8 @@ def prepare(run: Path, argv, cwd, env, guest):
     lines = [f"export {k}={q(v)}" for k, v in sorted(env.items())]
     lines += [f"LAB_CWD={q(str(cwd))}", f"LAB_MODDIR={q(str(tree.moddir))}",
               f"LAB_BUILD={q(str(tree.build))}", f"LAB_SOURCE={q(str(tree.source))}",
-              f"LAB_KEEP={q(' '.join(keep))}", f"LAB_HOST={GUEST_HOST if guest.root else ''}"]
+              f"LAB_KEEP={q(' '.join(keep))}", f"LAB_HOST={GUEST_HOST if guest.root else ''}",
+              f"LAB_TTY={OUT_TTY[tree.arch]}"]
     (share / "env").write_text("\n".join(lines) + "\n")
     (share / "cmd").write_text("exec " + " ".join(q(a) for a in argv) + "\n")
 

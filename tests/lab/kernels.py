@@ -1,11 +1,12 @@
 """Fetch and unpack the lab's Debian kernels into a cache, never touching the host's apt state.
 
 Cache layout (CACHE = --cache, $LSTRACE_LAB_CACHE or /var/cache/lstrace-lab):
-  CACHE/apt/SUITE/          private apt index (apt.conf, sources.list, lists/, archives/)
+  CACHE/apt/SUITE[-ARCH]/   private apt index (apt.conf, sources.list, lists/, archives/);
+                            -ARCH for a Debian architecture other than amd64 (e.g. -arm64)
   CACHE/debs/RELEASE_VERSION/   downloaded .deb files
   CACHE/kernels/RELEASE_VERSION/  `dpkg -x` of all of them + tree.json (written last: complete)
   CACHE/kernels/RELEASE_VERSION/initramfs.cpio   only for kernels whose virtio bits are modules
-  CACHE/roots/debian13-KEY/     the --root debian13 root file system (rootfs.py)
+  CACHE/roots/debian13[-ARCH]-KEY/   the --root debian13 root file system (rootfs.py)
 """
 import fcntl
 import json
@@ -55,6 +56,26 @@ PINS = {
 }
 
 
+# Debian architecture -> what the lab needs of it.  The pins above are amd64's; another
+# architecture takes the same suites and versions with its own flavour (uname -r ends in
+# -ARCH), so the lab compares one kernel version on both.
+ARCHES = ("amd64", "arm64")
+
+
+def host_arch():
+    """The Debian architecture of this machine (the lab's default --arch)."""
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
+def pin_for(key, arch="amd64"):
+    """PINS[key] for a Debian architecture: same suite and version, that flavour."""
+    pin = PINS[key]
+    if arch == "amd64":
+        return pin
+    return Pin(pin.suite, pin.release.replace("-amd64", f"-{arch}"), pin.version,
+               pin.release_re.replace("-amd64", f"-{arch}"), pin.split)
+
+
 @dataclass
 class Tree:
     """An unpacked kernel: what the guest runner needs from it."""
@@ -66,6 +87,11 @@ class Tree:
     source: Path   # the -common headers: /lib/modules/R/source
     moddir: Path   # lib/modules/R of the package (modules.dep, kernel/...)
     modular_virtio: bool  # virtio-pci / virtiofs are modules: boot needs an initramfs
+
+    @property
+    def arch(self):
+        """Debian architecture: the flavour uname -r ends with (6.12.95+deb12-arm64)."""
+        return self.release.rsplit("-", 1)[1]
 
     @property
     def needs_cx16_hidden(self):
@@ -91,9 +117,9 @@ def _vkey(s):
 class Apt:
     """apt-get/apt-cache on an index of one suite that lives in the cache only."""
 
-    def __init__(self, cache: Path, suite: str):
-        self.dir = cache / "apt" / suite
-        self.suite = suite
+    def __init__(self, cache: Path, suite: str, arch: str = "amd64"):
+        self.dir = cache / "apt" / (suite if arch == "amd64" else f"{suite}-{arch}")
+        self.suite, self.arch = suite, arch
         self.conf = self.dir / "apt.conf"
 
     def _setup(self):
@@ -114,8 +140,8 @@ Dir::Etc::Preferences "{d}/parts/none";
 Dir::Etc::PreferencesParts "{d}/parts";
 Dir::Etc::Trusted "/etc/apt/trusted.gpg";
 Dir::Etc::TrustedParts "/etc/apt/trusted.gpg.d";
-APT::Architecture "amd64";
-APT::Architectures "amd64";
+APT::Architecture "{self.arch}";
+APT::Architectures "{self.arch}";
 Acquire::Languages "none";
 Acquire::Retries "2";
 ''')
@@ -132,7 +158,7 @@ Acquire::Retries "2";
         lists = list((self.dir / "lists").glob("*_Packages*"))
         fresh = lists and time.time() - min(f.stat().st_mtime for f in lists) < INDEX_MAX_AGE
         if force or not fresh:
-            note(f"updating private apt index for {self.suite}")
+            note(f"updating private apt index for {self.suite} ({self.arch})")
             self._run("apt-get", "update", "-q")
 
     def names(self, regex):
@@ -258,12 +284,13 @@ def _unpack(cache, apt, pkgs, release, version):
 
 
 class CacheLock:
-    """One fetcher or root builder at a time per cache (flock on CACHE/.lock)."""
+    """One fetcher at a time per cache (flock on CACHE/.lock); name: another lock file, e.g.
+    one per root, so a long root build does not hold up kernel fetches."""
 
-    def __init__(self, cache):
+    def __init__(self, cache, name=".lock"):
         cache.mkdir(parents=True, exist_ok=True)
         (cache / "kernels").mkdir(exist_ok=True)
-        self.f = open(cache / ".lock", "w")
+        self.f = open(cache / name, "w")
 
     def __enter__(self):
         fcntl.flock(self.f, fcntl.LOCK_EX)
@@ -273,15 +300,16 @@ class CacheLock:
         self.f.close()
 
 
-def fetch(key, cache: Path) -> Tree:
-    """The unpacked tree for kernel `key` (6.1, 6.12, 7): from the cache, else downloaded."""
-    pin = PINS[key]
+def fetch(key, cache: Path, arch: str = "amd64") -> Tree:
+    """The unpacked tree for kernel `key` (6.1, 6.12, 7) of a Debian architecture: from the
+    cache, else downloaded."""
+    pin = pin_for(key, arch)
     with CacheLock(cache):
         # Fast path, offline: the pinned tree is already complete.
         tree = load_tree(cache / "kernels" / f"{pin.release}_{pin.version}")
         if tree:
             return tree
-        apt = Apt(cache, pin.suite)
+        apt = Apt(cache, pin.suite, arch)
         for fresh in (False, True):
             try:
                 apt.update(force=fresh)

@@ -1,9 +1,12 @@
 """A Debian 13 (trixie) root file system for lab guests: a second userspace (BCC 0.31, Python 3.13).
 
 Built once with mmdebstrap from Debian's archive into the lab cache and keyed by everything that
-goes into it (suite, mirror, package list, options), so changing the list builds a new root:
+goes into it (suite, mirror, package list, options, architecture), so changing the list builds a
+new root:
   CACHE/roots/debian13-KEY/rootfs/         the root file system, shared read-only with the guest
   CACHE/roots/debian13-KEY/manifest.json   written last: a root without it is never used
+  CACHE/roots/debian13-arm64-KEY/          the same for another Debian architecture (--arch arm64),
+                                           built under qemu-user in a namespace (binfmt.py)
 Roots of other keys stay (another checkout may want them); `tests/lab/run --list` shows them.
 """
 import hashlib
@@ -16,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import binfmt
 import kernels
 
 SUITE = "trixie"
@@ -52,9 +56,13 @@ class Root:
         return self.dir / "rootfs"
 
 
-def key():
-    spec = json.dumps([SUITE, MIRROR, PACKAGES, OPTIONS])
-    return hashlib.sha256(spec.encode()).hexdigest()[:12]
+def key(arch="amd64"):
+    spec = [SUITE, MIRROR, PACKAGES, OPTIONS] + ([] if arch == "amd64" else [arch])
+    return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:12]
+
+
+def dir_name(arch="amd64"):
+    return f"debian13-{key()}" if arch == "amd64" else f"debian13-{arch}-{key(arch)}"
 
 
 def load(d: Path):
@@ -101,13 +109,19 @@ def _remove(tmp: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _mmdebstrap(target: Path):
-    p = subprocess.Popen(["mmdebstrap", "--quiet", *OPTIONS, f"--include={','.join(PACKAGES)}",
-                          SUITE, str(target), MIRROR],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _mmdebstrap(target: Path, arch):
+    argv = ["mmdebstrap", "--quiet", *OPTIONS, f"--include={','.join(PACKAGES)}"]
+    out = dict(stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if arch == kernels.host_arch():
+        p = subprocess.Popen(argv + [SUITE, str(target), MIRROR], **out)
+    else:  # maintainer scripts run under qemu-user, registered in a namespace only
+        p = binfmt.popen(arch, argv + [f"--architectures={arch}", SUITE, str(target), MIRROR],
+                         **out)
     try:
         err = p.communicate()[1]
     finally:
+        if p.poll() is None and arch != kernels.host_arch():
+            binfmt.stop(p)  # its mounts are in its own namespace: they go with it
         if p.poll() is None:  # we were interrupted: let it undo its mounts before we clean up
             p.terminate()
             try:
@@ -119,38 +133,43 @@ def _mmdebstrap(target: Path):
         raise BuildError(f"mmdebstrap failed ({p.returncode}):\n{err[-3000:]}")
 
 
-def _build(cache: Path, final: Path):
+def _build(cache: Path, final: Path, arch):
     (cache / "roots").mkdir(exist_ok=True)
-    for stale in (cache / "roots").glob(".debian13-*"):  # a builder killed before its cleanup
+    for stale in (cache / "roots").glob(f".{final.name}.*"):  # killed before its cleanup
         _remove(stale)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache / "roots"))
     try:
-        kernels.note(f"building the debian13 root with mmdebstrap ({len(PACKAGES)} packages "
-                     f"and their dependencies from {MIRROR} {SUITE}; about a minute)")
+        foreign = arch != kernels.host_arch()
+        kernels.note(f"building the debian13 {arch} root with mmdebstrap ({len(PACKAGES)} "
+                     f"packages and their dependencies from {MIRROR} {SUITE}; "
+                     f"{'a few minutes under qemu-user' if foreign else 'about a minute'})")
         t0 = time.monotonic()
-        _mmdebstrap(tmp / "rootfs")
+        _mmdebstrap(tmp / "rootfs", arch)
         secs = time.monotonic() - t0
-        manifest = {"key": key(), "suite": SUITE, "mirror": MIRROR, "packages": PACKAGES,
+        manifest = {"key": key(arch), "arch": arch, "suite": SUITE, "mirror": MIRROR,
+                    "packages": PACKAGES,
                     "options": OPTIONS, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "build_seconds": round(secs, 1), "size_bytes": _size(tmp / "rootfs"),
                     "versions": _versions(tmp / "rootfs")}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         tmp.rename(final)
-        kernels.note(f"debian13 root built in {secs:.0f} s, {manifest['size_bytes'] / 1e6:.0f} MB: "
+        kernels.note(f"debian13 {arch} root built in {secs:.0f} s, {manifest['size_bytes'] / 1e6:.0f} MB: "
                      f"{final}")
-    except OSError as e:
-        raise BuildError(f"building {final}: {e} (mmdebstrap comes with scripts/install.sh "
-                         "--test)") from e
+    except (OSError, binfmt.BinfmtError) as e:
+        raise BuildError(f"building {final}: {e} (mmdebstrap, qemu-user-static and arch-test "
+                         "come with scripts/install.sh --test)") from e
     finally:
         _remove(tmp)
     return load(final)
 
 
-def fetch(cache: Path) -> Root:
-    """The debian13 root for this package list: from the cache, else built (takes CACHE/.lock)."""
-    final = cache / "roots" / f"debian13-{key()}"
-    with kernels.CacheLock(cache):
-        return load(final) or _build(cache, final)
+def fetch(cache: Path, arch="amd64") -> Root:
+    """The debian13 root of a Debian architecture for this package list: from the cache, else
+    built (takes CACHE/.lock)."""
+    final = cache / "roots" / dir_name(arch)
+    # its own lock (CACHE/.lock.ROOT): the arm64 build takes minutes, kernel fetches go on
+    with kernels.CacheLock(cache, f".lock.{final.name}"):
+        return load(final) or _build(cache, final, arch)
 
 
 def prepare(root: Root, init: Path, mountpoints):

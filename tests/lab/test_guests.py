@@ -4,6 +4,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -103,6 +104,34 @@ def debian13(kernel):
                                 "--root", "debian13", what=f"kernel {kernel} on debian13")
 
 
+# arm64 (tests/lab/README.md, --arch arm64): Debian's arm64 build of the same kernels under
+# qemu-system-aarch64 (TCG) with the debian13 arm64 root.  The arch table against the running
+# kernel, the helper truth tests (counting mode: fentry and kprobe), bpf() errors, doctor's
+# generation and modes; on 7 first `serve --once`, whose exposition promtool checks on this
+# host (promtool is an x86-64 program).  6.12: the busy-counter era (generation B).
+ARM64 = {"7": ["tests/guest/test_arch_guest.py", "tests/guest/test_repro_truth.py",
+               "tests/guest/test_bpf_syscall.py", "tests/guest/test_in_guest.py",
+               "-k", "not latency and (arch or helper_calls or syscall_path or rqspinlock or "
+                     "attaches or bpf_syscall_errors or doctor_generation)"],
+         "6.12": ["tests/guest/test_arch_guest.py", "tests/guest/test_repro_truth.py",
+                  "tests/guest/test_in_guest.py",
+                  "-k", "not latency and (arch or helper_calls or busy or doctor_generation)"]}
+METRICS = "metrics.prom"
+
+
+def arm64(kernel, serve=False):
+    def run():
+        with tempfile.TemporaryDirectory(prefix="lstrace-arm64.") as out:
+            first = f'python3 -m lstrace serve --once > "$LAB_OUT/{METRICS}" && ' if serve else ""
+            r = run_in_guest(kernel, ["sh", "-c", first + "exec " + shlex.join(
+                                 guest_pytest(*ARM64[kernel], python="python3"))],
+                             "--arch", "arm64", "--out", out, what=f"kernel {kernel} on arm64")
+            f = Path(out) / METRICS
+            r.metrics = f.read_text() if f.exists() else None
+        return r
+    return run
+
+
 PREEMPT_CHECK = ("grep -q '(full)' /sys/kernel/debug/sched/preempt || "
                  "{ echo 'not preempt=full:'; cat /sys/kernel/debug/sched/preempt; exit 9; }; ")
 
@@ -132,7 +161,9 @@ RUNS = {"test_guest_suite[7]": (900, suite("7")),
         "test_guest_suite_on_debian13[7]": (400, debian13("7")),
         "test_busy_exact_under_preempt_full": (220, preempt_full),
         "test_rqspinlock_kfunc_exact_under_preempt_full": (240, rqspinlock_preempt_full),
-        "test_guest_suite_on_debian13[6.12]": (200, debian13("6.12"))}
+        "test_guest_suite_on_debian13[6.12]": (200, debian13("6.12")),
+        "test_guest_suite_on_arm64[7]": (600, arm64("7", serve=True)),
+        "test_guest_suite_on_arm64[6.12]": (400, arm64("6.12"))}
 
 
 @pytest.mark.parametrize("kernel", ["6.1", "6.12", "7", "sid"])
@@ -159,3 +190,18 @@ def test_rqspinlock_kfunc_exact_under_preempt_full(lab, request):
     counted exactly, per CPU x errno x kind, by two instances side by side."""
     r = finished(lab[request.node.name].result())
     assert "2 passed" in r.stdout and r.stdout.count("rqspinlock_kfunc ") == 2
+
+
+@pytest.mark.parametrize("kernel", ARM64)
+def test_guest_suite_on_arm64(kernel, lab, request):
+    """The arm64 guest's truth tests pass (none skipped but for its generation), and on 7
+    its `serve --once` exposition passes promtool check metrics (the exposition does not
+    depend on the generation: once is enough under TCG)."""
+    r = finished(lab[request.node.name].result())
+    assert_passed(r)
+    if kernel != "7":
+        return
+    assert r.metrics and "lstrace_" in r.metrics, "serve --once wrote no exposition"
+    check = subprocess.run(["promtool", "check", "metrics"], input=r.metrics,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -2,7 +2,8 @@
 
 Threads pinned to one CPU keep that CPU inside the storage lock with pidfd
 (or cgroup fd) map updates and deletes; a raw_tp program on
-local_timer_entry, on each tick that interrupts one of those threads, looks
+local_timer_entry (arm64: hrtimer_expire_entry; lstrace/arch.py), on each tick
+that interrupts one of those threads, looks
 the thread's task (or cgroup) storage up and deletes it when present, else
 creates it with get(F_CREATE). A NULL from that create and -EBUSY from that
 delete are busy failures: a missing element with F_CREATE is the one case
