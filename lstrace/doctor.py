@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from . import headers as headersmod
 from . import plan as planmod
+from . import prereqs
 from . import reasons
 from .errors import friendly_errors
 from .options import json_option, mode_option, probes_option, verbose_option
@@ -25,8 +26,7 @@ def report(kernel, mode="auto", names=None):
     summary = kernel.summary()
     h = headersmod.find(kernel.release)
     summary["headers"] = h.note if h else "none found (BCC cannot compile)"
-    if h:
-        summary["headers_how"] = h.how
+    summary["headers_how"] = h.how if h else "-"
     try:
         import_bcc()
         summary["bcc"] = "ok"
@@ -49,6 +49,7 @@ def report(kernel, mode="auto", names=None):
                              lock_users.views({p.name: (p.available, p.mode) for p in plans},
                                               kernel.generation)]
     summary["rqspinlock_kinds"] = lock_users.kinds_note(kernel)
+    summary["missing"] = prereqs.missing(kernel)
     return summary
 
 
@@ -121,4 +122,7 @@ def doctor(as_json, mode, btf, probe_list, verbose):
         click.echo("\n".join([""] + lock_user_lines(r["lock_users"])
                               + textwrap.wrap(r["rqspinlock_kinds"], 100, initial_indent="  ",
                                               subsequent_indent="    ")))
+        if r["missing"]:
+            click.echo("\n".join([""] + [f"missing {m['piece']}: {m['text']}"
+                                          for m in r["missing"]]))
     raise SystemExit(0 if ok else EXIT_NO_PROBE)

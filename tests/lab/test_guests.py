@@ -125,7 +125,8 @@ def arm64(kernel, serve=False):
             first = f'python3 -m lstrace serve --once > "$LAB_OUT/{METRICS}" && ' if serve else ""
             r = run_in_guest(kernel, ["sh", "-c", first + "exec " + shlex.join(
                                  guest_pytest(*ARM64[kernel], python="python3"))],
-                             "--arch", "arm64", "--out", out, what=f"kernel {kernel} on arm64")
+                             "--arch", "arm64", "--out", out, "--timeout", "1500",
+                             what=f"kernel {kernel} on arm64")
             f = Path(out) / METRICS
             r.metrics = f.read_text() if f.exists() else None
         return r

@@ -133,3 +133,26 @@ def test_debian13_root_is_trixie():
     assert lines[2].startswith("3.13.") and lines[3].startswith("0.31."), p.stdout
     assert lines[4:] == [str(RUN.parents[2] / "lstrace" / "__init__.py"), "root-ro"], p.stdout
     assert "on debian13" in p.stderr and not p.leftovers
+
+
+def test_arm64_guest():
+    """--arch arm64: Debian's arm64 7.x under qemu-system-aarch64 with the debian13 arm64 root
+    (the default root there), the command's output over the virtio console, its exit code
+    back, nothing left running; and the host's binfmt_misc as it was."""
+    binfmt = sorted(os.listdir("/proc/sys/fs/binfmt_misc"))
+    p = lab("7", "--arch", "arm64", "--cpus", "3", "--", "sh", "-c",
+            'uname -m -r; nproc; test -f "/lib/modules/$(uname -r)/build/Makefile" && echo headers;'
+            ' echo "$LAB_ARCH $LAB_ROOT $PWD"; exit 3')
+    assert p.returncode == 3, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert re.fullmatch(r"7\.\d+\.\d+\+deb\d+-arm64 aarch64", lines[0]), p.stdout
+    assert lines[1:] == ["3", "headers", f"arm64 debian13 {os.getcwd()}"], p.stdout
+    assert "exit 3" in p.stderr and "-arm64 on debian13" in p.stderr
+    assert not p.leftovers
+    assert sorted(os.listdir("/proc/sys/fs/binfmt_misc")) == binfmt
+
+
+def test_arm64_usage_errors():
+    assert lab("7", "--arch", "arm64", "--root", "host", "--", "true").returncode == 2
+    assert lab("6.1", "--arch", "arm64", "--", "true").returncode == 2
+    assert lab("7", "--arch", "s390x", "--", "true").returncode == 2
