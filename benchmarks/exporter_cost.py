@@ -99,7 +99,8 @@ def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=
              + 3 (busy_sampler) + 1 (guard skips)
     fixed:   per helper: the failure reasons (7), 1 missed-calls, and with --latency 43
              histogram lines
-             + rqspinlock: 72 errno x kind x caller, and with --latency 43 histogram lines
+             + rqspinlock: 72 errno x kind x caller, 8 lock-user views, and with --latency
+               43 histogram lines
              + bpf() label sets (36 lock-errno zeros + others seen)
              + probes (attached gauge) + blind spots + 3 per program name + 3
     maps (--probes +maps, M attached map probes): per CPU M calls + map_cpu_reasons
@@ -108,7 +109,8 @@ def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=
     --per-cpu-latency: the 43-line histograms per CPU instead of once."""
     from lstrace.layout import CALLERS, FAILURE_REASONS, RQ_ERRNOS, RQ_KINDS
     hist = 43 if latency else 0
-    rq_cube = len(RQ_ERRNOS) * len(RQ_KINDS) * len(CALLERS)
+    from lstrace.probes.lock_users import LOCK_USERS
+    rq_cube = len(RQ_ERRNOS) * len(RQ_KINDS) * len(CALLERS) + len(LOCK_USERS)   # + view info
     per_cpu = (helpers + (cpu_reasons if helpers else 0) + 2 * rqspinlock + 3 * busy_sampler
                + 1 + maps + (map_cpu_reasons if maps else 0))
     fixed = ((len(FAILURE_REASONS) + 1 + hist) * (helpers + maps) + (rq_cube + hist) * rqspinlock

@@ -184,3 +184,22 @@ def process_table(res):
                      f"{t['runs']} runs × {t['window_s']:g} s"])
     return tabulate(rows, headers=["process", "median [q1–q3]", "runs"],
                     tablefmt="github", disable_numparse=True)
+
+
+def image_table(res):
+    """Size (and its parts), build time, start-up container vs host."""
+    du, mb = res["du"], lambda n: f"{n / 1e6:.0f} MB"
+    rest = du["total"] - du["llvm"] - du["headers"] - du["python"]
+    rows = [("image size (podman)", mb(res["size_bytes"])),
+            ("  BCC's LLVM (libLLVM, libclang-cpp, libz3)", mb(du["llvm"])),
+            ("  kernel headers (/usr/src)", mb(du["headers"])),
+            ("  Python", mb(du["python"])),
+            ("  the rest (Debian base, BCC, bpftool, lstrace)", mb(rest)),
+            ("build, empty storage (base root cached)" if not res["base_root_seconds"]
+             else f"build (+ {res['base_root_seconds']:.0f} s for the base root)",
+             f"{res['build_seconds']:.0f} s"),
+            ("serve start-up to first scrape, container", spread(res["startup_container"], 1,
+                                                                 "{:.2f}") + " s"),
+            ("serve start-up to first scrape, host", spread(res["startup_host"], 1, "{:.2f}")
+             + " s")]
+    return tabulate(rows, headers=["image " + res["image"], ""], tablefmt="github")

@@ -165,6 +165,22 @@ def build():
                    "serves (lstrace_map_probe_info; deletes of per-CPU maps count under hash "
                    "/ lru_hash: one function serves both). Empty unless lstrace runs with "
                    "--probes +maps."),
+        timeseries("rqspinlock failures/s by lock user and kind",
+                   [target(f'sum by (caller, kind) (rate(lstrace_rqspinlock_failures_total'
+                           f'{{{SEL}}}{RI}))', "{{caller}} {{kind}}")], 0, 76, "ops",
+                   "Failed rqspinlock acquisitions by the lock's user (res_spin_lock: BPF "
+                   "programs' own bpf_res_spin_lock, counted at the kfunc's stream report; "
+                   "htab, local_storage, ringbuf, ...) and kind (AA, ABBA, timeout, unknown). "
+                   "How complete each user's count is: the \"Lock users' view\" table."),
+        panel("Lock users' view", "table",
+              [target(f'max by (lock_user, view) (lstrace_rqspinlock_view_info{{{SEL}}})', "",
+                      format="table", instant=True, range=False)],
+              12, 76, w=12, h=8,
+              desc="exact: every failure of this lock user is counted, at the traceable "
+              "function it returns through; partial: only the queued slow path's, at "
+              "lock:contention_end; none: no view. `lstrace doctor` says why, per kernel.",
+              transformations=[{"id": "organize", "options": {
+                  "excludeByName": {"Time": True, "Value": True}}}]),
     ]
     return {
         "title": "lstrace: BPF local storage and rqspinlock",

@@ -11,12 +11,14 @@ from tabulate import tabulate
 
 from . import headers as headersmod
 from . import plan as planmod
+from . import prereqs
 from . import reasons
 from .errors import friendly_errors
 from .options import json_option, mode_option, probes_option, verbose_option
 from .errors import EXIT_NO_PROBE
 from .kernel import Kernel
 from .preflight import check_privileges, import_bcc
+from .probes import lock_users
 
 
 def report(kernel, mode="auto", names=None):
@@ -24,8 +26,7 @@ def report(kernel, mode="auto", names=None):
     summary = kernel.summary()
     h = headersmod.find(kernel.release)
     summary["headers"] = h.note if h else "none found (BCC cannot compile)"
-    if h:
-        summary["headers_how"] = h.how
+    summary["headers_how"] = h.how if h else "-"
     try:
         import_bcc()
         summary["bcc"] = "ok"
@@ -44,7 +45,21 @@ def report(kernel, mode="auto", names=None):
         [(p.name, p.blind_spot_keys) for p in plans])
     facts = next((p.facts for p in plans if p.facts), None)
     summary["blind_spot_facts"] = dict(facts.how) if facts else {}
+    summary["lock_users"] = [{"lock_user": u, "view": v, "how": how} for u, v, how in
+                             lock_users.views({p.name: (p.available, p.mode) for p in plans},
+                                              kernel.generation)]
+    summary["rqspinlock_kinds"] = lock_users.kinds_note(kernel)
+    summary["missing"] = prereqs.missing(kernel)
     return summary
+
+
+def lock_user_lines(views, width=100):
+    """Each rqspinlock lock user's view, one wrapped line each."""
+    out = ["rqspinlock failures by lock user (metric lstrace_rqspinlock_view_info):"]
+    for v in views:
+        out += textwrap.wrap(f"{v['lock_user']}: {v['view']}: {v['how']}", width,
+                             initial_indent="  ", subsequent_indent="    ")
+    return out
 
 
 def blind_spot_lines(groups, facts=None, width=100):
@@ -104,4 +119,10 @@ def doctor(as_json, mode, btf, probe_list, verbose):
         lines = blind_spot_lines(r["blind_spots"], r["blind_spot_facts"])
         if lines:
             click.echo("\n".join([""] + lines))
+        click.echo("\n".join([""] + lock_user_lines(r["lock_users"])
+                              + textwrap.wrap(r["rqspinlock_kinds"], 100, initial_indent="  ",
+                                              subsequent_indent="    ")))
+        if r["missing"]:
+            click.echo("\n".join([""] + [f"missing {m['piece']}: {m['text']}"
+                                          for m in r["missing"]]))
     raise SystemExit(0 if ok else EXIT_NO_PROBE)

@@ -9,8 +9,8 @@ values.  Its output is generate_latest's for the same families except that
 integer values are written as integers (1234567.0, not 1.234567e+06); it
 parses to the same families and values with prometheus_client's parser and
 passes promtool (tests/test_exporter.py), so it can replace generate_latest
-on the hot path while the HTTP server, gzip negotiation and the textfile
-writer stay prometheus_client's.
+on the hot path while gzip negotiation and the textfile writer stay
+prometheus_client's (the HTTP server is lstrace.httpserver).
 """
 import gzip
 

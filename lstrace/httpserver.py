@@ -8,24 +8,25 @@ at once (the oldest is closed to make room, so a real scraper always gets in
 however many half-open connections an attacker keeps).  A complete request
 goes to a pool of at most `max_requests` threads (node_exporter's
 --web.max-requests; 0: no limit); past it the answer is 503, as promhttp's.
-Responses are written with a WRITE_TIMEOUT; every connection is closed after
+A response must be written within WRITE_TIMEOUT in all (a client reading
+a byte at a time cannot keep a worker); every connection is closed after
 one response (HTTP/1.0, as the wsgiref server before it).
 """
 import collections
 import os
-import queue
 import selectors
 import socket
 import ssl
 import threading
 import time
 
+from .tlsauth import san_allowed
 from .webrequest import Handler
+from .workers import Workers
 
 HEADER_TIMEOUT = 10.0        # seconds from accept to the end of the request headers
-WRITE_TIMEOUT = 10.0         # seconds to write one response
+WRITE_TIMEOUT = 10.0         # seconds to write one response, in all
 MAX_HEADER_BYTES = 64 * 1024
-IDLE_SECONDS = 30.0          # a worker thread idle this long exits
 MAX_CONNS = 512              # connections waiting for their headers, at most
 ACCEPT_BATCH = 64
 BACKLOG = 1024               # SYNs beyond it are dropped and retried by the client 1 s later
@@ -59,14 +60,14 @@ class _Conn:
 
 class BoundedServer:
     def __init__(self, sock, app, configs, telemetry_path="/metrics", max_requests=40,
-                 max_conns=None, header_timeout=HEADER_TIMEOUT):
+                 max_conns=None, header_timeout=HEADER_TIMEOUT, write_timeout=WRITE_TIMEOUT):
         """`sock`: a bound socket; `app`: the WSGI app of the metrics;
         `configs()`: the web config for a new connection (None: refuse it)."""
         self.socket, self.app, self.configs = sock, app, configs
         sock.listen(BACKLOG)          # now, as socketserver does: early scrapers wait
         self.telemetry_path, self.max_requests = telemetry_path, max_requests
         self.max_conns = max_conns or conn_limit(max_requests)
-        self.header_timeout = header_timeout
+        self.header_timeout, self.write_timeout = header_timeout, write_timeout
         self.auth = None                     # webauth.BasicAuth, made when first needed
         self.auth_lock = threading.Lock()
         self._conns = collections.OrderedDict()      # fd -> _Conn, oldest first
@@ -74,8 +75,19 @@ class BoundedServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._stop = threading.Event()
         self._done = threading.Event()
-        self._pool = _Pool(max_requests, self._handle)
+        self._pool = Workers(max_requests, self._handle)
         self.counts = collections.Counter()  # what happened to connections (tests, logs)
+
+    @property
+    def threads(self):
+        """Request threads alive now (at most max_requests)."""
+        return self._pool.threads
+
+    @property
+    def pending(self):
+        """Requests handed to the workers and not finished (their answers may
+        still be going out)."""
+        return self._pool.pending
 
     # ---- lifecycle (socketserver's names: serve.py calls these)
     def serve_forever(self):
@@ -169,6 +181,11 @@ class BoundedServer:
             if conn.handshaking:
                 conn.sock.do_handshake()
                 conn.handshaking = False
+                if conn.config.allowed_sans and not san_allowed(conn.sock.getpeercert(),
+                                                                conn.config.allowed_sans):
+                    self.counts["client SAN not allowed"] += 1
+                    self._close(fd)
+                    return
                 self._sel.modify(conn.sock, selectors.EVENT_READ, None)
             self._read(fd, conn)
         except ssl.SSLWantReadError:
@@ -220,64 +237,16 @@ class BoundedServer:
             _shut(conn.sock)
 
     # ---- a worker thread
-    def _handle(self, conn):
+    def _handle(self, conn, release):
         try:
             conn.sock.setblocking(True)
-            conn.sock.settimeout(WRITE_TIMEOUT)
-            Handler(conn, self)
+            conn.sock.settimeout(self.write_timeout)
+            Handler(conn, self, release)
         except Exception as e:          # noqa: BLE001 - the worker thread must go on
             if not isinstance(e, (OSError, ValueError)):
                 self.counts[f"internal error: {type(e).__name__}"] += 1
         finally:
             _shut(conn.sock)
-
-
-class _Pool:
-    """At most `limit` requests in flight (0: no limit), on threads started
-    when needed and kept for the next requests until idle IDLE_SECONDS."""
-
-    def __init__(self, limit, work):
-        self.limit, self.work = limit, work
-        self._lock = threading.Lock()
-        self._queue = queue.SimpleQueue()
-        self.in_flight = self.threads = 0
-
-    def submit(self, item):
-        with self._lock:
-            if self.limit and self.in_flight >= self.limit:
-                return False
-            self.in_flight += 1
-            start = self.threads < self.in_flight
-            if start:
-                self.threads += 1
-        self._queue.put(item)
-        if start:
-            threading.Thread(target=self._run, name="http-worker", daemon=True).start()
-        return True
-
-    def _run(self):
-        while True:
-            try:
-                item = self._queue.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:
-                    if self.threads > self.in_flight:    # a spare: the others suffice
-                        self.threads -= 1
-                        return
-                continue
-            if item is None:
-                return
-            try:
-                self.work(item)
-            finally:
-                with self._lock:
-                    self.in_flight -= 1
-
-    def stop(self):
-        with self._lock:
-            n = self.threads
-        for _ in range(n):
-            self._queue.put(None)
 
 
 def _nonblocking_send(sock, data):

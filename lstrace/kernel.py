@@ -291,8 +291,8 @@ class Kernel:
     @cached_property
     def btf(self):
         if not self.has_btf:
-            raise Unavailable(f"no BTF at {self.btf_path}: lstrace needs a kernel built "
-                              "with CONFIG_DEBUG_INFO_BTF=y")
+            from .prereqs import btf as missing_btf
+            raise Unavailable(missing_btf(self)["text"])
         try:
             return btfmod.BTF.load(self.btf_path)
         except (OSError, btfmod.BTFError) as e:

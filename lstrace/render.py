@@ -14,7 +14,8 @@ JSON object (one per interval; every key is always present):
     unavailable     [{"kind", "reason", "probes": [names]}]: one entry per reason
     cpus            [row], one per CPU; row = {"cpu", "calls_per_s", "busy_per_s",
                     "deadlock_per_s", "timeout_per_s", "failures_per_s",
-                    "syscall_errors_per_s", "failure_ratio" (null when no calls),
+                    "syscall_errors_per_s", "aa_per_s", "abba_per_s" (rqspinlock
+                    deadlocks among deadlock_per_s by kind), "failure_ratio" (null when no calls),
                     "worst_probe" (null when nothing failed)}
     total           the same row summed over CPUs, "cpu": "total"
     probes          [{"probe", "mode", "kind", "calls_per_s", "failures_per_s",
@@ -34,7 +35,8 @@ from tabulate import tabulate
 
 from . import probes, reasons
 
-RATE_KEYS = ("calls", "busy", "deadlock", "timeout", "failures", "syscall_errors")
+# aa / abba: the rqspinlock deadlocks among "deadlock", by kind (rqspinlock.cpu_counts)
+RATE_KEYS = ("calls", "busy", "deadlock", "timeout", "failures", "syscall_errors", "aa", "abba")
 SORTS = ("cpu", "calls", "failures", "ratio")
 FOCUS = ("cpu", "probe")
 ANSI_HI, ANSI_OFF = "\x1b[1;31m", "\x1b[0m"
@@ -181,8 +183,8 @@ def header_lines(m, sort="cpu", focus="cpu", paused=False):
             f"sort: {sort}  focus: {focus}   keys: q quit  s sort  c cpu/probe  p pause"]
 
 
-CPU_HEADERS = ["", "CPU", "calls/s", "busy/s", "deadlock/s", "timeout/s", "fail/s",
-               "sys_err/s", "fail%", "worst probe"]
+CPU_HEADERS = ["", "CPU", "calls/s", "busy/s", "deadlock/s", "AA/s", "ABBA/s", "timeout/s",
+               "fail/s", "sys_err/s", "fail%", "worst probe"]
 PROBE_HEADERS = ["", "probe", "mode", "calls/s", "fail/s", "calls", "failures", "busy",
                  "deadlock", "timeout"]
 
@@ -222,7 +224,8 @@ def cpu_table(m, sort="cpu"):
     for r in _sort_cpu(m["cpus"], sort) + [m["total"]]:
         bad = r["failures_per_s"] > 0 or r["syscall_errors_per_s"] > 0
         rows.append(["!" if bad else "", r["cpu"], _num(r["calls_per_s"]), _num(r["busy_per_s"]),
-                     _num(r["deadlock_per_s"]), _num(r["timeout_per_s"]),
+                     _num(r["deadlock_per_s"]), _num(r["aa_per_s"]), _num(r["abba_per_s"]),
+                     _num(r["timeout_per_s"]),
                      _num(r["failures_per_s"]), _num(r["syscall_errors_per_s"]),
                      _ratio(r["failure_ratio"]), r["worst_probe"] or "-"])
     return _table(CPU_HEADERS, rows)

@@ -1,5 +1,5 @@
-"""Client certificates asked for but not verified (the toolkit's
-RequestClientCert and RequireAnyClientCert).
+"""Client certificates: asked for but not verified (the toolkit's
+RequestClientCert and RequireAnyClientCert), and client_allowed_sans.
 
 Python's ssl module verifies every client certificate it receives (CERT_OPTIONAL
 / CERT_REQUIRED) and has no verify callback, while Go's RequestClientCert and
@@ -13,6 +13,7 @@ OpenSSL reports the same verify mode and options Python set on it, and
 otherwise the caller reports the mode as unavailable (never a guess).
 """
 import ctypes
+import ipaddress
 import ssl
 
 _VERIFY_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
@@ -57,3 +58,22 @@ def accept_any_client_cert(ctx):
         return "this Python's SSLContext layout is not the one expected"
     lib.SSL_CTX_set_verify(ptr, lib.SSL_CTX_get_verify_mode(ptr), _accept)
     return None
+
+
+SAN_KINDS = ("DNS", "email", "IP Address", "URI")      # Go's DNSNames, Emails, IPs, URIs
+
+
+def normalize_san(value):
+    """IP addresses as Go prints them (ip.String()), anything else as is."""
+    value = value.strip()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value
+
+
+def san_allowed(peer_cert, allowed):
+    """Whether the client certificate (ssl getpeercert()) carries one of the
+    `allowed` subject alternative names (the toolkit's VerifyPeerCertificate)."""
+    names = (peer_cert or {}).get("subjectAltName", ())
+    return any(normalize_san(v) in allowed for kind, v in names if kind in SAN_KINDS)

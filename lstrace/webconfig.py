@@ -11,6 +11,8 @@ one file serves node_exporter, ebpf_exporter and lstrace:
       client_ca_file          # CAs that sign client certificates
       min_version, max_version  # TLS10..TLS13 (default TLS12..TLS13)
       prefer_server_cipher_suites   # default true
+      client_allowed_sans     # with RequireAnyClientCert/RequireAndVerifyClientCert:
+                              # a client certificate must carry one (DNS, IP, email, URI)
     http_server_config:
       headers: {Strict-Transport-Security, X-Content-Type-Options (nosniff),
                 X-Frame-Options (deny|sameorigin), X-XSS-Protection,
@@ -19,7 +21,7 @@ one file serves node_exporter, ebpf_exporter and lstrace:
     basic_auth_users: {user: bcrypt hash}
 
 Toolkit keys lstrace does not implement (inline cert/key/client_ca,
-cipher_suites, curve_preferences, client_allowed_sans, rate_limit) are
+cipher_suites, curve_preferences, rate_limit) are
 refused by name rather than silently ignored.  Every problem is one line
 naming the file and the key (UsageError, exit 2); `load` builds the server's
 ssl.SSLContext too, so an unreadable certificate or a key that does not match
@@ -49,11 +51,12 @@ HEADERS = {"Strict-Transport-Security": None, "X-Content-Type-Options": ("nosnif
            "Content-Security-Policy": None}
 KEYS = {"": {"tls_server_config", "http_server_config", "basic_auth_users"},
         "tls_server_config": {"cert_file", "key_file", "client_auth_type", "client_ca_file",
-                              "min_version", "max_version", "prefer_server_cipher_suites"},
+                              "min_version", "max_version", "prefer_server_cipher_suites",
+                              "client_allowed_sans"},
         "http_server_config": {"headers", "http2"}}
 NOT_IMPLEMENTED = {"": {"rate_limit"},
                    "tls_server_config": {"cert", "key", "client_ca", "cipher_suites",
-                                         "curve_preferences", "client_allowed_sans"}}
+                                         "curve_preferences"}}
 # $2a$/$2b$/$2y$ (htpasswd -B writes 2y), cost 04-31, 22 salt + 31 hash characters
 BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}")
 
@@ -74,6 +77,7 @@ class WebConfig:
     headers: tuple           # ((name, value), ...) added to every response
     files: tuple             # every file it was read from (for reloading)
     summary: str             # one line for the log and --check-config
+    allowed_sans: tuple = ()  # client_allowed_sans (IPs normalized); empty: any
 
 
 def load(path):
@@ -103,14 +107,16 @@ def load(path):
     headers = _headers(path, http.get("headers") or {})
     base = os.path.dirname(os.path.abspath(path))
     context, files = _tls_context(path, tls, base) if tls else (None, ())
+    sans = _allowed_sans(path, tls)
     summary = (f"{'TLS' if context else 'plain HTTP'}"
                + (f", client certificates {tls.get('client_auth_type')}"
                   if context and tls.get("client_auth_type") not in (None, "NoClientCert")
                   else "")
                + f", basic auth {'for ' + str(len(users)) + ' user(s)' if users else 'off'}"
+               + (f", {len(sans)} allowed client SAN(s)" if sans else "")
                + (f", {len(headers)} extra header(s)" if headers else ""))
     return WebConfig(os.path.abspath(path), context, users, headers,
-                     (os.path.abspath(path), *files), summary)
+                     (os.path.abspath(path), *files), summary, sans)
 
 
 def _mapping(path, key, value):
@@ -132,6 +138,21 @@ def _check_keys(path, section, doc):
         if k not in KEYS[section]:
             raise WebConfigError(path, prefix + k, "unknown key (known: "
                                  + ", ".join(sorted(KEYS[section])) + ")")
+
+
+def _allowed_sans(path, tls):
+    from .tlsauth import normalize_san
+    sans = tls.get("client_allowed_sans")
+    if sans is None:
+        return ()
+    key = "tls_server_config.client_allowed_sans"
+    if not isinstance(sans, list) or not all(isinstance(v, str) for v in sans):
+        raise WebConfigError(path, key, "expected a list of strings")
+    if tls.get("client_auth_type") not in ("RequireAnyClientCert", "RequireClientCert",
+                                           "RequireAndVerifyClientCert"):
+        raise WebConfigError(path, key, "requires client_auth_type to be one of "
+                             "RequireAnyClientCert or RequireAndVerifyClientCert")
+    return tuple(normalize_san(v) for v in sans)
 
 
 def _bool(path, section, doc, key):

@@ -3,6 +3,7 @@ the extra headers of the web config, then the metrics on the telemetry path,
 a landing page on /, 404 elsewhere (node_exporter's layout)."""
 import html
 import io
+import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
@@ -21,21 +22,19 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     sys_version = ""
 
-    def __init__(self, conn, server):
+    def __init__(self, conn, server, release=lambda: None):
         self.conn_config = conn.config
         self.buffered = conn.buf
+        self.release = release       # frees the request's slot (lstrace.workers)
         super().__init__(conn.sock, conn.addr, server)
 
     def setup(self):
         self.connection = self.request
         self.rfile = io.BytesIO(self.buffered)
-        self.wfile = self.request.makefile("wb")
+        self.wfile = _DeadlineWriter(self.request, self.server.write_timeout)
 
     def finish(self):
-        try:
-            self.wfile.flush()
-        finally:
-            self.wfile.close()
+        """Nothing buffered: each write went out (or raised) already."""
 
     def log_message(self, *args):
         """Silent, as prometheus_client's handler (scrapes are not logged)."""
@@ -45,6 +44,7 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (*headers, *self.conn_config.headers):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
+        self.release()           # nothing sent yet: the client cannot be done before this
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -87,3 +87,27 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(int(status.split()[0]), body, headers)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
+
+
+class _DeadlineWriter:
+    """wfile: every byte sent within `seconds` of the first write in all
+    (a socket timeout alone bounds each send, and a client reading slowly
+    could stretch a response over many of them)."""
+
+    def __init__(self, sock, seconds):
+        self.sock, self.seconds, self.deadline = sock, seconds, None
+
+    def write(self, data):
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.seconds
+        view = memoryview(data).cast("B")
+        while view:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("response not read in time")
+            self.sock.settimeout(left)
+            view = view[self.sock.send(view):]
+        return len(data)
+
+    def flush(self):
+        pass

@@ -30,3 +30,12 @@ def test_synthetic_piece_and_tables():
     assert "NOT met" in report.helper_verdict(helper)      # 1.0x funccount is not below it
     assert report.ratios_json(helper)["lstrace_vs_empty_fexit"] == 1.0
     assert report.ratios_json(helper)["latency_vs_empty_pair"] is None   # not measured
+
+
+def test_image_table():
+    s = {"median": 2.0, "q1": 1.9, "q3": 2.2}
+    res = {"image": "x:latest", "size_bytes": 398e6, "base_root_seconds": 0, "build_seconds": 78,
+           "du": {"llvm": 228e6, "headers": 35e6, "python": 34e6, "total": 385e6},
+           "startup_container": s, "startup_host": s}
+    table = report.image_table(res)
+    assert "398 MB" in table and "228 MB" in table and "2.00 [1.90–2.20] s" in table

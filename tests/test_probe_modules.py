@@ -79,7 +79,7 @@ def test_decode_top_and_metrics_go_through_the_modules():
                  busy_samples={0: (5, {"task": 1, "cgrp": 0})})
     counts = s.cpu_counts()[0]
     assert counts == {"calls": 0, "busy": 0, "deadlock": 2, "timeout": 0, "failures": 2,
-                      "syscall_errors": 3}
+                      "syscall_errors": 3, "aa": 2}
     assert s.per_cpu_totals()[0] == {"calls": 0, "busy": 0, "deadlock": 2, "timeout": 0,
                                      "failures": 2}
     d = s.delta(Snapshot(taken=0.0, cpus=[0], kernel={}, probes=st,

@@ -22,7 +22,7 @@ import pytest
 from lstrace import httpserver, webauth, webconfig
 from lstrace.exposition import MetricsApp
 from webtls import (PASSWORD, USER, Served, bcrypt_hash, curl,  # noqa: F401 (pki: a fixture)
-                    pki, tls_config)
+                    in_process, pki, tls_config)
 
 FLOOD = 5000
 PRLIMIT = "prlimit"          # util-linux
@@ -126,18 +126,6 @@ def test_low_nofile_limit_still_serves():
 
 
 # ---- the HTTP layer in-process: a fixed metrics body, real sockets
-class _Plain:
-    context, users, headers = None, {}, ()
-
-
-def _server(app, config=_Plain, **kw):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = httpserver.BoundedServer(sock, app, lambda: config, **kw)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
 def _get(url, timeout=10, headers=None):
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
@@ -154,7 +142,7 @@ def test_max_requests_answers_503_past_the_limit():
         entered.release()
         release.wait(20)
         return b"x_total 1.0\n"
-    srv, base = _server(MetricsApp(slow), max_requests=2)
+    srv, base = in_process(MetricsApp(slow), max_requests=2)
     try:
         got = []
         held = [threading.Thread(target=lambda: got.append(_get(base + "/metrics")))
@@ -185,7 +173,7 @@ def _closed(sock):
 
 
 def test_header_timeout_and_connection_cap():
-    srv, base = _server(MetricsApp(lambda: b"x_total 1.0\n"), max_conns=8, header_timeout=1.0)
+    srv, base = in_process(MetricsApp(lambda: b"x_total 1.0\n"), max_conns=8, header_timeout=1.0)
     port = int(base.rsplit(":", 1)[1])
     socks = []
     try:
@@ -205,13 +193,41 @@ def test_header_timeout_and_connection_cap():
         srv.server_close()
 
 
+def test_a_client_that_does_not_read_frees_its_worker():
+    """Write time-out in all: a scraper that sends its request and never reads
+    the (large) answer holds the only thread for write_timeout, not forever;
+    the next scrape got a slot at once (the answer had started) and waits for
+    the thread, not for a 503."""
+    bodies = iter([b"#" * (32 << 20)])
+    srv, base = in_process(MetricsApp(lambda: next(bodies, b"x_total 1.0\n")), max_requests=1,
+                        write_timeout=1.0)
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as stuck:
+            stuck.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            t0 = time.monotonic()
+            while srv.pending == 0 and time.monotonic() - t0 < 5:
+                time.sleep(0.01)
+            assert srv.pending == 1
+            t0 = time.monotonic()
+            got = _get(base + "/metrics")
+            waited = time.monotonic() - t0
+        print(f"\nthe next scrape waited {waited:.2f}s for the thread of a client that "
+              "stopped reading (write_timeout 1 s)")
+        assert got == (200, b"x_total 1.0\n") and 0.5 < waited < 5, (got, waited)
+        assert srv.threads == 1
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_bcrypt_runs_once_for_repeated_credentials(monkeypatch, pki):
     (pki / "auth.yml").write_text(f"basic_auth_users:\n  {USER}: '{bcrypt_hash()}'\n")
     config = webconfig.load(str(pki / "auth.yml"))
     calls = []
     real = webauth.bcrypt.checkpw
     monkeypatch.setattr(webauth.bcrypt, "checkpw", lambda p, h: calls.append(p) or real(p, h))
-    srv, base = _server(MetricsApp(lambda: b"x_total 1.0\n"), config)
+    srv, base = in_process(MetricsApp(lambda: b"x_total 1.0\n"), config)
     import base64
     good = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
     try:

@@ -16,8 +16,8 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, free_port, left_over, lstrace_prog_ids, run_lstrace, wait_for
-from webtls import (PASSWORD, USER, Served, bcrypt_hash, curl,  # noqa: F401 (pki: a fixture)
-                    pki, tls_config)
+from webtls import (CLIENT_DNS, CLIENT_URI, PASSWORD, USER, Served,  # noqa: F401 (pki)
+                    bcrypt_hash, curl, in_process, pki, tls_config)
 
 PROMETHEUS = "prometheus"
 
@@ -55,6 +55,9 @@ def _bad_configs():
          "http_server_config.headers.X-Frame-Options: invalid value 'allow'"),
         ("not-a-bool", "http_server_config:\n  http2: maybe\n",
          "http_server_config.http2: expected true or false, got 'maybe'"),
+        ("sans-without-required-cert", good_tls + "  client_auth_type: VerifyClientCertIfGiven"
+         "\n  client_ca_file: ca.crt\n  client_allowed_sans: [scraper.lstrace.test]\n",
+         "tls_server_config.client_allowed_sans: requires client_auth_type to be one of"),
         ("toolkit-key-not-implemented", good_tls + "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
          "tls_server_config.cipher_suites: an exporter-toolkit key lstrace does not implement"),
     ]
@@ -285,3 +288,31 @@ def test_daemonset_web_config_example_works(pki, tmp_path):
     spec["volumes"] = spec.get("volumes", []) + pod["volumes"]
     for doc in (secret, ds):
         kv.validate(doc, kv.latest_version(), strict=True)
+
+
+@pytest.mark.parametrize("client_auth, allowed, cert, ok", [
+    ("RequireAndVerifyClientCert", CLIENT_DNS, "client", True),
+    ("RequireAndVerifyClientCert", "other.lstrace.test", "client", False),
+    ("RequireAnyClientCert", CLIENT_URI, "client", True),
+    ("RequireAnyClientCert", CLIENT_URI, "stranger", False),
+], ids=["dns-allowed", "dns-not-allowed", "uri-allowed-unverified", "no-san-refused"])
+def test_client_allowed_sans(pki, client_auth, allowed, cert, ok):
+    """The real curl against the HTTP layer (fixed metrics body): a client
+    certificate must carry an allowed SAN, verified by a CA or not."""
+    from lstrace import webconfig
+    from lstrace.exposition import MetricsApp
+    text = tls_config(client_auth, users=False, headers=False) + \
+        f"  client_allowed_sans: ['{allowed}']\n"
+    if client_auth == "RequireAnyClientCert":
+        text = text.replace("  client_ca_file: ca.crt\n", "")
+    (pki / "sans.yml").write_text(text)
+    srv, base = in_process(MetricsApp(lambda: b"x_total 1.0\n"),
+                           webconfig.load(str(pki / "sans.yml")))
+    try:
+        code, rc, body = curl(base.replace("http://127.0.0.1", "https://localhost") + "/metrics",
+                              *_cert(pki, cert), pki=pki)
+        assert (code == 200) == ok, (code, rc, body, dict(srv.counts))
+        assert ok or srv.counts["client SAN not allowed"] == 1, srv.counts
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -3,7 +3,9 @@
 certificate signed by the CA and one self-signed), bcrypt hashes, web config
 files, and a real `lstrace serve` started with them."""
 import signal
+import socket
 import subprocess
+import threading
 
 import bcrypt
 import pytest
@@ -13,6 +15,7 @@ from conftest import ROOT, free_port, lstrace_cmd, wait_for
 OPENSSL = "openssl"
 CURL = "curl"
 USER, PASSWORD = "prometheus", "s3cret scrape"
+CLIENT_DNS, CLIENT_URI = "scraper.lstrace.test", "spiffe://lstrace.test/prometheus"
 # bcrypt cost 10, as htpasswd -B writes it; hashed once per test session
 _HASHES = {}
 
@@ -33,7 +36,9 @@ def make_pki(d):
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
              "-subj", "/CN=lstrace test CA", cwd=d)
     (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name, ext in (("server", ["-extfile", "server.ext"]), ("client", [])):
+    (d / "client.ext").write_text(f"subjectAltName=DNS:{CLIENT_DNS},URI:{CLIENT_URI}\n")
+    for name in ("server", "client"):
+        ext = ["-extfile", f"{name}.ext"]
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
                  "-subj", f"/CN={name}", cwd=d)
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
@@ -68,6 +73,21 @@ def curl(url, *args, pki=None, timeout=10):
                         *ca, *args, url], capture_output=True, text=True, timeout=timeout + 5)
     body, _, code = r.stdout.rpartition("\n")
     return int(code or 0), r.returncode, body + r.stderr
+
+
+class _Plain:
+    """The web config without --web.config.file."""
+    context, users, headers = None, {}, ()
+
+
+def in_process(app, config=_Plain, **kw):
+    """lstrace's HTTP layer alone (no BPF) on a loopback port: (server, base URL)."""
+    from lstrace import httpserver
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = httpserver.BoundedServer(sock, app, lambda: config, **kw)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 class Served:

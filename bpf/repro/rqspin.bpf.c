@@ -30,7 +30,7 @@ extern void bpf_res_spin_unlock_irqrestore(struct bpf_res_spin_lock *lock,
 /* stats groups: "setup" locks vs the call meant to fail, per kind; then what
  * our own raw_tp on contention_end saw fail (ret < 0) on our locks, per kind */
 enum { G_AA_SETUP, G_AA, G_ABBA_SETUP, G_ABBA, G_TO_SETUP, G_TO, G_AAQ_SETUP, G_AAQ,
-       G_AAQ_LONELY, G_SEEN_AA, G_SEEN_ABBA, G_SEEN_TO, G_SEEN_AAQ };
+       G_AAQ_LONELY, G_SEEN_AA, G_SEEN_ABBA, G_SEEN_TO, G_SEEN_AAQ, G_UNCONTENDED };
 
 /* lock keys in `locks` */
 #define K_SHARED 0
@@ -110,6 +110,25 @@ int aa(struct __sk_buff *skb)
 	if (!r)
 		bpf_res_spin_unlock(&e2->lock);
 	bpf_res_spin_unlock(&e1->lock);
+	return 0;
+}
+
+/* A lock nobody else takes, taken and released: the kfunc's success path
+ * (benchmarks/rqspinlock_kfunc.py: what lstrace costs when nothing fails). */
+SEC("tc")
+int uncontended(struct __sk_buff *skb)
+{
+	__u32 key = K_AA + (bpf_get_smp_processor_id() & 63);
+	struct counts *c = group(G_UNCONTENDED);
+	struct elem *e = lock_at(key);
+	int r;
+
+	if (!c || !e)
+		return 1;
+	r = bpf_res_spin_lock(&e->lock);
+	tally(c, r);
+	if (!r)
+		bpf_res_spin_unlock(&e->lock);
 	return 0;
 }
 

@@ -11,7 +11,7 @@ from itertools import repeat
 
 from ..family import Family, sum_slots
 from ..layout import CALLERS, NSLOTS, RQ_ERRNOS, RQ_KINDS
-from . import trial
+from . import lock_users, trial
 from .tracepoint import TracepointProbe
 
 NAME = "rqspinlock"
@@ -210,7 +210,21 @@ def families(snap, attached, per_cpu_latency):
             wait.add([cpu], slots)
     elif snap.rq_wait:
         wait.add([], sum_slots(list(snap.rq_wait.values())))
-    return [rq, rq_cpu] + ([wait] if snap.rq_wait else [])
+    views = [view_family(snap)] if NAME in attached else []
+    return [rq, rq_cpu] + views + ([wait] if snap.rq_wait else [])
+
+
+def view_family(snap):
+    """lstrace_rqspinlock_view_info: how much of each lock user's failures the
+    counts above hold on this kernel (lstrace/probes/lock_users.py)."""
+    f = Family("lstrace_rqspinlock_view_info", "gauge",
+               "1 per rqspinlock lock user: view is exact (every failure, at its boundary), "
+               "partial (queued slow path only, at lock:contention_end) or none; "
+               "`lstrace doctor` says why.", ["lock_user", "view"])
+    attached = {p.name: (p.attached, p.mode) for p in snap.probes}
+    for user, view, _how in lock_users.views(attached, snap.kernel.get("generation", "")):
+        f.add((user, view), 1)
+    return f
 
 
 # ---- failure events: the BPF side records one per failure, what = N_PROBES + errno index
@@ -233,11 +247,13 @@ def event_counts(snap, cpus=None):
 # ---- top: failures count as the CPU's deadlocks / timeouts
 def cpu_counts(snap):
     rows = {}
-    for (cpu, err, _kind, _caller), n in snap.rq_failures.items():
+    for (cpu, err, kind, _caller), n in snap.rq_failures.items():
         row = rows.setdefault(cpu, {})
         key = "deadlock" if err == "EDEADLK" else "timeout"
         row[key] = row.get(key, 0) + n
         row["failures"] = row.get("failures", 0) + n
+        if kind in ("AA", "ABBA"):          # top's columns by kind
+            row[kind.lower()] = row.get(kind.lower(), 0) + n
     return rows
 
 

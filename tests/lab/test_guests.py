@@ -146,6 +146,13 @@ def preempt_full():
                         what="6.12 preempt=full")
 
 
+def rqspinlock_preempt_full():
+    # the kfunc probe's exact counts with preemptible tasks and lstrace programs (7.x)
+    run = shlex.join(guest_pytest("-s", "tests/guest/test_rqspinlock_kfunc.py"))
+    return run_in_guest("7", ["sh", "-c", PREEMPT_CHECK + "exec " + run], "--preempt", "full",
+                        what="7 preempt=full")
+
+
 # test name -> (estimated seconds: longest start first, the run)
 # "sid": Debian sid's newest kernel (issue 13 item 8), another 7.x line than "7"
 RUNS = {"test_guest_suite[7]": (900, suite("7")),
@@ -154,6 +161,7 @@ RUNS = {"test_guest_suite[7]": (900, suite("7")),
         "test_guest_suite[6.12]": (600, suite("6.12")),
         "test_guest_suite_on_debian13[7]": (400, debian13("7")),
         "test_busy_exact_under_preempt_full": (220, preempt_full),
+        "test_rqspinlock_kfunc_exact_under_preempt_full": (240, rqspinlock_preempt_full),
         "test_guest_suite_on_debian13[6.12]": (200, debian13("6.12")),
         "test_guest_suite_on_arm64[7]": (600, arm64("7", serve=True)),
         "test_guest_suite_on_arm64[6.12]": (400, arm64("6.12"))}
@@ -176,6 +184,13 @@ def test_busy_exact_under_preempt_full(lab, request):
     r = finished(lab[request.node.name].result())
     assert "4 passed" in r.stdout and r.stdout.count("busy exact") == 2
     assert r.stdout.count("bpf_syscall ") >= 2
+
+
+def test_rqspinlock_kfunc_exact_under_preempt_full(lab, request):
+    """7.x booted with preempt=full: every failed bpf_res_spin_lock still
+    counted exactly, per CPU x errno x kind, by two instances side by side."""
+    r = finished(lab[request.node.name].result())
+    assert "2 passed" in r.stdout and r.stdout.count("rqspinlock_kfunc ") == 2
 
 
 @pytest.mark.parametrize("kernel", ARM64)
