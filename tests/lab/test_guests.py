@@ -36,12 +36,12 @@ def guest_pytest(*args, python=sys.executable):
 SLOTS = int(os.environ.get("LSTRACE_LAB_SLOTS", "2"))
 
 
-def run_in_guest(kernel, command, *lab_opts, what):
+def run_in_guest(kernel, command, *lab_opts, what, limit=1800):
     """tests/lab/run KERNEL ... -- command (a CompletedProcess, plus .seconds and .what)."""
     t0 = time.monotonic()
     r = subprocess.run([str(ROOT / "tests/lab/run"), kernel, "--cpus", "2", "--slots", str(SLOTS),
                         *lab_opts, "--", *command], cwd=ROOT, capture_output=True, text=True,
-                       timeout=1800)
+                       timeout=limit)
     r.seconds, r.what = time.monotonic() - t0, what
     return r
 
@@ -126,7 +126,7 @@ def arm64(kernel, serve=False):
             r = run_in_guest(kernel, ["sh", "-c", first + "exec " + shlex.join(
                                  guest_pytest(*ARM64[kernel], python="python3"))],
                              "--arch", "arm64", "--out", out, "--timeout", "1500",
-                             what=f"kernel {kernel} on arm64")
+                             what=f"kernel {kernel} on arm64", limit=2700)  # + a cold root build
             f = Path(out) / METRICS
             r.metrics = f.read_text() if f.exists() else None
         return r
