@@ -333,8 +333,10 @@ def _pct(values, p):
 @pytest.mark.root
 def test_50_concurrent_scrapers(tmp_path):
     # 50 scrapes in flight at once: above node_exporter's default --web.max-requests
-    # (40, answered 503 past it: tests/test_web_abuse.py), so the limit is raised
-    d, url = start_serve("--web.max-requests", str(SCRAPERS))
+    # (40, answered 503 past it: tests/test_web_abuse.py), so the limit is raised, with
+    # headroom: a scraper's next request can arrive before its last one's slot is
+    # freed, and on a loaded machine a limit of exactly 50 answered a few with 503
+    d, url = start_serve("--web.max-requests", str(2 * SCRAPERS))
     try:
         stats, lock = {"latency": [], "sizes": [], "errors": []}, threading.Lock()
         start = time.monotonic()
