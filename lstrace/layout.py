@@ -27,6 +27,12 @@ RQ_ERRNOS = ("EDEADLK", "ETIMEDOUT")
 # AA / ABBA: EDEADLK, the failing lock held by this CPU or not (the kernel's
 # per-CPU held-locks table); timeout: ETIMEDOUT; unknown: the kernel hid it
 RQ_KINDS = ("AA", "ABBA", "unknown", "timeout")
+
+
+def rq_kind_defines():
+    """KIND_AA, KIND_ABBA, ...: the kinds' indices for the C of every probe that
+    counts rqspinlock failures (contention_end, the kfunc reports)."""
+    return {f"KIND_{k.upper()}": i for i, k in enumerate(RQ_KINDS)}
 CALLERS = ("local_storage", "htab", "lru", "ringbuf", "res_spin_lock", "lpm_trie",
            "queue_stack", "freelist", "other")
 

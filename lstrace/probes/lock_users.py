@@ -15,10 +15,12 @@ which probes are attached.  Doctor prints these views and serve exports them
   none     no view: no rqspinlock on this kernel, or no probe attached
 """
 from ..layout import CALLERS
+from .helpers import HELPERS, MAP_PROBES
 
 LOCK_USERS = tuple(c for c in CALLERS if c != "other")
 _PARTIAL = ("queued slow path only (lock:contention_end): pending-path failures and, "
             "6.19+, AA found before queueing are missed")
+_STORAGE_PROBES = tuple(p.name for p in HELPERS if not p.group)
 _NOTRACE = "no traceable boundary (notrace map ops, called directly by BPF programs): " + \
     _PARTIAL
 
@@ -37,7 +39,7 @@ def views(probes, generation):
             mode = probes["rqspinlock_kfunc"][1]
             view = ("exact", f"every bpf_res_spin_lock failure at its stderr stream report "
                              f"({mode}), kind from the report's held locks")
-        elif user == "htab" and any(on(n) for n in _MAP_PROBES):
+        elif user == "htab" and any(on(n) for n in MAP_PROBES):
             view = ("exact", "hash-map update/delete returns (--probes +maps: "
                              "lstrace_map_cpu_failures_total); other map ops: " + _PARTIAL)
         elif user == "htab":
@@ -54,16 +56,6 @@ def views(probes, generation):
             view = partial
         out.append((user,) + view)
     return out
-
-
-def _names():
-    from . import helpers
-    maps = tuple(helpers.MAP_PROBES)
-    storage = tuple(p.name for p in helpers.HELPERS if not p.group)
-    return maps, storage
-
-
-_MAP_PROBES, _STORAGE_PROBES = _names()
 
 
 def kinds_note(kernel):

@@ -10,7 +10,7 @@ filled by the loader while BCC compiles (caller_ranges, below).
 from itertools import repeat
 
 from ..family import Family, sum_slots
-from ..layout import CALLERS, NSLOTS, RQ_ERRNOS, RQ_KINDS
+from ..layout import CALLERS, NSLOTS, RQ_ERRNOS, RQ_KINDS, rq_kind_defines
 from . import lock_users, trial
 from .tracepoint import TracepointProbe
 
@@ -119,7 +119,7 @@ def defines(kernel, plans):
     held = kernel.percpu_var_addr("rqspinlock_held_locks")
     d = {"HELD_LOCKS": f"{held:#x}ULL" if held else 0,
          "RQ_SLOWPATH_START": f"{rq[0]:#x}ULL", "RQ_SLOWPATH_END": f"{rq[1]:#x}ULL"}
-    d.update({f"KIND_{k.upper()}": i for i, k in enumerate(RQ_KINDS)})
+    d.update(rq_kind_defines())
     d["CALLER_RES_SPIN_LOCK"] = CALLERS.index("res_spin_lock")
     return d
 

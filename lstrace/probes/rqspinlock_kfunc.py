@@ -14,7 +14,7 @@ C: bpf/probes/rqspinlock_kfunc.bpf.c.
 """
 import struct
 
-from ..layout import RQ_ERRNOS, RQ_KINDS
+from ..layout import RQ_ERRNOS, RQ_KINDS, rq_kind_defines
 from . import trial
 from .bcc import KFUNC_PREFIXES, kfunc_name
 from .tracepoint import TracepointProbe
@@ -100,8 +100,8 @@ def defines(kernel, plans):
     off = btf.member_offset("rqspinlock_held", "locks")
     size = btf.struct_size("rqspinlock_held")
     nr_held = (size - off) // 8 if off is not None and size else NR_HELD_DEFAULT
-    kinds = {f"KIND_{k.upper()}": i for i, k in enumerate(RQ_KINDS)}   # as rqspinlock's
-    return {**kinds, "RQ_KFUNC_REPORTS": 1, "RQK_HEAD_WORDS": HEAD_WORDS, "RQK_VAL_WORDS": VAL_WORDS,
+    return {**rq_kind_defines(), "RQ_KFUNC_REPORTS": 1,
+            "RQK_HEAD_WORDS": HEAD_WORDS, "RQK_VAL_WORDS": VAL_WORDS,
             "RQK_NR_HELD": nr_held,
             "RQK_ATTEMPTED_OFF": len(LINE_ATTEMPTED), "RQK_TOTAL_OFF": len(LINE_TOTAL),
             "RQK_HELD_OFF": len(LINE_HELD),
