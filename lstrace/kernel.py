@@ -15,9 +15,11 @@ from functools import cached_property
 from pathlib import Path
 
 from . import btf as btfmod
+from . import heap
 from .errors import Unavailable
 
-# kernel-map.md §1
+# local storage's recursion protection (kernel/bpf/bpf_task_storage.c); C: the series
+# "Remove task and cgroup local storage percpu counters" (merged for v7.0)
 GENERATIONS = {
     "A": "busy counter, no _recur helpers (5.13-6.1)",
     "B": "busy counters + _recur helpers (6.2-6.19)",
@@ -26,8 +28,8 @@ GENERATIONS = {
 
 
 def decide_generation(has_func, has_var):
-    """kernel-map.md §1: `_recur` present -> B; busy VAR without `_recur` -> A;
-    neither -> C."""
+    """From BTF, never the version string: `_recur` present -> B; busy VAR
+    without `_recur` -> A; neither -> C."""
     if has_func("bpf_task_storage_get_recur"):
         return "B"
     if has_var("bpf_task_storage_busy"):
@@ -128,17 +130,6 @@ class SymbolMap(Mapping):
         return iter(self.names)
 
 
-def _malloc_trim():
-    """Hand the parse's freed heap back to the kernel: glibc keeps it otherwise
-    (its mmap threshold grows once a big block is freed), ~5 MB of a
-    long-running daemon's RSS for nothing."""
-    try:
-        import ctypes
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass      # not glibc
-
-
 @dataclass
 class Kallsyms:
     """Text symbols sorted by address, for turning addresses into ranges:
@@ -185,7 +176,7 @@ class Kallsyms:
         del order, names, addrs
         ks.data = SymbolMap(data)
         ks._set_bpf(bpf)
-        _malloc_trim()
+        heap.release()      # the parse's freed heap
         return ks
 
     def _set_bpf(self, rows):

@@ -13,11 +13,8 @@ from pathlib import Path
 
 from . import decode, layout, probes
 from .layout import ERRNO_OUTCOMES
-# names the tests and tools read here (the helper family's glue, rqspinlock's callers)
-from .probes.bcc import KFUNC_PREFIXES, kfunc_name as _kfunc_name  # noqa: F401
-from .probes.helpers import (RET_KIND_CODE, ROLE_CODE, entry_exit_names,  # noqa: F401
-                             helper_glue, helper_index, needs_entry)
-from .probes.rqspinlock import CALLER_PREFIXES, N_RANGES, caller_ranges  # noqa: F401
+from .probes.helpers import ROLE_CODE
+from .probes.rqspinlock import N_RANGES
 
 
 def source_dir():

@@ -16,26 +16,13 @@ import os
 import time
 
 from . import attach as attachmod
-from . import bpfsys, decode, probes, program
-from . import plan as planmod
+from . import bpfsys, decode, heap, probes, program
 from .errors import NoProbeAttached
 from .kernel import Kernel
 from . import loader as loadermod
-from .loader import compile_bcc  # noqa: F401  (tests and tools compile through it)
 from .preflight import check_privileges
+from .probes.trial import try_kprobe
 from .snapshot import ProbeStatus, ProgramStats, Snapshot
-
-
-def _release_heap():
-    """Start-up's garbage (pickled replies, the symbol parse) back to the kernel:
-    glibc keeps freed heap otherwise (~2 MB of the daemon's RSS, measured)."""
-    import ctypes
-    import gc
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass          # not glibc
 
 
 class Session:
@@ -106,7 +93,7 @@ class Session:
             except bpfsys.BPFError:
                 self._stats_fd = None
         self.started = time.monotonic()
-        _release_heap()
+        heap.release(collect=True)     # start-up's garbage: pickled replies, the symbol parse
 
     @staticmethod
     def _take(names, fds, into):
@@ -160,7 +147,7 @@ class Session:
             failed, p.mode = p.mode, "unavailable"
             p.reason = f"{failed} attach failed: {e}"
             if failed == "fentry" and self.mode == "auto" and p.kind == "helper":
-                why = planmod.try_kprobe(p.func)
+                why = try_kprobe(p.func)
                 if why is None:
                     p.mode = "kprobe"
                     self.attach(p)

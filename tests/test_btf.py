@@ -5,7 +5,8 @@ import struct
 import pytest
 
 from lstrace import btf as B
-from lstrace import plan, program
+from lstrace import plan
+from lstrace.probes import helpers
 from lstrace.kernel import decide_generation
 
 
@@ -98,13 +99,13 @@ def test_fexit_glue_follows_prototype(nargs):
                        proto=t.prototype("bpf_local_storage_update"))
     args = ", ".join(f"u64 a{i}" for i in range(nargs))
     # counting mode: one fexit that reads (owner, smap, value, flags) and no entry program
-    glue = program.helper_glue(p, FakeKernel(t), create_null_busy=True, mode="fentry")
+    glue = helpers.helper_glue(p, FakeKernel(t), create_null_busy=True, mode="fentry")
     assert "KFUNC_PROBE" not in glue
     assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
     want = ("a3, a0, a1, a2" if nargs == 4 else "0, a0, a1, 0")   # what the prototype has
     assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0, 0)" in glue
     # --latency: an entry program that only stamps the call, the same fexit with the clock
-    glue = program.helper_glue(p, FakeKernel(t), create_null_busy=True, mode="fentry",
+    glue = helpers.helper_glue(p, FakeKernel(t), create_null_busy=True, mode="fentry",
                                latency=True)
     assert f"KFUNC_PROBE(bpf_local_storage_update, {args})\n{{ return stamp_entry(ctx, 10); }}" \
         in glue
@@ -121,10 +122,10 @@ def test_kprobe_glue_keeps_entry_only_where_needed(latency):
                               ("task_storage_get", "bpf_task_storage_get", True)):
         p = plan.ProbePlan(name, "helper", mode="kprobe", func=func,
                            proto=t.prototype("bpf_local_storage_update"))
-        glue = program.helper_glue(p, FakeKernel(t), True, "kprobe", latency)
+        glue = helpers.helper_glue(p, FakeKernel(t), True, "kprobe", latency)
         assert (f"int lst_kp_{name}(" in glue) == entry
         assert f"int lst_krp_{name}(" in glue
-        assert program.needs_entry(p, latency) == entry
+        assert helpers.needs_entry(p, latency) == entry
 
 
 def test_unknown_probe_name():
@@ -152,12 +153,12 @@ def test_fentry_program_names_come_from_what_bcc_compiled(spelling):
         compiled += [spelling.format(func), spelling.replace("kfunc", "kretfunc").format(func)]
     compiled += ["lst_kp_task_storage_get", "lst_krp_task_storage_get"]
     p = plan.ProbePlan("task_storage_get", "helper", mode="fentry", func="bpf_task_storage_get")
-    assert program.entry_exit_names(p, compiled) == (
+    assert helpers.entry_exit_names(p, compiled) == (
         spelling.format("bpf_task_storage_get"),
         spelling.replace("kfunc", "kretfunc").format("bpf_task_storage_get"))
     p.mode = "kprobe"
-    assert program.entry_exit_names(p, compiled) == ("lst_kp_task_storage_get",
+    assert helpers.entry_exit_names(p, compiled) == ("lst_kp_task_storage_get",
                                                      "lst_krp_task_storage_get")
     p = plan.ProbePlan("cgrp_storage_get", "helper", mode="fentry", func="bpf_cgrp_storage_get")
     with pytest.raises(LookupError, match="bpf_cgrp_storage_get"):
-        program.entry_exit_names(p, compiled)
+        helpers.entry_exit_names(p, compiled)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lstrace import exporter, layout, plan, probes, program
+from lstrace import exporter, layout, plan, probes
+from lstrace.probes import helpers
 from lstrace.errors import UsageError
 from lstrace.snapshot import ProbeStatus, Snapshot
 
@@ -68,13 +69,13 @@ def test_fexit_is_one_counting_program(ret_size, decl):
     a long since), the helper probes' count_exit: no entry, no frame, no clock."""
     p = plan.ProbePlan("htab_update", "helper", mode="fentry", func="htab_map_update_elem",
                        proto=FakeProto(4, ret_size))
-    idx = program.helper_index("htab_update")
-    glue = program.helper_glue(p, FakeKernel(), True, "fentry")
+    idx = helpers.helper_index("htab_update")
+    glue = helpers.helper_glue(p, FakeKernel(), True, "fentry")
     assert "KFUNC_PROBE" not in glue and "bpf_ktime_get_ns" not in glue
     assert f"KRETFUNC_PROBE(htab_map_update_elem, u64 a0, u64 a1, u64 a2, u64 a3, {decl})" \
         in glue
     assert f"count_exit(ctx, {idx}, 1, (s64)ret, OUT_OTHER, 0, 0, 0, 0, 0, 0)" in glue
-    k = program.helper_glue(dataclass_mode(p, "kprobe"), FakeKernel(), True, "kprobe")
+    k = helpers.helper_glue(dataclass_mode(p, "kprobe"), FakeKernel(), True, "kprobe")
     assert "lst_kp_htab_update" not in k and "int lst_krp_htab_update(" in k
 
 

@@ -68,18 +68,3 @@ def run_case(name, duration=5.0, cpus=None, **params) -> CaseResult:
             reason = str(e)
     return CaseResult(name, runnable=False, reason=reason, cpus=cpus, params=params)
 
-
-def __getattr__(name):
-    """`from lstrace.repro import sys` for the callers outside repro that still
-    use the old module (tests/test_serve_e2e.py, benchmarks/helper_overhead.py):
-    its names, served by lstrace.bpfsys.  New code imports lstrace.bpfsys."""
-    if name != "sys":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import types
-
-    from .. import bpfsys
-    from ..workload import pinned
-    return types.SimpleNamespace(
-        test_run=bpfsys.prog_test_run, Pinned=pinned, map_update=bpfsys.map_update_elem,
-        map_delete=bpfsys.map_delete_elem, map_lookup=bpfsys.map_lookup_elem,
-        pidfd_open=bpfsys.pidfd_open, usable_cpus=usable_cpus, parse_cpus=parse_cpus)
