@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 
 pytestmark = pytest.mark.root
 

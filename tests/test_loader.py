@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, free_port, left_over, lstrace_cmd, lstrace_prog_ids, wait_for
+from support import ROOT, free_port, left_over, lstrace_cmd, lstrace_prog_ids, wait_for
 from lstrace import errors, loader
 
 # issue 10's target for `lstrace serve` once it serves (was 199 MB / 110 MB with BCC resident)

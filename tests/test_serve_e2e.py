@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (PY, ROOT, free_port, held_prog_ids, left_over, lstrace_prog_ids,
+from support import (PY, ROOT, free_port, held_prog_ids, left_over, lstrace_prog_ids,
                       run_lstrace, wait_for)
 
 pytestmark = pytest.mark.root
