@@ -21,7 +21,7 @@ from .errors import NoProbeAttached
 from .kernel import Kernel
 from . import loader as loadermod
 from .preflight import check_privileges
-from .probes.trial import try_kprobe
+from .probes import trial
 from .snapshot import ProbeStatus, ProgramStats, Snapshot
 
 
@@ -147,7 +147,7 @@ class Session:
             failed, p.mode = p.mode, "unavailable"
             p.reason = f"{failed} attach failed: {e}"
             if failed == "fentry" and self.mode == "auto" and p.kind == "helper":
-                why = try_kprobe(p.func)
+                why = trial.try_kprobe(p.func)
                 if why is None:
                     p.mode = "kprobe"
                     self.attach(p)
