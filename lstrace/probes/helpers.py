@@ -89,6 +89,12 @@ HELPERS = (
 
 
 NAMES = tuple(p.name for p in HELPERS)
+ORDER = 10
+COUNTS = ("helper", "latency")
+# top's per-CPU row (cpu_counts): (key, header, counts as a failure)
+CPU_KEYS = (("calls", "calls/s", False), ("busy", "busy/s", False),
+            ("deadlock", "deadlock/s", False), ("timeout", "timeout/s", False),
+            ("failures", "fail/s", True))
 # opt-in groups: --probes +GROUP adds them to the defaults, GROUP alone names them
 GROUPS = {"maps": tuple(p.name for p in HELPERS if p.group == "maps")}
 MAP_PROBES = GROUPS["maps"]
@@ -285,6 +291,20 @@ def attach_points(plan, compiled, latency=False):
     kinds = ("kfunc", "kretfunc") if plan.mode == "fentry" else ("kprobe", "kretprobe")
     points = [(kinds[0], plan.func, entry)] if needs_entry(plan, latency) else []
     return points + [(kinds[1], plan.func, exit_)]
+
+
+def fall_back(plan, why, mode="auto"):
+    """An fentry that passed its trial but did not attach: the kprobe, when the
+    mode is auto and a kprobe trial passes (its programs are compiled too)."""
+    if plan.mode != "fentry" or mode != "auto":
+        return False
+    plan.tried["fentry"] = why
+    kprobe_why = trial.try_kprobe(plan.func)
+    if kprobe_why is not None:
+        plan.tried["kprobe"] = kprobe_why
+        return False
+    plan.mode = "kprobe"
+    return True
 
 
 # ---- decode: one CPU's counter words -> Snapshot.helper / .latency
