@@ -152,7 +152,7 @@ class _Child:
 
         from . import plan as planmod
         from . import preflight, program
-        from .probes import rqspinlock
+        from .probes import rqspinlock_kernel
         from .kernel import Kernel
         bcc = self.bcc = preflight.import_bcc()
         kernel = self.kernel = Kernel(**req["kernel"])
@@ -184,7 +184,7 @@ class _Child:
         # table is declared in the core C and filled whatever is planned.
         ranges = []
         worker = threading.Thread(target=lambda: ranges.append(
-            rqspinlock.caller_ranges(kernel.kallsyms)), daemon=True)
+            rqspinlock_kernel.caller_ranges(kernel.kallsyms)), daemon=True)
         worker.start()
         try:
             self.bpf = compile_bcc(text, cflags, headers, cls=_BPF)
@@ -197,8 +197,9 @@ class _Child:
         module = self.bpf.module
         compiled = [bcc.lib.bpf_function_name(module, i).decode()
                     for i in range(bcc.lib.bpf_num_functions(module))]
-        self._fill_callers(ranges[0] if ranges else rqspinlock.caller_ranges(kernel.kallsyms),
-                           rqspinlock.N_RANGES)
+        self._fill_callers(
+            ranges[0] if ranges else rqspinlock_kernel.caller_ranges(kernel.kallsyms),
+            rqspinlock_kernel.N_RANGES)
         lib = bcc.lib
         lib.bpf_num_tables.restype, lib.bpf_num_tables.argtypes = (ctypes.c_size_t,
                                                                    [ctypes.c_void_p])

@@ -17,7 +17,7 @@ from .errors import UsageError
 # lab's guests showed (README "How lstrace probes").  Each probe module says its
 # own (BLIND_SPOT_TEXT, blind_spots), in MODULES' order, then the one its
 # programs may share (lstrace.probes.preemption).
-BLIND_SPOT_TEXT = {k: v for m in probes.MODULES for k, v in m.BLIND_SPOT_TEXT.items()}
+BLIND_SPOT_TEXT = dict(probes.BLIND_SPOT_TEXT)
 BLIND_SPOT_TEXT.update(probes.preemption.BLIND_SPOT_TEXT)
 
 
@@ -196,7 +196,7 @@ def parse_probe_list(text):
 
 
 def plan_helper(kernel, hp, want_mode="auto"):
-    return probes.helpers.plan(kernel, ProbePlan(hp.name, "helper", func=hp.func), want_mode)
+    return probes.HELPER_MODULE.plan(kernel, ProbePlan(hp.name, "helper", func=hp.func), want_mode)
 
 
 def plan_tracepoint(kernel, tp, mode="auto"):

@@ -11,10 +11,10 @@ kallsyms) and each planned probe's (kernel struct offsets from BTF, ...).
 import sys
 from pathlib import Path
 
-from . import decode, layout, probes
+from . import counters, decode, probes
 from .layout import ERRNO_OUTCOMES
 from .probes.helpers import ROLE_CODE
-from .probes.rqspinlock import N_RANGES
+from .probes.rqspinlock_kernel import N_RANGES
 
 
 def source_dir():
@@ -73,7 +73,7 @@ def build(kernel, plans, fallback=False, latency=False):
     """(C text, cflags, layout) for the planned probes.  With `fallback`, fentry
     probes get kprobe programs too (BCC loads only what is attached): a probe
     whose fentry attach fails after a good trial can still fall back."""
-    lay = layout.Layout(len(probes.HELPERS))
+    lay = counters.Layout(len(probes.HELPERS))
     generated = (lay.c_struct() + decode.c_structs()
                  + "".join(f"#define ROLE_{r.upper() or 'NONE'} {c}\n" for r, c in ROLE_CODE.items()))
     src = source_dir()

@@ -109,7 +109,7 @@ class FakeLoader:
         pass
 
     def answer(self):
-        from lstrace.layout import Layout
+        from lstrace.counters import Layout
         from lstrace.plan import ProbePlan
         plans = [ProbePlan("task_storage_get", "helper", mode="fentry",
                            func="bpf_task_storage_get")]
@@ -175,7 +175,7 @@ def test_fentry_attach_failure_falls_back_to_kprobe_programs_loaded_on_demand(
 
 class FakeSyscallLoader(FakeLoader):
     def answer(self):
-        from lstrace.layout import Layout
+        from lstrace.counters import Layout
         from lstrace.plan import ProbePlan
         from lstrace.probes import bpf_syscall
         plans = [ProbePlan("bpf_syscall", "tracepoint", mode="tracepoint",

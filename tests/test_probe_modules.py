@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lstrace import layout, probes, program
+from lstrace import counters, probes, program
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERFACE = ("NAMES", "plan", "BLIND_SPOT_TEXT", "blind_spots", "blocks", "C_FRAGMENT",
@@ -48,7 +48,7 @@ def test_probe_has_its_test_file(m):
 
 
 def test_layout_is_the_modules_blocks():
-    lay = layout.Layout(len(probes.HELPERS))
+    lay = counters.Layout(len(probes.HELPERS))
     mine = [b for m in probes.MODULES for b in m.blocks(len(probes.HELPERS))]
     assert lay.blocks == mine + [("guard_skips", ())]
     names = [n for n, _ in lay.blocks]

@@ -12,7 +12,7 @@ from support import tracepoint_snapshot
 
 def test_public_names_kept():
     assert probes.tracepoint("bpf_syscall") is bpf_syscall.PROBE
-    assert probes.SYSCALL_ARCH["x86_64"]["func"] == "__x64_sys_bpf"
+    assert bpf_syscall.SYSCALL_ARCH["x86_64"]["func"] == "__x64_sys_bpf"
     assert [n for n, _ in bpf_syscall.blocks(len(probes.HELPERS))] == ["sys"]
 
 
