@@ -13,8 +13,8 @@ int lst_busy_sample(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	__sync_fetch_and_add(&c->busy_samples, 1);
 	if (busy_now(BUSY_TASK))
-		__sync_fetch_and_add(&c->busy_held[0], 1);
+		__sync_fetch_and_add(&c->busy_held[BUSY_IDX_TASK], 1);
 	if (busy_now(BUSY_CGRP))
-		__sync_fetch_and_add(&c->busy_held[1], 1);
+		__sync_fetch_and_add(&c->busy_held[BUSY_IDX_CGRP], 1);
 	return 0;
 }

@@ -52,7 +52,8 @@ C_FRAGMENT = "busy_sampler.bpf.c"
 
 
 def defines(kernel, plans):
-    return {}
+    """BUSY_IDX_TASK, BUSY_IDX_CGRP: each counter's index in busy_held."""
+    return {f"BUSY_IDX_{n.upper()}": i for i, n in enumerate(BUSY_COUNTERS)}
 
 
 def glue(kernel, plans, latency=False, fallback=False):
