@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* lstrace probe rqspinlock_kfunc (lstrace/probes/rqspinlock_kfunc.py): appended to
- * bpf/lstrace.bpf.c by lstrace/program.py when the probe is planned; uses its shared
- * code (counters, state, guard, record_event).
+/* lstrace probe rqspinlock_kfunc (lstrace/probes/rqspinlock_kfunc.py): appended
+ * by lstrace/program.py when the probe is planned; uses the core (counters,
+ * bpf/core/: state, guard, record_event).
  *
  * A failed bpf_res_spin_lock*() kfunc reports itself to the calling program's
  * stderr stream (6.17+, ecec5b5743bf; kernel/bpf/rqspinlock.c

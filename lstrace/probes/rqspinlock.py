@@ -4,7 +4,7 @@ slow-path wait from lock:contention_begin.  Raw tracepoints: unlike
 perf-based ones they also run inside bpf() map syscalls.
 
 C: bpf/probes/rqspinlock.bpf.c.  The `callers` table it searches (address
-ranges of the kernel's rqspinlock users) is declared in bpf/lstrace.bpf.c and
+ranges of the kernel's rqspinlock users) is declared in bpf/core/state.bpf.c and
 filled by the loader while BCC compiles (rqspinlock_kernel.caller_ranges).
 """
 from itertools import repeat
