@@ -1,12 +1,9 @@
 """The shape of lstrace's per-CPU counters, shared by the BPF C code and Python.
 
-All counters of one CPU live in one `struct counters` value of a single-slot
-BPF_PERCPU_ARRAY: one BPF_MAP_LOOKUP_ELEM returns every CPU's counters, and
-the BPF side needs no hash map (hash maps take rqspinlocks, the very locks
-lstrace watches).  Each probe module (lstrace/probes/) declares its blocks;
-the label tables below are shared by its C cases, its decode and its metrics.
-Python is the single source of truth for the dimensions: they reach the C
-code as -D defines (see `cflags`).
+A leaf: vocabularies only (outcomes, errnos, kinds, callers, bpf() commands,
+map types, histogram slots), imported by the probe modules and the core.  The
+per-CPU counter layout made from the probes' blocks is lstrace/counters.py.
+Python is the single source of truth: the C gets these as -D defines.
 """
 import errno as _errno
 
@@ -88,48 +85,6 @@ def outcome_of_errno(err):
 
 def map_type_bucket(map_type):
     return _MAP_TYPES.get(map_type, "other")
-
-
-class Layout:
-    """Offsets (in u64 words) of each counter block in one CPU's value, and the
-    C `struct counters` generated from the same list (c_struct)."""
-
-    def __init__(self, nprobes):
-        from . import probes    # imported here: the probe modules import this module's tables
-        self.nprobes = nprobes
-        # (block, its C dimensions as (define, size) pairs); order = memory order:
-        # each probe module's blocks (lstrace/probes/), then the core's
-        self.blocks = [b for m in probes.MODULES for b in m.blocks(nprobes)]
-        self.blocks.append(("guard_skips", ()))     # the nesting guard's skips (core)
-        self.offsets, pos = {}, 0
-        for name, dims in self.blocks:
-            n = 1
-            for _, size in dims:
-                n *= size
-            self.offsets[name] = (pos, n)
-            pos += n
-        self.words = pos
-
-    def c_struct(self):
-        """`struct counters` for bpf/lstrace.bpf.c, in the blocks' order."""
-        fields = "".join(f"\tu64 {name}{''.join(f'[{d}]' for d, _ in dims)};\n"
-                         for name, dims in self.blocks)
-        return f"struct counters {{\n{fields}}};\n"
-
-    @property
-    def value_size(self):
-        return self.words * 8
-
-    def cflags(self):
-        """-D defines that give the C code the same shape."""
-        d = {define: size for _, dims in self.blocks for define, size in dims}
-        for i, o in enumerate(OUTCOMES):
-            d[f"OUT_{o.upper()}"] = i
-        return [f"-D{k}={v}" for k, v in d.items()]
-
-    def block(self, words, name):
-        off, n = self.offsets[name]
-        return words[off:off + n]
 
 
 def slot_of(ns):

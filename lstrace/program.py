@@ -13,7 +13,7 @@ BTF, ...): every number the C shares with Python comes from here.
 import sys
 from pathlib import Path
 
-from . import decode, layout, probes
+from . import counters, decode, probes
 from .layout import BUSY_COUNTERS
 # names the tests and tools read here (the helper family's glue, rqspinlock's callers)
 from .probes.bcc import KFUNC_PREFIXES, kfunc_name as _kfunc_name  # noqa: F401
@@ -76,7 +76,7 @@ def build(kernel, plans, fallback=False, latency=False):
     """(C text, cflags, layout) for the planned probes.  With `fallback`, fentry
     probes get kprobe programs too (BCC loads only what is attached): a probe
     whose fentry attach fails after a good trial can still fall back."""
-    lay = layout.Layout(len(probes.HELPERS))
+    lay = counters.Layout(len(probes.HELPERS))
     src = source_dir()
     text = (src / "lstrace.bpf.c").read_text().replace(
         "/* @GENERATED@ */\n", lay.c_struct() + decode.c_structs(), 1)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from lstrace import layout, probes, program
+from lstrace import counters, layout, probes, program
 from lstrace.probes import busy_sampler, helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 C_FILES = sorted(p for p in (ROOT / "bpf").rglob("*") if p.suffix in (".c", ".h"))
-BLOCKS = [name for name, _ in layout.Layout(len(probes.HELPERS)).blocks]
+BLOCKS = [name for name, _ in counters.Layout(len(probes.HELPERS)).blocks]
 
 # (what, pattern) of a fact spelled by hand in code (comments stripped)
 RULES = (
@@ -46,7 +46,7 @@ def violations(text):
 def emitted_names():
     """Every name Python emits for the C without a kernel: the layout's -D
     flags and the kernel-free defines of the probe modules and of layout."""
-    names = {f.split("=")[0][2:] for f in layout.Layout(len(probes.HELPERS)).cflags()}
+    names = {f.split("=")[0][2:] for f in counters.Layout(len(probes.HELPERS)).cflags()}
     for d in (helpers.defines(None, []), busy_sampler.defines(None, []),
               layout.rq_errno_defines(), layout.rq_kind_defines()):
         names |= {k.split("(")[0] for k in d}

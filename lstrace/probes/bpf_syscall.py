@@ -29,6 +29,9 @@ PROBE = TracepointProbe(NAME, (("raw_syscalls", "sys_exit"),),
 TP_BTF = "tp_btf:sys_exit"
 TP_BTF_PROGRAMS = (("tp_btf", "sys_exit", "lst_sys_exit_btf"),)
 NAMES = (NAME,)
+ORDER = 40
+COUNTS = ("syscall_errors",)
+CPU_KEYS = (("syscall_errors", "sys_err/s", True),)
 
 # per machine (a view of lstrace/arch.py, kept for its users): the bpf() syscall
 # wrapper an fexit attaches to, the pt_regs members (and byte offsets in them)
@@ -69,9 +72,6 @@ def plan(kernel, p, mode="auto"):
         return p
     p.mode = "tracepoint"
     return p
-
-
-BLIND_SPOT_TEXT = {}
 
 
 def blind_spots(mode, facts=None):
@@ -140,7 +140,7 @@ def attach_points(plan, compiled, latency=False):
     return list(TP_BTF_PROGRAMS if plan.func == TP_BTF else PROBE.programs)
 
 
-def fall_back(plan, why):
+def fall_back(plan, why, mode="auto"):
     """A tp_btf program the verifier refused (its typed loads) or that did not
     attach: raw_tp, which reads every field with bpf_probe_read_kernel.  True
     if there is a fallback to attach."""
@@ -186,15 +186,6 @@ def families(snap, attached, per_cpu_latency):
     for key in sorted(cube):
         sysc.add(key, cube[key])
     return [sysc]
-
-
-# ---- failure events: none (an error's caller is the process that called bpf())
-def event_keys(name):
-    return []
-
-
-def event_counts(snap, cpus=None):
-    return {}
 
 
 # ---- top: its own per-CPU column (syscall_errors), only failures (calls are null)

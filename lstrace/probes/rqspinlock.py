@@ -22,6 +22,10 @@ PROBE = TracepointProbe(NAME, (("lock", "contention_begin"), ("lock", "contentio
                         (("raw_tp", "contention_begin", "lst_contention_begin"),
                          ("raw_tp", "contention_end", "lst_contention_end")))
 NAMES = (NAME,)
+ORDER = 20
+COUNTS = ("rq_failures", "rq_wait")
+# aa / abba: the rqspinlock deadlocks among "deadlock", by kind (cpu_counts)
+CPU_KEYS = (("aa", "AA/s", False, "deadlock"), ("abba", "ABBA/s", False, "deadlock"))
 SLOWPATH = "resilient_queued_spin_lock_slowpath"
 
 
@@ -89,18 +93,6 @@ def defines(kernel, plans):
     d["LCB_F_SPIN"] = LCB_F_SPIN
     d["CALLER_RES_SPIN_LOCK"] = CALLERS.index("res_spin_lock")
     return d
-
-
-def glue(kernel, plans, latency=False, fallback=False):
-    return []
-
-
-# ---- attach points
-MISSED_CALLS = False
-
-
-def attach_points(plan, compiled, latency=False):
-    return list(PROBE.programs)
 
 
 # ---- decode
