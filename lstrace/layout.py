@@ -15,6 +15,9 @@ ERRNO_OUTCOMES = {_errno.EBUSY: "busy", _errno.EDEADLK: "deadlock", _errno.ETIME
                   _errno.ENOMEM: "nomem", _errno.ENOENT: "not_found",
                   _errno.EOPNOTSUPP: "unsupported"}
 
+# the largest errno an ERR_PTR / a -errno return holds (include/linux/err.h)
+MAX_ERRNO = 4095
+
 # log2 latency slots: slot 0 holds 0..1 ns, slot s holds (2^(s-1), 2^s] ns,
 # so a slot's upper bound 2^s is exactly a Prometheus `le`.
 NSLOTS = 40
@@ -24,6 +27,19 @@ RQ_ERRNOS = ("EDEADLK", "ETIMEDOUT")
 # AA / ABBA: EDEADLK, the failing lock held by this CPU or not (the kernel's
 # per-CPU held-locks table); timeout: ETIMEDOUT; unknown: the kernel hid it
 RQ_KINDS = ("AA", "ABBA", "unknown", "timeout")
+
+
+def rq_errno_defines():
+    """The C of every probe that counts rqspinlock failures: RQ_E_EDEADLK, ...
+    (each errno's index in RQ_ERRNOS), RQ_ERRNO_INDEX(r) (the index of a return
+    value -errno, N_RQ_ERRNO for any other) and RQ_OUTCOME(e) (its outcome)."""
+    d = {f"RQ_E_{n}": i for i, n in enumerate(RQ_ERRNOS)}
+    index = "".join(f"(r) == -{getattr(_errno, n)} ? {i} : " for i, n in enumerate(RQ_ERRNOS))
+    d["RQ_ERRNO_INDEX(r)"] = f"({index}{len(RQ_ERRNOS)})"
+    outcome = "".join(f"(e) == {i} ? OUT_{ERRNO_OUTCOMES[getattr(_errno, n)].upper()} : "
+                      for i, n in enumerate(RQ_ERRNOS))
+    d["RQ_OUTCOME(e)"] = f"({outcome}OUT_OTHER)"
+    return d
 
 
 def rq_kind_defines():
@@ -40,7 +56,8 @@ BPF_CMDS = {0: "MAP_CREATE", 1: "MAP_LOOKUP_ELEM", 2: "MAP_UPDATE_ELEM", 3: "MAP
             25: "MAP_LOOKUP_AND_DELETE_BATCH", 26: "MAP_UPDATE_BATCH", 27: "MAP_DELETE_BATCH",
             28: "LINK_CREATE"}
 CMD_NAMES = tuple(BPF_CMDS.values()) + ("other",)
-MAP_ELEM_CMDS = (1, 2, 3, 4, 21, 24, 25, 26, 27)
+MAP_ELEM_CMDS = tuple(c for c, n in BPF_CMDS.items()
+                      if n.startswith("MAP_") and n != "MAP_CREATE")
 # enum bpf_map_type -> bucket; the buckets are the rqspinlock / local-storage users
 MAP_TYPE_BUCKETS = ("none", "task_storage", "cgrp_storage", "sk_storage", "inode_storage",
                     "hash", "other_rqspinlock", "other")

@@ -11,9 +11,12 @@ from collections import Counter
 from contextlib import contextmanager
 
 from . import bpfsys
+from .layout import BPF_CMDS
 
-MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM = 0, 1, 2
-BPF_NOEXIST = 1
+_CMD = {name: cmd for cmd, name in BPF_CMDS.items()}
+MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM = (_CMD[n] for n in (
+    "MAP_CREATE", "MAP_LOOKUP_ELEM", "MAP_UPDATE_ELEM"))
+BPF_NOEXIST = bpfsys.NOEXIST
 MAP_TYPE_HASH = 1
 
 

@@ -11,6 +11,7 @@ import errno
 from .. import arch as archmod
 from .. import bpfsys
 from ..btf import TYPEDEF
+from ..cgen import switch_cases
 from ..family import Family
 from ..layout import (BPF_CMDS, CMD_NAMES, MAP_ELEM_CMDS, MAP_TYPE_BUCKETS, SYS_ERRNOS,
                       map_type_bucket)
@@ -88,10 +89,6 @@ def blocks(nprobes):
 C_FRAGMENT = "bpf_syscall.bpf.c"
 
 
-def _cases(mapping):
-    return " ".join(f"case {k}: return {v};" for k, v in mapping.items())
-
-
 def defines(kernel, plans):
     """Where bpf() keeps its arguments (pt_regs offsets from BTF), the path from
     an fd to its map's type (struct offsets from BTF), and the label tables as
@@ -115,10 +112,10 @@ def defines(kernel, plans):
             "OFF_MAP_TYPE": ("bpf_map", "map_type")}.items():
         off = btf.member_offset(struct, member)
         d[define] = off if off is not None else 0
-    d["CMD_CASES"] = _cases({c: i for i, c in enumerate(BPF_CMDS)})
-    d["SYSERR_CASES"] = _cases({getattr(errno, n): i for i, n in enumerate(SYS_ERRNOS)
+    d["CMD_CASES"] = switch_cases({c: i for i, c in enumerate(BPF_CMDS)})
+    d["SYSERR_CASES"] = switch_cases({getattr(errno, n): i for i, n in enumerate(SYS_ERRNOS)
                                 if n != "other"})
-    d["MAPTYPE_CASES"] = _cases({t: MAP_TYPE_BUCKETS.index(map_type_bucket(t))
+    d["MAPTYPE_CASES"] = switch_cases({t: MAP_TYPE_BUCKETS.index(map_type_bucket(t))
                                  for t in range(64)})
     d["IS_MAP_ELEM_CMD(c)"] = "(" + " || ".join(f"(c) == {c}" for c in MAP_ELEM_CMDS) + ")"
     return d

@@ -46,6 +46,11 @@ def blocks(nprobes):
 C_FRAGMENT = "busy_sampler.bpf.c"
 
 
+def defines(kernel, plans):
+    """BUSY_IDX_TASK, BUSY_IDX_CGRP: each counter's index in busy_held."""
+    return {f"BUSY_IDX_{n.upper()}": i for i, n in enumerate(BUSY_COUNTERS)}
+
+
 # ---- decode
 def decode(snap, cpu, lay, words, attached, latency):
     if NAME not in attached:
