@@ -80,7 +80,7 @@ def test_fds_and_objects_cross_the_socketpair():
 
 
 def test_kallsyms_cross_in_a_memfd(tmp_path):
-    from lstrace.kernel import Kallsyms
+    from lstrace.kallsyms import Kallsyms
     (tmp_path / "kallsyms").write_text(
         "ffffffff81000000 T _stext\nffffffff81000100 T htab_map_update_elem\n"
         "ffffffff81000400 t bpf_res_spin_lock\nffffffff83c00000 D rqspinlock_held_locks\n"
