@@ -11,9 +11,10 @@ from collections import Counter
 from contextlib import contextmanager
 
 from . import bpfsys
+from .bpfcalls import NOEXIST as BPF_NOEXIST
+from .bpfsys import MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM
 
-MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM = 0, 1, 2
-BPF_NOEXIST = 1
+MAP_CREATE = bpfsys.CMD["MAP_CREATE"]
 MAP_TYPE_HASH = 1
 
 

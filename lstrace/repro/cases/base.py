@@ -2,7 +2,8 @@
 import errno
 import struct
 
-from ...bpfsys import BPFError, map_update_elem
+from ...bpfcalls import map_update_elem
+from ...bpfsys import BPFError
 from ...errors import LstraceError
 from .. import build, libbpf
 

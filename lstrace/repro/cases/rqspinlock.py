@@ -15,7 +15,7 @@ stalls a vCPU: a setup lock times out in the queue, or an AA runs before the
 stalled waiter set the pending bit); on 7.3 (AA found before queueing) none
 of AA, ABBA or aa-queued does.
 """
-from ...bpfsys import map_lookup_elem, prog_test_run
+from ...bpfcalls import map_lookup_elem, prog_test_run
 from ...workload import pinned
 from .. import stats
 from ..host import BadArgument, has_func

@@ -19,7 +19,7 @@ import struct
 import time
 
 from ... import bpfsys
-from ...bpfsys import map_delete_elem, map_update_elem, pidfd_open, prog_test_run
+from ...bpfcalls import map_delete_elem, map_update_elem, pidfd_open, prog_test_run
 from .. import stats
 from ..host import BadArgument, has_var, kernel
 from ..result import CaseResult
