@@ -17,7 +17,7 @@ from .layout import ERRNO_OUTCOMES
 from .probes.bcc import KFUNC_PREFIXES, kfunc_name as _kfunc_name  # noqa: F401
 from .probes.helpers import (RET_KIND_CODE, ROLE_CODE, entry_exit_names,  # noqa: F401
                              helper_glue, helper_index, needs_entry)
-from .probes.rqspinlock import CALLER_PREFIXES, N_RANGES, caller_ranges  # noqa: F401
+from .probes.rqspinlock_kernel import CALLER_PREFIXES, N_RANGES, caller_ranges  # noqa: F401
 
 
 def source_dir():

@@ -54,14 +54,16 @@ static __always_inline u32 lock_kind(u64 lock)
 	u64 a = percpu_addr(HELD_LOCKS, PCPU_OFFSETS);
 	if (!a)
 		return KIND_UNKNOWN;
+	/* struct rqspinlock_held's layout: RQ_HELD_* from BTF (rqspinlock_kernel.py) */
 	int cnt = 0;
-	u64 locks[31] = {};
-	bpf_probe_read_kernel(&cnt, sizeof(cnt), (void *)a);
-	bpf_probe_read_kernel(locks, sizeof(locks), (void *)(a + 8));
-	if (cnt > 31)
-		cnt = 31;
+	u64 locks[RQ_NR_HELD] = {};
+	bpf_probe_read_kernel(&cnt, sizeof(cnt), (void *)(a + RQ_HELD_CNT_OFF));
+	bpf_probe_read_kernel(locks, sizeof(locks), (void *)(a + RQ_HELD_LOCKS_OFF));
+	if (cnt > RQ_NR_HELD)
+		cnt = RQ_NR_HELD;
+	/* the last held lock is the failing one itself */
 #pragma unroll
-	for (int i = 0; i < 30; i++) {
+	for (int i = 0; i < RQ_NR_HELD - 1; i++) {
 		if (i < cnt - 1 && locks[i] == lock)
 			return KIND_AA;
 	}

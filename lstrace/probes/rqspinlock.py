@@ -5,13 +5,14 @@ perf-based ones they also run inside bpf() map syscalls.
 
 C: bpf/probes/rqspinlock.bpf.c.  The `callers` table it searches (address
 ranges of the kernel's rqspinlock users) is declared in bpf/lstrace.bpf.c and
-filled by the loader while BCC compiles (caller_ranges, below).
+filled by the loader while BCC compiles (rqspinlock_kernel.caller_ranges).
 """
 from itertools import repeat
 
 from ..family import Family, sum_slots
 from ..layout import CALLERS, NSLOTS, RQ_ERRNOS, RQ_KINDS, rq_kind_defines
 from . import lock_users, trial
+from .rqspinlock_kernel import held_defines
 from .tracepoint import TracepointProbe
 
 NAME = "rqspinlock"
@@ -73,53 +74,16 @@ def blocks(nprobes):
 
 # ---- C
 C_FRAGMENT = "rqspinlock.bpf.c"
-N_RANGES = 1024          # a power of two: caller_of() is a uniform binary search
-
-# symbol-name prefixes of the kernel's rqspinlock users, most specific first
-CALLER_PREFIXES = (
-    ("res_spin_lock", ("bpf_res_spin_",)),
-    ("local_storage", ("bpf_local_storage", "bpf_selem_", "__bpf_selem", "bpf_task_storage",
-                       "bpf_cgrp_storage", "bpf_sk_storage", "bpf_inode_storage",
-                       "task_storage_", "cgroup_storage_", "bpf_pid_task_storage",
-                       "sk_storage_", "inode_storage_", "__bpf_local_storage")),
-    ("lru", ("bpf_lru_", "htab_lru_", "__bpf_lru", "prealloc_lru_pop", "__htab_lru")),
-    ("htab", ("htab_", "__htab_", "alloc_htab_elem", "free_htab_elem", "pcpu_init_value",
-              "check_and_free_fields")),
-    ("ringbuf", ("__bpf_ringbuf", "bpf_ringbuf_", "ringbuf_")),
-    ("lpm_trie", ("trie_", "lpm_trie_")),
-    ("queue_stack", ("queue_stack_map", "__queue_map_get", "__stack_map_get", "queue_map_",
-                     "stack_map_")),
-    ("freelist", ("pcpu_freelist", "__pcpu_freelist", "___pcpu_freelist")),
-)
-
-
-def caller_ranges(kallsyms):
-    """Sorted, merged [start, end) ranges of rqspinlock users -> caller index."""
-    rows = []
-    for i, (addr, name) in enumerate(zip(kallsyms.addrs, kallsyms.names)):
-        for cat, prefixes in CALLER_PREFIXES:
-            if name.startswith(prefixes):
-                end = kallsyms.addrs[i + 1] if i + 1 < len(kallsyms.addrs) else addr + 1
-                rows.append([addr, end, CALLERS.index(cat)])
-                break
-    merged = []
-    for r in rows:
-        if merged and merged[-1][2] == r[2] and merged[-1][1] == r[0]:
-            merged[-1][1] = r[1]
-        else:
-            merged.append(r)
-    return merged[:N_RANGES]
-
-
 def defines(kernel, plans):
     """The slow path's address range (a frame in it makes a failure an
     rqspinlock's) and the per-CPU held-locks table (AA vs ABBA), from
-    kallsyms; the kinds' indices."""
+    kallsyms, its layout from BTF; the kinds' indices."""
     rq = kernel.kallsyms.range_of(SLOWPATH) or (0, 0)
     held = kernel.percpu_var_addr("rqspinlock_held_locks")
     d = {"HELD_LOCKS": f"{held:#x}ULL" if held else 0,
          "RQ_SLOWPATH_START": f"{rq[0]:#x}ULL", "RQ_SLOWPATH_END": f"{rq[1]:#x}ULL"}
     d.update(rq_kind_defines())
+    d.update(held_defines(kernel.btf))
     d["CALLER_RES_SPIN_LOCK"] = CALLERS.index("res_spin_lock")
     return d
 

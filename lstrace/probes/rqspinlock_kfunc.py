@@ -17,6 +17,7 @@ import struct
 from ..layout import RQ_ERRNOS, RQ_KINDS, rq_kind_defines
 from . import trial
 from .bcc import KFUNC_PREFIXES, kfunc_name
+from .rqspinlock_kernel import held_defines
 from .tracepoint import TracepointProbe
 
 NAME = "rqspinlock_kfunc"
@@ -36,7 +37,6 @@ LINE_TOTAL = b"Total held locks = "
 LINE_HELD = b"Held lock[NN] = "
 HEAD_WORDS = 6              # 48 bytes: up to "...detected for bpf_res_s" of the deadlock line
 VAL_WORDS = 3               # "0x" + 16 hex digits + "\n"
-NR_HELD_DEFAULT = 31        # RES_NR_HELD, when BTF has no struct rqspinlock_held
 
 
 def plan(kernel, p, mode="auto"):
@@ -96,10 +96,7 @@ def _match(text, n):
 
 
 def defines(kernel, plans):
-    btf = kernel.btf
-    off = btf.member_offset("rqspinlock_held", "locks")
-    size = btf.struct_size("rqspinlock_held")
-    nr_held = (size - off) // 8 if off is not None and size else NR_HELD_DEFAULT
+    nr_held = held_defines(kernel.btf)["RQ_NR_HELD"]
     return {**rq_kind_defines(), "RQ_KFUNC_REPORTS": 1,
             "RQK_HEAD_WORDS": HEAD_WORDS, "RQK_VAL_WORDS": VAL_WORDS,
             "RQK_NR_HELD": nr_held,
