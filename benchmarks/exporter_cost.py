@@ -127,7 +127,7 @@ def synthetic_formula(snap, per_cpu_latency=False):
     syscall = {(c, e, m) for _, c, m, e in snap.syscall_errors}
     syscall |= {(c, e, m) for c in exporter.SYS_LOCK_CMDS for e in exporter.SYS_LOCK_ERRNOS
                 for m in exporter.SYS_LOCK_MAP_TYPES}
-    from lstrace.probes import MAP_PROBES
+    from lstrace.probes.helpers import MAP_PROBES
     maps = len({p for p, _ in snap.helper if p in MAP_PROBES})
     return series_formula(len(snap.cpus), len({p for p, _ in snap.helper}) - maps,
                           cpu_reasons=3, syscall_sets=len(syscall), probes=len(snap.probes),

@@ -1,12 +1,9 @@
 """The shape of lstrace's per-CPU counters, shared by the BPF C code and Python.
 
-All counters of one CPU live in one `struct counters` value of a single-slot
-BPF_PERCPU_ARRAY: one BPF_MAP_LOOKUP_ELEM returns every CPU's counters, and
-the BPF side needs no hash map (hash maps take rqspinlocks, the very locks
-lstrace watches).  Each probe module (lstrace/probes/) declares its blocks;
-the label tables below are shared by its C cases, its decode and its metrics.
-Python is the single source of truth for the dimensions: they reach the C
-code as -D defines (see `cflags`).
+A leaf: vocabularies only (outcomes, errnos, kinds, callers, bpf() commands,
+map types, histogram slots), imported by the probe modules and the core.  The
+per-CPU counter layout made from the probes' blocks is lstrace/counters.py.
+Python is the single source of truth: the C gets these as -D defines.
 """
 import errno as _errno
 
@@ -18,6 +15,9 @@ ERRNO_OUTCOMES = {_errno.EBUSY: "busy", _errno.EDEADLK: "deadlock", _errno.ETIME
                   _errno.ENOMEM: "nomem", _errno.ENOENT: "not_found",
                   _errno.EOPNOTSUPP: "unsupported"}
 
+# the largest errno an ERR_PTR / a -errno return holds (include/linux/err.h)
+MAX_ERRNO = 4095
+
 # log2 latency slots: slot 0 holds 0..1 ns, slot s holds (2^(s-1), 2^s] ns,
 # so a slot's upper bound 2^s is exactly a Prometheus `le`.
 NSLOTS = 40
@@ -27,6 +27,19 @@ RQ_ERRNOS = ("EDEADLK", "ETIMEDOUT")
 # AA / ABBA: EDEADLK, the failing lock held by this CPU or not (the kernel's
 # per-CPU held-locks table); timeout: ETIMEDOUT; unknown: the kernel hid it
 RQ_KINDS = ("AA", "ABBA", "unknown", "timeout")
+
+
+def rq_errno_defines():
+    """The C of every probe that counts rqspinlock failures: RQ_E_EDEADLK, ...
+    (each errno's index in RQ_ERRNOS), RQ_ERRNO_INDEX(r) (the index of a return
+    value -errno, N_RQ_ERRNO for any other) and RQ_OUTCOME(e) (its outcome)."""
+    d = {f"RQ_E_{n}": i for i, n in enumerate(RQ_ERRNOS)}
+    index = "".join(f"(r) == -{getattr(_errno, n)} ? {i} : " for i, n in enumerate(RQ_ERRNOS))
+    d["RQ_ERRNO_INDEX(r)"] = f"({index}{len(RQ_ERRNOS)})"
+    outcome = "".join(f"(e) == {i} ? OUT_{ERRNO_OUTCOMES[getattr(_errno, n)].upper()} : "
+                      for i, n in enumerate(RQ_ERRNOS))
+    d["RQ_OUTCOME(e)"] = f"({outcome}OUT_OTHER)"
+    return d
 
 
 def rq_kind_defines():
@@ -43,11 +56,12 @@ BPF_CMDS = {0: "MAP_CREATE", 1: "MAP_LOOKUP_ELEM", 2: "MAP_UPDATE_ELEM", 3: "MAP
             25: "MAP_LOOKUP_AND_DELETE_BATCH", 26: "MAP_UPDATE_BATCH", 27: "MAP_DELETE_BATCH",
             28: "LINK_CREATE"}
 CMD_NAMES = tuple(BPF_CMDS.values()) + ("other",)
+MAP_ELEM_CMDS = tuple(c for c, n in BPF_CMDS.items()
+                      if n.startswith("MAP_") and n != "MAP_CREATE")
 # enum bpf_cmd: the commands lstrace itself issues that the bpf_syscall probe
 # counts as "other" (lstrace/bpfsys.py names every command from these two tables)
 BPF_OTHER_CMDS = {11: "PROG_GET_NEXT_ID", 13: "PROG_GET_FD_BY_ID", 15: "OBJ_GET_INFO_BY_FD",
                   17: "RAW_TRACEPOINT_OPEN", 32: "ENABLE_STATS"}
-MAP_ELEM_CMDS = (1, 2, 3, 4, 21, 24, 25, 26, 27)
 # enum bpf_map_type -> bucket; the buckets are the rqspinlock / local-storage users
 MAP_TYPE_BUCKETS = ("none", "task_storage", "cgrp_storage", "sk_storage", "inode_storage",
                     "hash", "other_rqspinlock", "other")
@@ -75,48 +89,6 @@ def outcome_of_errno(err):
 
 def map_type_bucket(map_type):
     return _MAP_TYPES.get(map_type, "other")
-
-
-class Layout:
-    """Offsets (in u64 words) of each counter block in one CPU's value, and the
-    C `struct counters` generated from the same list (c_struct)."""
-
-    def __init__(self, nprobes):
-        from . import probes    # imported here: the probe modules import this module's tables
-        self.nprobes = nprobes
-        # (block, its C dimensions as (define, size) pairs); order = memory order:
-        # each probe module's blocks (lstrace/probes/), then the core's
-        self.blocks = [b for m in probes.MODULES for b in m.blocks(nprobes)]
-        self.blocks.append(("guard_skips", ()))     # the nesting guard's skips (core)
-        self.offsets, pos = {}, 0
-        for name, dims in self.blocks:
-            n = 1
-            for _, size in dims:
-                n *= size
-            self.offsets[name] = (pos, n)
-            pos += n
-        self.words = pos
-
-    def c_struct(self):
-        """`struct counters` for bpf/lstrace.bpf.c, in the blocks' order."""
-        fields = "".join(f"\tu64 {name}{''.join(f'[{d}]' for d, _ in dims)};\n"
-                         for name, dims in self.blocks)
-        return f"struct counters {{\n{fields}}};\n"
-
-    @property
-    def value_size(self):
-        return self.words * 8
-
-    def cflags(self):
-        """-D defines that give the C code the same shape."""
-        d = {define: size for _, dims in self.blocks for define, size in dims}
-        for i, o in enumerate(OUTCOMES):
-            d[f"OUT_{o.upper()}"] = i
-        return [f"-D{k}={v}" for k, v in d.items()]
-
-    def block(self, words, name):
-        off, n = self.offsets[name]
-        return words[off:off + n]
 
 
 def slot_of(ns):

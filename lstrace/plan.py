@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from . import probes
 from .errors import UsageError
 from .probes.helpers import HTAB_LOCK_REASONS  # noqa: F401  (htab_lock's reasons: the map probes')
-from .probes.trial import try_kprobe  # noqa: F401  (Session: fentry -> kprobe fallback)
 
 # What a probe cannot see, per kernel: lstrace_probe_blind_spot{blind_spot=KEY},
 # doctor and top.  Each key is decided from BTF / kallsyms facts of the running
@@ -19,7 +18,7 @@ from .probes.trial import try_kprobe  # noqa: F401  (Session: fentry -> kprobe f
 # lab's guests showed (README "How lstrace probes").  Each probe module says its
 # own (BLIND_SPOT_TEXT, blind_spots), in MODULES' order, then the one its
 # programs may share (lstrace.probes.preemption).
-BLIND_SPOT_TEXT = {k: v for m in probes.MODULES for k, v in m.BLIND_SPOT_TEXT.items()}
+BLIND_SPOT_TEXT = dict(probes.BLIND_SPOT_TEXT)
 BLIND_SPOT_TEXT.update(probes.preemption.BLIND_SPOT_TEXT)
 
 
@@ -198,7 +197,7 @@ def parse_probe_list(text):
 
 
 def plan_helper(kernel, hp, want_mode="auto"):
-    return probes.helpers.plan(kernel, ProbePlan(hp.name, "helper", func=hp.func), want_mode)
+    return probes.HELPER_MODULE.plan(kernel, ProbePlan(hp.name, "helper", func=hp.func), want_mode)
 
 
 def plan_tracepoint(kernel, tp, mode="auto"):

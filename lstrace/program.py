@@ -1,22 +1,27 @@
 """Generate lstrace's BPF program for the running kernel from a plan.
 
-bpf/lstrace.bpf.c holds what every probe shares; each probe module
-(lstrace/probes/) adds its C when planned: a tracepoint probe's fragment in
-bpf/probes/, the helper family's glue (one exit program, and an entry program
-where needed, per planned function, declared with the exact argument count
-and return type read from BTF: bpf_local_storage_update has had 4, 5 and 6
-arguments).  The -D defines are the core's (dimensions, addresses from
-kallsyms) and each planned probe's (kernel struct offsets from BTF, ...).
+The program is assembled from fragments: bpf/lstrace.bpf.c (the head, with
+the structs generated from Python), the core every probe shares (bpf/core/,
+CORE_FRAGMENTS), then each planned probe module's (lstrace/probes/) fragment
+in bpf/probes/ and generated glue (the helper family: one exit program, and an
+entry program where needed, per planned function, declared with the exact
+argument count and return type read from BTF: bpf_local_storage_update has
+had 4, 5 and 6 arguments).  The defines are the core's (dimensions, addresses
+from kallsyms) and each planned probe's (codes, kernel struct offsets from
+BTF, ...): every number the C shares with Python comes from here.
 """
 import sys
 from pathlib import Path
 
-from . import decode, layout, probes
-from .layout import ERRNO_OUTCOMES
+from . import counters, decode, probes
+from .layout import BUSY_COUNTERS
 # names the tests and tools read here (the helper family's glue, rqspinlock's callers)
 from .probes.bcc import KFUNC_PREFIXES, kfunc_name as _kfunc_name  # noqa: F401
 from .probes.helpers import (RET_KIND_CODE, ROLE_CODE, entry_exit_names,  # noqa: F401
                              helper_glue, helper_index, needs_entry)
+
+# the core's C (bpf/core/), in this order after the head: each uses the ones before
+CORE_FRAGMENTS = ("state", "guard", "hist", "percpu", "frames", "events")
 from .probes.rqspinlock_kernel import CALLER_PREFIXES, N_RANGES, caller_ranges  # noqa: F401
 
 
@@ -49,22 +54,17 @@ def roles(plans, compiled, latency=False):
     return out
 
 
-def _cases(mapping):
-    return " ".join(f"case {k}: return {v};" for k, v in mapping.items())
-
-
 def defines(kernel, plans, latency=False):
     """The core's defines and each planned probe module's."""
     d = {"N_RANGES": N_RANGES,
          "N_EVENTS": decode.N_EVENTS, "STACK_DEPTH": decode.STACK_DEPTH,
          "WITH_LATENCY": int(latency)}
     d["PCPU_OFFSETS"] = f"{kernel.percpu_offsets_addr:#x}ULL"
-    # the busy counters: gen A's task get (helpers) and busy_sampler read them
-    for define, var in (("BUSY_TASK", "bpf_task_storage_busy"),
-                        ("BUSY_CGRP", "bpf_cgrp_storage_busy")):
-        a = kernel.percpu_var_addr(var)
-        d[define] = f"{a:#x}ULL" if a else 0
-    d["OUTCOME_CASES"] = _cases({e: f"OUT_{o.upper()}" for e, o in ERRNO_OUTCOMES.items()})
+    # the busy counters (BUSY_TASK, BUSY_CGRP): gen A's task get (helpers) and
+    # busy_sampler read them
+    for name in BUSY_COUNTERS:
+        a = kernel.percpu_var_addr(f"bpf_{name}_storage_busy")
+        d[f"BUSY_{name.upper()}"] = f"{a:#x}ULL" if a else 0
     for m in probes.MODULES:
         mine = probes.plans_of(m, plans)
         if mine:
@@ -76,11 +76,12 @@ def build(kernel, plans, fallback=False, latency=False):
     """(C text, cflags, layout) for the planned probes.  With `fallback`, fentry
     probes get kprobe programs too (BCC loads only what is attached): a probe
     whose fentry attach fails after a good trial can still fall back."""
-    lay = layout.Layout(len(probes.HELPERS))
-    generated = (lay.c_struct() + decode.c_structs()
-                 + "".join(f"#define ROLE_{r.upper() or 'NONE'} {c}\n" for r, c in ROLE_CODE.items()))
+    lay = counters.Layout(len(probes.HELPERS))
     src = source_dir()
-    text = (src / "lstrace.bpf.c").read_text().replace("/* @GENERATED@ */\n", generated, 1)
+    text = (src / "lstrace.bpf.c").read_text().replace(
+        "/* @GENERATED@ */\n", lay.c_struct() + decode.c_structs(), 1)
+    text += "".join("\n" + (src / "core" / f"{name}.bpf.c").read_text()
+                    for name in CORE_FRAGMENTS)
     text += "\n/* ---- generated probe glue */\n"
     for m in probes.MODULES:
         mine = probes.plans_of(m, plans)

@@ -35,8 +35,11 @@ from tabulate import tabulate
 
 from . import probes, reasons
 
-# aa / abba: the rqspinlock deadlocks among "deadlock", by kind (rqspinlock.cpu_counts)
-RATE_KEYS = ("calls", "busy", "deadlock", "timeout", "failures", "syscall_errors", "aa", "abba")
+# the per-CPU row's counts: (key, column header, counts as a failure), each
+# probe module's CPU_KEYS (its cpu_counts adds them), in the modules' order
+CPU_COLUMNS = probes.CPU_KEYS
+RATE_KEYS = tuple(k for k, _, _ in CPU_COLUMNS)
+FAILURE_KEYS = tuple(k for k, _, failure in CPU_COLUMNS if failure)
 SORTS = ("cpu", "calls", "failures", "ratio")
 FOCUS = ("cpu", "probe")
 ANSI_HI, ANSI_OFF = "\x1b[1;31m", "\x1b[0m"
@@ -183,18 +186,20 @@ def header_lines(m, sort="cpu", focus="cpu", paused=False):
             f"sort: {sort}  focus: {focus}   keys: q quit  s sort  c cpu/probe  p pause"]
 
 
-CPU_HEADERS = ["", "CPU", "calls/s", "busy/s", "deadlock/s", "AA/s", "ABBA/s", "timeout/s",
-               "fail/s", "sys_err/s", "fail%", "worst probe"]
+CPU_HEADERS = ["", "CPU"] + [h for _, h, _ in CPU_COLUMNS] + ["fail%", "worst probe"]
 PROBE_HEADERS = ["", "probe", "mode", "calls/s", "fail/s", "calls", "failures", "busy",
                  "deadlock", "timeout"]
+
+
+def _failures_per_s(row):
+    return sum(row[f"{k}_per_s"] for k in FAILURE_KEYS)
 
 
 def _sort_cpu(rows, sort):
     if sort == "calls":
         return sorted(rows, key=lambda r: (-r["calls_per_s"], str(r["cpu"])))
     if sort == "failures":
-        return sorted(rows, key=lambda r: (-(r["failures_per_s"] + r["syscall_errors_per_s"]),
-                                           str(r["cpu"])))
+        return sorted(rows, key=lambda r: (-_failures_per_s(r), str(r["cpu"])))
     if sort == "ratio":
         return sorted(rows, key=lambda r: (-(r["failure_ratio"] or 0), str(r["cpu"])))
     return sorted(rows, key=lambda r: r["cpu"])
@@ -222,12 +227,9 @@ def _table(headers, rows):
 def cpu_table(m, sort="cpu"):
     rows = []
     for r in _sort_cpu(m["cpus"], sort) + [m["total"]]:
-        bad = r["failures_per_s"] > 0 or r["syscall_errors_per_s"] > 0
-        rows.append(["!" if bad else "", r["cpu"], _num(r["calls_per_s"]), _num(r["busy_per_s"]),
-                     _num(r["deadlock_per_s"]), _num(r["aa_per_s"]), _num(r["abba_per_s"]),
-                     _num(r["timeout_per_s"]),
-                     _num(r["failures_per_s"]), _num(r["syscall_errors_per_s"]),
-                     _ratio(r["failure_ratio"]), r["worst_probe"] or "-"])
+        rows.append(["!" if _failures_per_s(r) > 0 else "", r["cpu"]]
+                    + [_num(r[f"{k}_per_s"]) for k in RATE_KEYS]
+                    + [_ratio(r["failure_ratio"]), r["worst_probe"] or "-"])
     return _table(CPU_HEADERS, rows)
 
 

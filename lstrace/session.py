@@ -17,7 +17,6 @@ import time
 
 from . import attach as attachmod
 from . import bpfsys, decode, probes, program
-from . import plan as planmod
 from .errors import NoProbeAttached
 from .kernel import Kernel
 from . import loader as loadermod
@@ -138,8 +137,8 @@ class Session:
         return out
 
     def attach(self, p):
-        """Attach one probe's programs, all or none.  An fentry probe that passed the
-        trial but fails here falls back to kprobe (its programs are compiled too)."""
+        """Attach one probe's programs, all or none.  One that passed the trial but
+        fails here takes the fallback its module declares (fall_back), if any."""
         try:
             points = self.attach_points(p)
             fds = self._prog_fds(points)
@@ -153,20 +152,15 @@ class Session:
                     attachmod.detach(self._links.pop(point))
                 raise
         except (attachmod.AttachError, LookupError) as e:
-            fall_back = getattr(probes.module_of(p.name, p.kind), "fall_back", None)
-            if fall_back is not None and fall_back(p, str(e)):
-                return self.attach(p)       # another variant of the same mode
-            p.tried[p.mode] = str(e)
+            # the probe's own fallback (fentry -> kprobe, tp_btf -> raw_tp, ...)
+            before = set(p.tried)
+            if probes.module_of(p.name, p.kind).fall_back(p, str(e), self.mode):
+                return self.attach(p)
             failed, p.mode = p.mode, "unavailable"
-            p.reason = f"{failed} attach failed: {e}"
-            if failed == "fentry" and self.mode == "auto" and p.kind == "helper":
-                why = planmod.try_kprobe(p.func)
-                if why is None:
-                    p.mode = "kprobe"
-                    self.attach(p)
-                else:
-                    p.tried["kprobe"] = why
-                    p.reason += f"; kprobe: {why}"
+            # what the fallback tried and why it could not
+            p.reason = f"{failed} attach failed: {e}" + "".join(
+                f"; {m}: {why}" for m, why in p.tried.items() if m not in before and m != failed)
+            p.tried[failed] = str(e)
 
     def detach(self, p):
         """Detach one attached probe (the benchmarks toggle probes on a live session)."""

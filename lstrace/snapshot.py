@@ -4,10 +4,9 @@
 can be tested with snapshots built by hand.  Counters are totals since the
 session started; rates come from two snapshots (`delta`).
 """
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
-from . import probes
-
+from . import probes as probesmod
 
 
 @dataclass(frozen=True)
@@ -61,23 +60,46 @@ class FailureEvent:
     caller: str        # first kernel function outside lstrace's hooks
 
 
-@dataclass
 class Snapshot:
-    taken: float                        # time.monotonic() when read
-    cpus: list                          # CPU ids, one row each
-    kernel: dict                        # release, generation, ...
-    probes: list                        # of ProbeStatus
-    # counters (each probe module's decode fills its own; delta subtracts every dict field)
-    helper: dict = field(default_factory=dict)          # (probe, cpu) -> {outcome: n}
-    latency: dict = field(default_factory=dict)         # (probe, cpu) -> [NSLOTS]
-    rq_failures: dict = field(default_factory=dict)     # (cpu, errno, kind, caller) -> n
-    rq_wait: dict = field(default_factory=dict)         # cpu -> [NSLOTS]
-    syscall_errors: dict = field(default_factory=dict)  # (cpu, cmd, map_type, errno) -> n
-    busy_samples: dict = field(default_factory=dict)    # cpu -> (samples, {counter: held})
-    guard_skips: dict = field(default_factory=dict)     # cpu -> n
-    programs: list = field(default_factory=list)        # of ProgramStats
-    events: list = field(default_factory=list)          # of FailureEvent, oldest first
-    started: float = 0.0                                # time.monotonic() of attach
+    """One instant's counts.  `taken`: time.monotonic() when read; `cpus`: CPU
+    ids, one row each; `kernel`: release, generation, ...; `probes`: of
+    ProbeStatus; `programs`: of ProgramStats; `events`: of FailureEvent,
+    oldest first; `started`: time.monotonic() of attach.
+
+    Counter fields are the probes' (each module's COUNTS, filled by its decode;
+    e.g. helper: (probe, cpu) -> {outcome: n}, rq_failures: (cpu, errno, kind,
+    caller) -> n) and the core's guard_skips (cpu -> n): each a dict, read as
+    an attribute, subtracted by `delta`."""
+
+    CORE_COUNTS = ("guard_skips",)
+
+    def __init__(self, taken, cpus, kernel, probes, programs=None, events=None,
+                 started=0.0, **counts):
+        self.taken, self.cpus, self.kernel, self.probes = taken, cpus, kernel, probes
+        self.programs = programs if programs is not None else []
+        self.events = events if events is not None else []
+        self.started = started
+        names = self.counter_names()
+        unknown = set(counts) - set(names)
+        if unknown:
+            raise TypeError(f"Snapshot: no probe counts {', '.join(sorted(unknown))}")
+        self.counts = {n: counts.get(n, {}) for n in names}
+
+    @classmethod
+    def counter_names(cls):
+        return probesmod.COUNTS + cls.CORE_COUNTS
+
+    def __getattr__(self, name):
+        counts = self.__dict__.get("counts", {})
+        if name in counts:
+            return counts[name]
+        raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__.get("counts", {}):
+            self.counts[name] = value
+        else:
+            super().__setattr__(name, value)
 
     # ---- derived views (all pure functions of the data above)
     def calls(self, probe, cpu):
@@ -96,7 +118,7 @@ class Snapshot:
         """cpu -> {count: n} of top's per-CPU row (calls, busy, deadlock, timeout,
         failures, syscall_errors), each probe module's part summed."""
         out = {cpu: {} for cpu in self.cpus}
-        for m in probes.MODULES:
+        for m in probesmod.MODULES:
             for cpu, counts in m.cpu_counts(self).items():
                 if cpu in out:
                     row = out[cpu]
@@ -113,9 +135,8 @@ class Snapshot:
     def delta(self, older):
         """A snapshot holding the counts between `older` and self: every
         counter field (a dict field: each probe module fills its own) subtracted."""
-        counts = {f.name: {k: _minus(v, getattr(older, f.name).get(k))
-                           for k, v in getattr(self, f.name).items()}
-                  for f in fields(self) if f.default_factory is dict}
+        counts = {name: {k: _minus(v, older.counts[name].get(k)) for k, v in mine.items()}
+                  for name, mine in self.counts.items()}
         return Snapshot(
             taken=self.taken, cpus=self.cpus, kernel=self.kernel, probes=self.probes,
             programs=self.programs,

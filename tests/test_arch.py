@@ -50,7 +50,7 @@ def test_this_machine_uses_the_table():
     assert (syscalls.SYS_BPF, syscalls.SYS_PERF_EVENT_OPEN, syscalls.SYS_PIDFD_OPEN) == (
         a.nr_bpf, a.nr_perf_event_open, a.nr_pidfd_open)
     # the bpf_syscall probe's view is the table's
-    assert probes.SYSCALL_ARCH[a.machine] == {
+    assert probes.bpf_syscall.SYSCALL_ARCH[a.machine] == {
         "func": a.syscall_wrapper("bpf"), "arg0": a.regs_arg0, "arg1": a.regs_arg1,
         "nr": a.regs_nr, "NR": a.nr_bpf}
     assert set(a.entry_frames) <= set(decode.HOOK_PREFIXES)

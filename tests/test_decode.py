@@ -3,7 +3,7 @@ here without root or BPF, from bytes built the way the kernel lays them out
 (one value per CPU, each padded to 8 bytes; the C structs' field order)."""
 import array
 
-from lstrace import decode, layout, probes
+from lstrace import counters, decode, layout, probes
 from lstrace.snapshot import Snapshot
 
 CPUS = [0, 1, 2]
@@ -19,7 +19,7 @@ def counters_bytes(lay, fill):
 
 
 def test_counters_decode_per_cpu_and_block():
-    lay = layout.Layout(len(probes.HELPERS))
+    lay = counters.Layout(len(probes.HELPERS))
     raw = b"".join(counters_bytes(lay, lambda name, i, c=c: (c + 1) * 1000 + i
                                   if name != "guard_skips" else 7 + c) for c in CPUS)
     per_cpu = decode.split_percpu(raw, len(CPUS), lay.value_size)

@@ -3,7 +3,7 @@ import errno
 
 import pytest
 
-from lstrace import layout
+from lstrace import counters, layout
 
 
 @pytest.mark.parametrize("ns,slot", [(0, 0), (1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (8, 3),
@@ -41,7 +41,7 @@ def test_map_type_buckets():
 
 def test_layout_fits_percpu_value_limit():
     from lstrace import probes
-    lay = layout.Layout(len(probes.HELPERS))
+    lay = counters.Layout(len(probes.HELPERS))
     assert lay.value_size <= 32 * 1024       # PCPU_MIN_UNIT_SIZE
 
 
@@ -49,7 +49,7 @@ def test_c_struct_is_made_from_the_same_blocks():
     """struct counters in C is generated from Layout.blocks: same order, and
     every dimension it names is one of cflags' -D defines."""
     import re
-    lay = layout.Layout(5)
+    lay = counters.Layout(5)
     c = lay.c_struct()
     assert re.findall(r"u64 (\w+)", c) == [name for name, _ in lay.blocks]
     defines = {f.split("=")[0][2:] for f in lay.cflags()}

@@ -110,7 +110,7 @@ class FakeLoader:
         pass
 
     def answer(self):
-        from lstrace.layout import Layout
+        from lstrace.counters import Layout
         from lstrace.plan import ProbePlan
         plans = [ProbePlan("task_storage_get", "helper", mode="fentry",
                            func="bpf_task_storage_get")]
@@ -156,8 +156,8 @@ def test_fentry_attach_failure_falls_back_to_kprobe_programs_loaded_on_demand(
         monkeypatch, tmp_path):
     """auto mode: a helper whose fentry attach fails after a good trial falls back
     to kprobe; its kprobe programs are loaded then, by the still-running child."""
-    from lstrace import plan as planmod
-    monkeypatch.setattr(planmod, "try_kprobe", lambda func: None)
+    from lstrace.probes import trial
+    monkeypatch.setattr(trial, "try_kprobe", lambda func: None)
     s, attached = _session_whose_attach_fails(monkeypatch, tmp_path, FakeLoader, "kretfunc",
                                               "Operation not permitted")
     s.start()
@@ -176,7 +176,7 @@ def test_fentry_attach_failure_falls_back_to_kprobe_programs_loaded_on_demand(
 
 class FakeSyscallLoader(FakeLoader):
     def answer(self):
-        from lstrace.layout import Layout
+        from lstrace.counters import Layout
         from lstrace.plan import ProbePlan
         from lstrace.probes import bpf_syscall
         plans = [ProbePlan("bpf_syscall", "tracepoint", mode="tracepoint",

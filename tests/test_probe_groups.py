@@ -13,15 +13,15 @@ from lstrace.errors import UsageError
 from lstrace.snapshot import ProbeStatus, Snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
-MAPS = probes.MAP_PROBES
+MAPS = probes.helpers.MAP_PROBES
 
 
 def test_group_holds_the_hash_map_family():
-    funcs = {probes.helper(n).func for n in MAPS}
+    funcs = {probes.helpers.helper(n).func for n in MAPS}
     assert funcs == {"htab_map_update_elem", "htab_map_delete_elem",
                      "htab_percpu_map_update_elem", "htab_lru_map_update_elem",
                      "htab_lru_map_delete_elem", "htab_lru_percpu_map_update_elem"}
-    assert all(probes.helper(n).group == "maps" and probes.helper(n).map_type for n in MAPS)
+    assert all(probes.helpers.helper(n).group == "maps" and probes.helpers.helper(n).map_type for n in MAPS)
     assert not set(MAPS) & set(probes.DEFAULT_NAMES)
 
 
@@ -84,7 +84,7 @@ def dataclass_mode(p, mode):
 
 
 def map_snapshot(htab_lock, outcomes):
-    st = [ProbeStatus(n, "helper", "fentry", True, "", probes.helper(n).func) for n in MAPS]
+    st = [ProbeStatus(n, "helper", "fentry", True, "", probes.helpers.helper(n).func) for n in MAPS]
     st.append(ProbeStatus("task_storage_get", "helper", "fentry", True, "",
                           "bpf_task_storage_get"))
     s = Snapshot(taken=0.0, cpus=[0, 1], kernel={"release": "x", "generation": "C",

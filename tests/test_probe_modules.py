@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lstrace import layout, probes, program
+from lstrace import counters, layout, probes, program
 from lstrace.snapshot import ProbeStatus, Snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,12 +36,12 @@ def test_public_names_kept():
                                                     "bpf_syscall", "busy_sampler"]
     assert probes.ALL_NAMES == tuple(h.name for h in probes.HELPERS) + (
         "rqspinlock", "rqspinlock_kfunc", "bpf_syscall", "busy_sampler")
-    assert probes.SYSCALL_ARCH["x86_64"]["func"] == "__x64_sys_bpf"
+    assert probes.bpf_syscall.SYSCALL_ARCH["x86_64"]["func"] == "__x64_sys_bpf"
     assert probes.tracepoint("rqspinlock").programs[0][2] == "lst_contention_begin"
 
 
 def test_layout_is_the_modules_blocks():
-    lay = layout.Layout(len(probes.HELPERS))
+    lay = counters.Layout(len(probes.HELPERS))
     mine = [b for m in probes.MODULES for b in m.blocks(len(probes.HELPERS))]
     assert lay.blocks == mine + [("guard_skips", ())]
     assert [n for n, _ in lay.blocks] == ["helper", "lat", "rq", "rq_wait", "rqk", "sys",

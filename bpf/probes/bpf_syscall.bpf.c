@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* lstrace probe bpf_syscall (lstrace/probes/bpf_syscall.py): appended to bpf/lstrace.bpf.c
- * by lstrace/program.py when the probe is planned; uses its shared code
- * (counters, state, guard, hist_add, record_event, busy_now). */
+/* lstrace probe bpf_syscall (lstrace/probes/bpf_syscall.py): appended by
+ * lstrace/program.py when the probe is planned; uses the core (counters,
+ * bpf/core/).  The cases, offsets and NR_BPF come from Python. */
 
 /* ---- bpf() errors by command, map type and errno */
 

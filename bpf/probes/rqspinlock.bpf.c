@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* lstrace probe rqspinlock (lstrace/probes/rqspinlock.py): appended to bpf/lstrace.bpf.c
- * by lstrace/program.py when the probe is planned; uses its shared code
- * (counters, state, guard, hist_add, record_event, busy_now). */
+/* lstrace probe rqspinlock (lstrace/probes/rqspinlock.py): appended by lstrace/program.py
+ * when the probe is planned; uses the core (bpf/core/: state, guard, hist_add,
+ * record_event, percpu_addr).  LCB_F_SPIN, RQ_* and KIND_* come from Python. */
 
 /* ---- rqspinlock failures at lock:contention_begin/end (raw tracepoints,
  * which unlike perf-based tracepoints also run inside bpf() map syscalls) */
@@ -14,7 +14,7 @@ int lst_contention_begin(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	__sync_fetch_and_add(&s->lock_depth, 1);
 	u32 d = s->lock_depth - 1;
-	if (d < 4) {
+	if (d < N_LOCK_LEVELS) {
 		s->lock[d] = ctx->args[0];
 		s->lock_flags[d] = ctx->args[1];
 		s->lock_ts[d] = WITH_LATENCY ? bpf_ktime_get_ns() : 0;   /* wait histogram: opt-in */
@@ -87,16 +87,16 @@ int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
 	u32 d = s->lock_depth;
 	int found = -1;
 #pragma unroll
-	for (int i = 3; i >= 0; i--) {
+	for (int i = N_LOCK_LEVELS - 1; i >= 0; i--) {
 		if (found < 0 && i < d && s->lock[i] == lock)
 			found = i;
 	}
-	if (found >= 0 && found < 4) {
+	if (found >= 0 && found < N_LOCK_LEVELS) {
 		ts = s->lock_ts[found];
 		flags = s->lock_flags[found];
 		s->lock[found] = 0;
 #pragma unroll
-		for (int i = 3; i >= 0; i--) {
+		for (int i = N_LOCK_LEVELS - 1; i >= 0; i--) {
 			if (i == s->lock_depth - 1 && s->lock[i] == 0)
 				__sync_fetch_and_add(&s->lock_depth, -1);
 		}
@@ -136,12 +136,12 @@ int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
 	 * (bpf/probes/rqspinlock_kfunc.bpf.c), when that probe is planned */
 	if (RQ_KFUNC_REPORTS && caller == CALLER_RES_SPIN_LOCK)
 		goto out;
-	if (ret == -35 || ret == -110) {
-		u32 e = ret == -35 ? 0 : 1;
-		u32 kind = e ? KIND_TIMEOUT : lock_kind(lock);
+	u32 e = RQ_ERRNO_INDEX(ret);        /* layout.RQ_ERRNOS; N_RQ_ERRNO: neither */
+	if (e < N_RQ_ERRNO) {
+		u32 kind = e == RQ_E_ETIMEDOUT ? KIND_TIMEOUT : lock_kind(lock);
 		if (kind < N_RQ_KIND)
 			__sync_fetch_and_add(&c->rq[e][kind][caller], 1);
-		record_event(ctx, N_PROBES + e, e ? OUT_TIMEOUT : OUT_DEADLOCK);
+		record_event(ctx, N_PROBES + e, RQ_OUTCOME(e));
 	}
 out:
 	guard_exit(s);

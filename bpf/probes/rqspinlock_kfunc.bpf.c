@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* lstrace probe rqspinlock_kfunc (lstrace/probes/rqspinlock_kfunc.py): appended to
- * bpf/lstrace.bpf.c by lstrace/program.py when the probe is planned; uses its shared
- * code (counters, state, guard, record_event).
+/* lstrace probe rqspinlock_kfunc (lstrace/probes/rqspinlock_kfunc.py): appended
+ * by lstrace/program.py when the probe is planned; uses the core (counters,
+ * bpf/core/: state, guard, record_event).
  *
  * A failed bpf_res_spin_lock*() kfunc reports itself to the calling program's
  * stderr stream (6.17+, ecec5b5743bf; kernel/bpf/rqspinlock.c
@@ -47,7 +47,7 @@ static __always_inline void rqk_value(u64 *v, u64 str, u64 len, u64 off)
 static __always_inline void rqk_count(void *ctx, struct counters *c, u32 e, u32 kind)
 {
 	__sync_fetch_and_add(&c->rqk[e][kind], 1);
-	record_event(ctx, N_PROBES + e, e ? OUT_TIMEOUT : OUT_DEADLOCK);
+	record_event(ctx, N_PROBES + e, RQ_OUTCOME(e));
 }
 
 static __always_inline int rqk_line(void *ctx, u64 str, u64 len)
@@ -62,10 +62,10 @@ static __always_inline int rqk_line(void *ctx, u64 str, u64 len)
 	rqk_read(w, str, len);
 	if (RQK_IS_DEADLOCK(w) || RQK_IS_TIMEOUT(w)) {
 		if (r->step)            /* a report nested into another (IRQ): kind lost */
-			rqk_count(ctx, c, 0, KIND_UNKNOWN);
+			rqk_count(ctx, c, RQ_E_EDEADLK, KIND_UNKNOWN);
 		r->step = 0;
 		if (RQK_IS_TIMEOUT(w))
-			rqk_count(ctx, c, 1, KIND_TIMEOUT);
+			rqk_count(ctx, c, RQ_E_ETIMEDOUT, KIND_TIMEOUT);
 		else
 			r->step = 1;
 	} else if (r->step == 1 && RQK_IS_ATTEMPTED(w)) {
@@ -82,7 +82,7 @@ static __always_inline int rqk_line(void *ctx, u64 str, u64 len)
 		r->aa = 0;
 		r->step = 2;
 		if (!r->held_left) {
-			rqk_count(ctx, c, 0, KIND_ABBA);
+			rqk_count(ctx, c, RQ_E_EDEADLK, KIND_ABBA);
 			r->step = 0;
 		}
 	} else if (r->step == 2 && RQK_IS_HELD(w)) {
@@ -96,11 +96,11 @@ static __always_inline int rqk_line(void *ctx, u64 str, u64 len)
 		if (r->held_left)
 			r->held_left--;
 		if (!r->held_left) {
-			rqk_count(ctx, c, 0, r->aa ? KIND_AA : KIND_ABBA);
+			rqk_count(ctx, c, RQ_E_EDEADLK, r->aa ? KIND_AA : KIND_ABBA);
 			r->step = 0;
 		}
 	} else if (r->step) {           /* an unexpected line: count, kind unknown */
-		rqk_count(ctx, c, 0, KIND_UNKNOWN);
+		rqk_count(ctx, c, RQ_E_EDEADLK, KIND_UNKNOWN);
 		r->step = 0;
 	}
 	guard_exit(s);

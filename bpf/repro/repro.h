@@ -4,16 +4,10 @@
 #ifndef LSTRACE_REPRO_H
 #define LSTRACE_REPRO_H
 
-#define EPERM 1
-#define ENOENT 2
-#define ENOMEM 12
-#define EEXIST 17
-#define EBUSY 16
-#define EDEADLK 35
-#define ETIMEDOUT 110
-
-#define BPF_F_NO_PREALLOC_ (1U << 0)
-#define F_CREATE 1 /* BPF_LOCAL_STORAGE_GET_F_CREATE */
+/* EPERM, ENOENT, ...: -D flags from Python's errno (lstrace/repro/build.py);
+ * the flags: vmlinux.h's enums */
+#define BPF_F_NO_PREALLOC_ BPF_F_NO_PREALLOC
+#define F_CREATE BPF_LOCAL_STORAGE_GET_F_CREATE
 
 enum cat { C_CALLS, C_OK, C_BUSY, C_DEADLOCK, C_TIMEOUT, C_NOMEM, C_NOT_FOUND, C_OTHER, NCAT };
 #define NGROUPS 16

@@ -1,23 +1,25 @@
-"""The probes: one module per tracepoint probe, one for the helper family.
+"""The probe registry: every module of this package that declares NAMES is a probe.
 
 A probe module is the probe's whole unit; the core (plan, program, loader,
-session, decode, exporter, render, hist, attribution) iterates MODULES
-through this interface and names no probe:
+session, decode, exporter, render, hist, attribution) iterates MODULES and
+names no probe.  Adding a probe is adding its module here, its C fragment in
+bpf/probes/ and its test in tests/probes/: no list to extend.  What a module
+may declare, and the answer when it does not, is lstrace/probes/interface.py:
 
-  PROBE / HELPERS         the declaration(s); NAMES, the probe names it serves
+  PROBE / HELPERS         the declaration(s); NAMES, the probe names it serves;
+                          ORDER, GROUPS, COUNTS (its Snapshot fields), CPU_KEYS
   plan(kernel, p, mode)   fill ProbePlan p: mode (or unavailable) and reason,
                           from trial attaches (lstrace.probes.trial)
   BLIND_SPOT_TEXT, blind_spots(mode, facts)
                           what it cannot see on this kernel (lstrace.plan.blind_facts)
-  blocks(nprobes)         its blocks of `struct counters` (lstrace.layout.Layout)
-  C_FRAGMENT              its C in bpf/probes/ (None: in bpf/lstrace.bpf.c), appended
-                          by program.build when the probe is planned
+  blocks(nprobes)         its blocks of `struct counters` (lstrace.counters.Layout)
+  C_FRAGMENT              its C in bpf/probes/, appended by program.build when planned
   defines(kernel, plans), glue(kernel, plans, latency, fallback)
                           -D defines and generated C for its planned probes
   attach_points(plan, compiled, latency)
                           [(kind, event, program)]: attached and detached in order
-  fall_back(plan, why)    optional: after a failed attach, switch plan to another variant
-                          of its mode and return True (bpf_syscall: tp_btf -> raw_tp)
+  fall_back(plan, why, mode)
+                          after a failed attach: the next variant or mode it declares
   MISSED_CALLS            its last program's recursion_misses are calls it missed
   decode(snap, cpu, lay, words, attached, latency)
                           one CPU's counter words -> its Snapshot fields
@@ -31,32 +33,82 @@ through this interface and names no probe:
   NO_HIST, hist_what(name), hist_slots(snap, name)
                           `lstrace hist` (NO_HIST: why it has no histogram)
 
-MODULES' order is the counters' memory order and the metrics' order.  Shared
-by the modules: trial.py (trial attaches), bcc.py (BCC's program names),
-tracepoint.py (TracepointProbe), preemption.py (the blind spot of lstrace's
-own preemptible programs).
+Modules without NAMES are shared by the probes: interface.py, trial.py (trial
+attaches), bcc.py (BCC's program names), tracepoint.py (TracepointProbe),
+preemption.py (the blind spot of lstrace's own preemptible programs),
+lock_users.py (each rqspinlock user's view).
 """
-from . import (bpf_syscall, busy_sampler, helpers, preemption, rqspinlock,  # noqa: F401
-               rqspinlock_kfunc)
-from .bpf_syscall import SYSCALL_ARCH  # noqa: F401
-from .helpers import (GROUPS, HELPERS, MAP_PROBES, RET_ERR_PTR,  # noqa: F401
-                      RET_ERR_PTR_OR_NULL, RET_ERRNO, RET_PTR_OR_NULL, RET_VOID, HelperProbe,
-                      helper, is_map_probe)
-from .tracepoint import TracepointProbe  # noqa: F401
+import functools
+import importlib
+import pkgutil
 
-MODULES = (helpers, rqspinlock, rqspinlock_kfunc, bpf_syscall, busy_sampler)
-TRACEPOINT_MODULES = MODULES[1:]
-TRACEPOINTS = tuple(m.PROBE for m in TRACEPOINT_MODULES)
+from . import interface
 
-ALL_NAMES = tuple(p.name for p in HELPERS) + tuple(p.name for p in TRACEPOINTS)
-# what serve, top, doctor and the API attach without --probes
-DEFAULT_NAMES = tuple(p.name for p in HELPERS if not p.group) + \
-    tuple(p.name for p in TRACEPOINTS)
+
+class Probe:
+    """One probe module seen through the interface: what the module declares,
+    else interface.py's default (a default function gets the module first)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __getattr__(self, attr):
+        try:
+            return getattr(self.module, attr)
+        except AttributeError:
+            pass
+        if attr == "DEFAULT_NAMES":
+            return interface.default_names(self)
+        if attr == "NO_HIST":
+            return interface.NO_HIST.format(name=self.module.NAMES[0])
+        default = getattr(interface, attr)
+        return functools.partial(default, self) if callable(default) else default
+
+    def __repr__(self):
+        return f"Probe({self.module.__name__})"
+
+
+def _discover():
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "NAMES"):
+            found.append(Probe(module))
+    return tuple(sorted(found, key=lambda p: (p.ORDER, p.module.__name__)))
+
+
+MODULES = _discover()
 _BY_NAME = {name: m for m in MODULES for name in m.NAMES}
 
-__all__ = ["HELPERS", "TRACEPOINTS", "MODULES", "TRACEPOINT_MODULES", "ALL_NAMES",
-           "DEFAULT_NAMES", "GROUPS", "MAP_PROBES", "SYSCALL_ARCH", "HelperProbe",
-           "TracepointProbe", "helper", "is_map_probe", "tracepoint", "module_of"]
+# the helper family (its probes have calls and outcomes), the tracepoint probes
+HELPER_MODULE = next(m for m in MODULES if hasattr(m.module, "HELPERS"))
+HELPERS = HELPER_MODULE.HELPERS
+TRACEPOINT_MODULES = tuple(m for m in MODULES if m is not HELPER_MODULE)
+TRACEPOINTS = tuple(m.PROBE for m in TRACEPOINT_MODULES)
+
+ALL_NAMES = tuple(n for m in MODULES for n in m.NAMES)
+# what serve, top, doctor and the API attach without --probes
+DEFAULT_NAMES = tuple(n for m in MODULES for n in m.DEFAULT_NAMES)
+GROUPS = {g: names for m in MODULES for g, names in m.GROUPS.items()}
+COUNTS = tuple(dict.fromkeys(f for m in MODULES for f in m.COUNTS))
+
+
+def _cpu_columns():
+    """Every module's CPU_KEYS in the modules' order, a column declared with a
+    fourth item (another key) placed right after that key's column."""
+    cols = []
+    for m in MODULES:
+        for key, header, failure, *after in m.CPU_KEYS:
+            at = next((i + 1 for i, c in enumerate(cols) if after and c[0] == after[0]),
+                      len(cols))
+            while after and at < len(cols) and cols[at][3] == after[0]:
+                at += 1         # after the columns already placed there
+            cols.insert(at, (key, header, failure, after[0] if after else None))
+    return tuple(c[:3] for c in cols)
+
+
+CPU_KEYS = _cpu_columns()
+BLIND_SPOT_TEXT = {k: v for m in MODULES for k, v in m.BLIND_SPOT_TEXT.items()}
 
 
 def tracepoint(name):
@@ -67,10 +119,10 @@ def tracepoint(name):
 
 
 def module_of(name, kind=None):
-    """The module of a probe; a status of kind "helper" is the helper family's
+    """The probe of a name; a status of kind "helper" is the helper family's
     whatever its name (hand-built snapshots).  None: no such probe."""
     if kind == "helper":
-        return helpers
+        return HELPER_MODULE
     return _BY_NAME.get(name)
 
 

@@ -11,6 +11,7 @@ import errno
 from .. import arch as archmod
 from .. import bpfsys
 from ..btf import TYPEDEF
+from ..cgen import switch_cases
 from ..family import Family
 from ..layout import (BPF_CMDS, CMD_NAMES, MAP_ELEM_CMDS, MAP_TYPE_BUCKETS, SYS_ERRNOS,
                       map_type_bucket)
@@ -28,6 +29,9 @@ PROBE = TracepointProbe(NAME, (("raw_syscalls", "sys_exit"),),
 TP_BTF = "tp_btf:sys_exit"
 TP_BTF_PROGRAMS = (("tp_btf", "sys_exit", "lst_sys_exit_btf"),)
 NAMES = (NAME,)
+ORDER = 40
+COUNTS = ("syscall_errors",)
+CPU_KEYS = (("syscall_errors", "sys_err/s", True),)
 
 # per machine (a view of lstrace/arch.py, kept for its users): the bpf() syscall
 # wrapper an fexit attaches to, the pt_regs members (and byte offsets in them)
@@ -70,9 +74,6 @@ def plan(kernel, p, mode="auto"):
     return p
 
 
-BLIND_SPOT_TEXT = {}
-
-
 def blind_spots(mode, facts=None):
     """Its one program (fexit, or tp_btf / raw_tp on sys_exit) runs preemptible, in both modes."""
     return preemption.keys(facts)
@@ -86,10 +87,6 @@ def blocks(nprobes):
 
 # ---- C
 C_FRAGMENT = "bpf_syscall.bpf.c"
-
-
-def _cases(mapping):
-    return " ".join(f"case {k}: return {v};" for k, v in mapping.items())
 
 
 def defines(kernel, plans):
@@ -115,10 +112,10 @@ def defines(kernel, plans):
             "OFF_MAP_TYPE": ("bpf_map", "map_type")}.items():
         off = btf.member_offset(struct, member)
         d[define] = off if off is not None else 0
-    d["CMD_CASES"] = _cases({c: i for i, c in enumerate(BPF_CMDS)})
-    d["SYSERR_CASES"] = _cases({getattr(errno, n): i for i, n in enumerate(SYS_ERRNOS)
+    d["CMD_CASES"] = switch_cases({c: i for i, c in enumerate(BPF_CMDS)})
+    d["SYSERR_CASES"] = switch_cases({getattr(errno, n): i for i, n in enumerate(SYS_ERRNOS)
                                 if n != "other"})
-    d["MAPTYPE_CASES"] = _cases({t: MAP_TYPE_BUCKETS.index(map_type_bucket(t))
+    d["MAPTYPE_CASES"] = switch_cases({t: MAP_TYPE_BUCKETS.index(map_type_bucket(t))
                                  for t in range(64)})
     d["IS_MAP_ELEM_CMD(c)"] = "(" + " || ".join(f"(c) == {c}" for c in MAP_ELEM_CMDS) + ")"
     return d
@@ -143,7 +140,7 @@ def attach_points(plan, compiled, latency=False):
     return list(TP_BTF_PROGRAMS if plan.func == TP_BTF else PROBE.programs)
 
 
-def fall_back(plan, why):
+def fall_back(plan, why, mode="auto"):
     """A tp_btf program the verifier refused (its typed loads) or that did not
     attach: raw_tp, which reads every field with bpf_probe_read_kernel.  True
     if there is a fallback to attach."""
@@ -189,15 +186,6 @@ def families(snap, attached, per_cpu_latency):
     for key in sorted(cube):
         sysc.add(key, cube[key])
     return [sysc]
-
-
-# ---- failure events: none (an error's caller is the process that called bpf())
-def event_keys(name):
-    return []
-
-
-def event_counts(snap, cpus=None):
-    return {}
 
 
 # ---- top: its own per-CPU column (syscall_errors), only failures (calls are null)

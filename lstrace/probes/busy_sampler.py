@@ -15,6 +15,8 @@ PROBE = TracepointProbe(NAME, (_TICK,),
                         "samples the task/cgroup storage busy counters at each timer tick",
                         (("raw_tp", _TICK[1], "lst_busy_sample"),))
 NAMES = (NAME,)
+ORDER = 50
+COUNTS = ("busy_samples",)
 
 
 def plan(kernel, p, mode="auto"):
@@ -33,13 +35,6 @@ def plan(kernel, p, mode="auto"):
     return p
 
 
-BLIND_SPOT_TEXT = {}
-
-
-def blind_spots(mode, facts=None):
-    return ()
-
-
 # ---- counters: ticks sampled, and those in which each counter was held
 def blocks(nprobes):
     return [("busy_samples", ()),
@@ -52,19 +47,8 @@ C_FRAGMENT = "busy_sampler.bpf.c"
 
 
 def defines(kernel, plans):
-    return {}
-
-
-def glue(kernel, plans, latency=False, fallback=False):
-    return []
-
-
-# ---- attach points
-MISSED_CALLS = False
-
-
-def attach_points(plan, compiled, latency=False):
-    return list(PROBE.programs)
+    """BUSY_IDX_TASK, BUSY_IDX_CGRP: each counter's index in busy_held."""
+    return {f"BUSY_IDX_{n.upper()}": i for i, n in enumerate(BUSY_COUNTERS)}
 
 
 # ---- decode
@@ -87,31 +71,6 @@ def families(snap, attached, per_cpu_latency):
         for counter in BUSY_COUNTERS:
             bh.add([cpu, counter], held.get(counter, 0))
     return [bs, bh]
-
-
-# ---- failure events: none (it samples, nothing fails)
-def event_keys(name):
-    return []
-
-
-def event_counts(snap, cpus=None):
-    return {}
-
-
-# ---- top: one probe row without calls or failures
-def cpu_counts(snap):
-    return {}
-
-
-def cpu_failures(snap):
-    return []
-
-
-def top_row(st, cur, delta, rate, r):
-    r["calls_per_s"] = r["calls_total"] = None
-
-
-TOP_SECTION = None
 
 
 # ---- hist

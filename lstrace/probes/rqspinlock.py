@@ -4,13 +4,13 @@ slow-path wait from lock:contention_begin.  Raw tracepoints: unlike
 perf-based ones they also run inside bpf() map syscalls.
 
 C: bpf/probes/rqspinlock.bpf.c.  The `callers` table it searches (address
-ranges of the kernel's rqspinlock users) is declared in bpf/lstrace.bpf.c and
+ranges of the kernel's rqspinlock users) is declared in bpf/core/state.bpf.c and
 filled by the loader while BCC compiles (rqspinlock_kernel.caller_ranges).
 """
 from itertools import repeat
 
 from ..family import Family, sum_slots
-from ..layout import CALLERS, NSLOTS, RQ_ERRNOS, RQ_KINDS, rq_kind_defines
+from ..layout import CALLERS, NSLOTS, RQ_ERRNOS, RQ_KINDS, rq_errno_defines, rq_kind_defines
 from . import lock_users, trial
 from .rqspinlock_kernel import held_defines
 from .tracepoint import TracepointProbe
@@ -22,6 +22,10 @@ PROBE = TracepointProbe(NAME, (("lock", "contention_begin"), ("lock", "contentio
                         (("raw_tp", "contention_begin", "lst_contention_begin"),
                          ("raw_tp", "contention_end", "lst_contention_end")))
 NAMES = (NAME,)
+ORDER = 20
+COUNTS = ("rq_failures", "rq_wait")
+# aa / abba: the rqspinlock deadlocks among "deadlock", by kind (cpu_counts)
+CPU_KEYS = (("aa", "AA/s", False, "deadlock"), ("abba", "ABBA/s", False, "deadlock"))
 SLOWPATH = "resilient_queued_spin_lock_slowpath"
 
 
@@ -74,30 +78,21 @@ def blocks(nprobes):
 
 # ---- C
 C_FRAGMENT = "rqspinlock.bpf.c"
+LCB_F_SPIN = 1 << 0      # contention_begin's flags: a spinning lock (include/trace/events/lock.h)
 def defines(kernel, plans):
     """The slow path's address range (a frame in it makes a failure an
     rqspinlock's) and the per-CPU held-locks table (AA vs ABBA), from
-    kallsyms, its layout from BTF; the kinds' indices."""
+    kallsyms, its layout from BTF; the errnos' and kinds' indices."""
     rq = kernel.kallsyms.range_of(SLOWPATH) or (0, 0)
     held = kernel.percpu_var_addr("rqspinlock_held_locks")
     d = {"HELD_LOCKS": f"{held:#x}ULL" if held else 0,
          "RQ_SLOWPATH_START": f"{rq[0]:#x}ULL", "RQ_SLOWPATH_END": f"{rq[1]:#x}ULL"}
     d.update(rq_kind_defines())
+    d.update(rq_errno_defines())
     d.update(held_defines(kernel.btf))
+    d["LCB_F_SPIN"] = LCB_F_SPIN
     d["CALLER_RES_SPIN_LOCK"] = CALLERS.index("res_spin_lock")
     return d
-
-
-def glue(kernel, plans, latency=False, fallback=False):
-    return []
-
-
-# ---- attach points
-MISSED_CALLS = False
-
-
-def attach_points(plan, compiled, latency=False):
-    return list(PROBE.programs)
 
 
 # ---- decode

@@ -14,7 +14,7 @@ C: bpf/probes/rqspinlock_kfunc.bpf.c.
 """
 import struct
 
-from ..layout import RQ_ERRNOS, RQ_KINDS, rq_kind_defines
+from ..layout import RQ_ERRNOS, RQ_KINDS, rq_errno_defines, rq_kind_defines
 from . import trial
 from .bcc import KFUNC_PREFIXES, kfunc_name
 from .rqspinlock_kernel import held_defines
@@ -26,6 +26,8 @@ KFUNC = "bpf_res_spin_lock"
 PROBE = TracepointProbe(NAME, (), "failed bpf_res_spin_lock kfuncs, from their stderr "
                                   "stream reports (6.17+), by errno and kind")
 NAMES = (NAME,)
+ORDER = 30
+COUNTS = ("rq_failures",)
 CALLER = "res_spin_lock"          # its label in lstrace_rqspinlock_failures_total
 
 # The report's lines (kernel/bpf/rqspinlock.c bpf_prog_report_rqspinlock_violation);
@@ -68,11 +70,6 @@ def plan(kernel, p, mode="auto"):
 # No blind spot of its own: a line it cannot place (a report nested by an IRQ,
 # a line the kernel could not format because its per-CPU printk buffers were
 # all in use) still counts its failure, with kind "unknown".
-BLIND_SPOT_TEXT = {}
-
-
-def blind_spots(mode, facts=None):
-    return ()
 
 
 # ---- counters: failures by errno x kind (its caller is always res_spin_lock)
@@ -97,7 +94,7 @@ def _match(text, n):
 
 def defines(kernel, plans):
     nr_held = held_defines(kernel.btf)["RQ_NR_HELD"]
-    return {**rq_kind_defines(), "RQ_KFUNC_REPORTS": 1,
+    return {**rq_kind_defines(), **rq_errno_defines(), "RQ_KFUNC_REPORTS": 1,
             "RQK_HEAD_WORDS": HEAD_WORDS, "RQK_VAL_WORDS": VAL_WORDS,
             "RQK_NR_HELD": nr_held,
             "RQK_ATTEMPTED_OFF": len(LINE_ATTEMPTED), "RQK_TOTAL_OFF": len(LINE_TOTAL),
@@ -132,7 +129,7 @@ def attach_points(plan, compiled, latency=False):
     return [("kprobe", FUNC, "lst_kp_rqk")]
 
 
-def fall_back(plan, why):
+def fall_back(plan, why, mode="auto"):
     """An fentry that did not attach after a good trial: the kprobe."""
     if plan.mode != "fentry":
         return False
@@ -155,27 +152,7 @@ def decode(snap, cpu, lay, words, attached, latency):
                 snap.rq_failures[key] = snap.rq_failures.get(key, 0) + n
 
 
-# ---- metric families: its counts are in the rqspinlock families
-def families(snap, attached, per_cpu_latency):
-    return []
-
-
-# ---- failure events: recorded as the rqspinlock probe's (what = N_PROBES + errno index)
-def event_keys(name):
-    return []
-
-
-def event_counts(snap, cpus=None):
-    return {}
-
-
 # ---- top: its failures are in the rqspinlock row and section (caller res_spin_lock)
-def cpu_counts(snap):
-    return {}
-
-
-def cpu_failures(snap):
-    return []
 
 
 def top_row(st, cur, delta, rate, r):
@@ -187,24 +164,5 @@ def top_row(st, cur, delta, rate, r):
     r["timeout_total"] = sum(n for k, n in mine.items() if k[1] == "ETIMEDOUT")
 
 
-TOP_SECTION = None
-
-
-def top_rows(cur, delta, rate):
-    return []
-
-
-def top_cells(r, num):
-    return []
-
-
 # ---- hist
 NO_HIST = "rqspinlock_kfunc counts failures only, it has no latency histogram"
-
-
-def hist_what(name):
-    return ""
-
-
-def hist_slots(snap, name):
-    return {}

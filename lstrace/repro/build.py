@@ -4,6 +4,7 @@ The cache key hashes the sources, the clang version and the running kernel's
 BTF (vmlinux.h comes from it), so one cache serves several kernels, e.g. the
 lab guests that share this root read-only and set LSTRACE_CACHE to /tmp/...
 """
+import errno
 import hashlib
 import os
 import shutil
@@ -95,6 +96,14 @@ def vmlinux_h(cache: str, btf_hash: str) -> str:
     return d
 
 
+# the errno numbers the repro's C names, from Python (one source): -D flags
+ERRNOS = ("EPERM", "ENOENT", "ENOMEM", "EEXIST", "EBUSY", "EDEADLK", "ETIMEDOUT")
+
+
+def errno_flags():
+    return [f"-D{n}={getattr(errno, n)}" for n in ERRNOS]
+
+
 def object_path(name: str) -> str:
     """Path of the compiled bpf/repro/<name>.bpf.c, building it if needed."""
     check_tools()
@@ -103,7 +112,7 @@ def object_path(name: str) -> str:
     texts = [Path(src).read_bytes()] + [Path(SRC_DIR, h).read_bytes() for h in headers]
     cache = cache_dir()
     btf = _btf_hash()
-    key = _digest(name, clang_version(), btf, *texts)
+    key = _digest(name, clang_version(), btf, *errno_flags(), *texts)
     out = os.path.join(cache, f"{name}-{key}.o")
     if os.path.exists(out):
         return out
@@ -111,7 +120,7 @@ def object_path(name: str) -> str:
     fd, tmp = tempfile.mkstemp(dir=cache, suffix=".o")
     os.close(fd)
     cmd = ["clang", "-target", "bpf", "-g", "-O2", f"-D__TARGET_ARCH_{arch.current().target}",
-           f'-DLSTRACE_TICK="{arch.current().tick[1]}"',
+           f'-DLSTRACE_TICK="{arch.current().tick[1]}"', *errno_flags(),
            "-I", inc, "-I", SRC_DIR, "-c", src, "-o", tmp]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:

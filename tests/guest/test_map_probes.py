@@ -68,7 +68,7 @@ def truth(r):
 @pytest.fixture(scope="module", params=["fentry", "kprobe"])
 def session(request):
     from lstrace.session import Session
-    with Session(mode=request.param, probes=list(probes.MAP_PROBES)) as s:
+    with Session(mode=request.param, probes=list(probes.helpers.MAP_PROBES)) as s:
         yield s
 
 
@@ -118,12 +118,12 @@ def test_doctor_lists_map_probes():
     assert out.returncode == 0, out.stderr
     rep = {p["name"]: p for p in json.loads(out.stdout)["probes"]}
     btf = Kernel().btf
-    for name in probes.MAP_PROBES:
-        func = probes.helper(name).func
+    for name in probes.helpers.MAP_PROBES:
+        func = probes.helpers.helper(name).func
         if btf.has_func(func):
             assert rep[name]["mode"] == "fentry", rep[name]
         else:
             assert "does not exist" in rep[name]["reason"], rep[name]
     assert rep["htab_update"]["mode"] == "fentry"
     assert set(probes.DEFAULT_NAMES) <= set(rep)
-    print("doctor +maps: " + ", ".join(f"{n}={rep[n]['mode']}" for n in probes.MAP_PROBES))
+    print("doctor +maps: " + ", ".join(f"{n}={rep[n]['mode']}" for n in probes.helpers.MAP_PROBES))

@@ -10,19 +10,19 @@ points), counters (blocks, decode, failure events), metrics (families) and
 view (top and hist rows): together the interface every probe module has
 (lstrace/probes/__init__.py), re-exported here.
 """
-from .catalogue import (GROUPS, HELPERS, MAP_PROBES, NAMES, RET_ERR_PTR, RET_ERR_PTR_OR_NULL,
-                        RET_ERRNO, RET_KIND_CODE, RET_PTR_OR_NULL, RET_VOID, ROLE_CODE,
+from .catalogue import (COUNTS, CPU_KEYS, GROUPS, HELPERS, MAP_PROBES, NAMES, ORDER,
+                        RET_ERR_PTR, RET_ERR_PTR_OR_NULL, RET_ERRNO, RET_KIND_CODE, RET_PTR_OR_NULL, RET_VOID, ROLE_CODE,
                         HelperProbe, helper, helper_index, is_map_probe)
 from .counters import EVENT_REASONS, blocks, decode, event_counts, event_keys
 from .glue import (C_FRAGMENT, MISSED_CALLS, attach_points, defines, entry_exit_names, glue,
                    helper_glue, needs_entry)
 from .metrics import (CPU_REASONS, GEN_CPU_REASONS, HTAB_LOCK_REASONS, INNER_PROBES,
                       by_cpu_maps, families, map_families)
-from .planning import BLIND_SPOT_TEXT, blind_spots, plan
+from .planning import BLIND_SPOT_TEXT, blind_spots, fall_back, plan
 from .view import NO_HIST, TOP_SECTION, cpu_counts, cpu_failures, hist_slots, hist_what, top_row
 
 __all__ = [
-    "GROUPS", "HELPERS", "MAP_PROBES", "NAMES", "RET_ERR_PTR", "RET_ERR_PTR_OR_NULL",
+    "COUNTS", "CPU_KEYS", "ORDER", "GROUPS", "HELPERS", "MAP_PROBES", "NAMES", "RET_ERR_PTR", "RET_ERR_PTR_OR_NULL",
     "RET_ERRNO", "RET_KIND_CODE", "RET_PTR_OR_NULL", "RET_VOID", "ROLE_CODE", "HelperProbe",
     "helper", "helper_index", "is_map_probe",
     "EVENT_REASONS", "blocks", "decode", "event_counts", "event_keys",
@@ -30,6 +30,6 @@ __all__ = [
     "helper_glue", "needs_entry",
     "CPU_REASONS", "GEN_CPU_REASONS", "HTAB_LOCK_REASONS", "INNER_PROBES", "by_cpu_maps",
     "families", "map_families",
-    "BLIND_SPOT_TEXT", "blind_spots", "plan",
+    "BLIND_SPOT_TEXT", "blind_spots", "fall_back", "plan",
     "NO_HIST", "TOP_SECTION", "cpu_counts", "cpu_failures", "hist_slots", "hist_what", "top_row",
 ]

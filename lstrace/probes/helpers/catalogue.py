@@ -74,6 +74,12 @@ HELPERS = (
 
 
 NAMES = tuple(p.name for p in HELPERS)
+ORDER = 10                          # first: the counters' memory and the metrics' order
+COUNTS = ("helper", "latency")      # Snapshot fields: (probe, cpu) -> {outcome: n}, [slots]
+# top's per-CPU row (cpu_counts): (key, header, counts as a failure)
+CPU_KEYS = (("calls", "calls/s", False), ("busy", "busy/s", False),
+            ("deadlock", "deadlock/s", False), ("timeout", "timeout/s", False),
+            ("failures", "fail/s", True))
 # opt-in groups: --probes +GROUP adds them to the defaults, GROUP alone names them
 GROUPS = {"maps": tuple(p.name for p in HELPERS if p.group == "maps")}
 MAP_PROBES = GROUPS["maps"]

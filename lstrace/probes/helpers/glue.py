@@ -4,15 +4,23 @@ return type read from BTF, calling the family's shared C; and the attach
 points of those programs."""
 import dataclasses
 
+from ...cgen import switch_cases
+from ...layout import ERRNO_OUTCOMES, MAX_ERRNO
 from ..bcc import KFUNC_PREFIXES, kfunc_name
 from .catalogue import RET_KIND_CODE, RET_VOID, ROLE_CODE, helper, helper_index
 
-# the family's shared code (on_entry, on_exit, count_exit) is in bpf/lstrace.bpf.c
-C_FRAGMENT = None
+# the family's shared C (on_entry, on_exit, count_exit), before the glue
+C_FRAGMENT = "helpers.bpf.c"
 
 
 def defines(kernel, plans):
-    return {}       # the family's defines are the core's (program.defines)
+    """The codes the family's C names: return kinds, roles, the errno -> outcome
+    switch (layout.ERRNO_OUTCOMES) and MAX_ERRNO."""
+    d = {f"RET_KIND_{k.upper()}": c for k, c in RET_KIND_CODE.items()}
+    d.update({f"ROLE_{r.upper() or 'NONE'}": c for r, c in ROLE_CODE.items()})
+    d["OUTCOME_CASES"] = switch_cases({e: f"OUT_{o.upper()}" for e, o in ERRNO_OUTCOMES.items()})
+    d["MAX_ERRNO"] = MAX_ERRNO
+    return d
 
 
 def _ret_decl(proto):

@@ -55,3 +55,17 @@ def blind_spots(mode, facts=None):
                                  ("syscall_tracepoint_programs", not facts.syscall_tp_faultable),
                                  ("uncounted_misses", not facts.kprobe_misses_counted))
                  if on)
+
+
+def fall_back(plan, why, mode="auto"):
+    """An fentry that passed its trial but did not attach: the kprobe, when the
+    mode is auto and a kprobe trial passes (its programs are compiled too)."""
+    if plan.mode != "fentry" or mode != "auto":
+        return False
+    plan.tried["fentry"] = why
+    kprobe_why = trial.try_kprobe(plan.func)
+    if kprobe_why is not None:
+        plan.tried["kprobe"] = kprobe_why
+        return False
+    plan.mode = "kprobe"
+    return True
