@@ -58,7 +58,7 @@ def bpf_lookup_failures(n, cpu):
     """BPF_MAP_LOOKUP_ELEM on a missing key of a fresh hash map, n times, pinned to
     `cpu`: returns how many failed with ENOENT (the ground truth) and other errnos."""
     from lstrace import bpfsys
-    fd, _ = bpfsys.bpf(0, struct.pack("<IIII", 1, 4, 8, 16), "MAP_CREATE")   # hash 4->8, 16
+    fd, _ = bpfsys.bpf(bpfsys.CMD["MAP_CREATE"], struct.pack("<IIII", 1, 4, 8, 16), "MAP_CREATE")   # hash 4->8, 16
     old = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     key, val = ctypes.create_string_buffer(4), ctypes.create_string_buffer(8)
@@ -67,7 +67,7 @@ def bpf_lookup_failures(n, cpu):
     try:
         for _ in range(n):
             try:
-                bpfsys.bpf(1, attr, "MAP_LOOKUP_ELEM")
+                bpfsys.bpf(bpfsys.MAP_LOOKUP_ELEM, attr, "MAP_LOOKUP_ELEM")
             except bpfsys.BPFError as e:
                 if e.errno == 2:
                     enoent += 1

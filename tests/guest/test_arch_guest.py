@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from lstrace import arch, bpfsys
+from lstrace import arch, bpfcalls
 
 
 def test_the_table_has_this_machine():
@@ -32,8 +32,8 @@ def test_syscall_numbers_reach_the_right_syscalls():
     would be another syscall's answer or ENOSYS); pidfd_open of ourselves is a pidfd."""
     closed = os.open("/", os.O_RDONLY)
     os.close(closed)
-    assert bpfsys.map_delete_elem(closed, b"\0" * 4) == -errno.EBADF
-    fd = bpfsys.pidfd_open(os.getpid())
+    assert bpfcalls.map_delete_elem(closed, b"\0" * 4) == -errno.EBADF
+    fd = bpfcalls.pidfd_open(os.getpid())
     try:
         # anon_inode:[pidfd] before 6.9, pidfd:[INODE] on pidfs since
         assert "pidfd" in os.readlink(f"/proc/self/fd/{fd}")
