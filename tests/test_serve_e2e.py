@@ -98,7 +98,7 @@ def provoke_one_rqspinlock_deadlock(cpus, tries=200):
     may keep the CPUs from overlapping, then runs of 2, 4, ... 16 iterations.
     Returns {cpu: failures it saw there} (the ground truth)."""
     from lstrace.repro import preflight, stats
-    from lstrace.bpfsys import prog_test_run
+    from lstrace.bpfcalls import prog_test_run
     from lstrace.repro.cases.base import load
     from lstrace.repro.cases.helper_calls import PKT
     from lstrace.repro.cases.rqspinlock import SEEN
@@ -389,7 +389,7 @@ def test_failures_by_program_name_the_failing_program(served):
     if CASES["rqspinlock"].check():
         pytest.skip(f"no rqspinlock here: {CASES['rqspinlock'].check()}")
     from lstrace.repro import preflight, stats
-    from lstrace.bpfsys import prog_test_run
+    from lstrace.bpfcalls import prog_test_run
     from lstrace.repro.cases.base import load
     from lstrace.repro.cases.helper_calls import PKT
     from lstrace.repro.cases.rqspinlock import SEEN
