@@ -38,8 +38,6 @@ MAX_PROGRAMS = 20
 HOLD_S = BPF_REFRESH_S + 0.5
 KERNEL, OTHER, UNATTRIBUTED = "kernel", "other", "unattributed"
 RESERVED = (KERNEL, OTHER, UNATTRIBUTED)
-# the reasons that leave an event (the BPF side records all but ok / not_found)
-EVENT_REASONS = probes.helpers.EVENT_REASONS
 
 def program_label(name):
     """A BPF program's name as a label value.  BPF names are [A-Za-z0-9_.]

@@ -10,7 +10,8 @@ kernel or host cannot run comes back with runnable=False and a reason.
 Every error is an lstrace.errors.LstraceError with its exit code: NotRoot
 (77), build.ToolMissing / libbpf.LibbpfMissing (69) before any work,
 host.BadArgument (2, also a ValueError) on bad arguments.  The kernel is
-read through the core (lstrace.kernel.Kernel), bpf() through lstrace.bpfsys.
+read through the core (lstrace.kernel.Kernel), bpf() through lstrace.bpfcalls
+(calls whose errno is the result) and lstrace.bpfsys.
 """
 import os
 
@@ -67,4 +68,3 @@ def run_case(name, duration=5.0, cpus=None, **params) -> CaseResult:
         except NotRunnable as e:
             reason = str(e)
     return CaseResult(name, runnable=False, reason=reason, cpus=cpus, params=params)
-
