@@ -1,6 +1,7 @@
 """lstrace.exporter on hand-built Snapshots: names, label sets, histogram seams,
 the series budget, the zero series that make a first failure count, and the
-fast writer (lstrace.exposition) against prometheus_client and promtool."""
+fast writer (lstrace.exposition) against prometheus_client and promtool (one
+probe's own families: tests/probes/test_<probe>.py)."""
 import gzip
 import shutil
 import subprocess
@@ -8,60 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from lstrace import __version__, attribution, exporter, exposition, family
 from lstrace.layout import CALLERS, FAILURE_REASONS, NSLOTS, RQ_ERRNOS, RQ_KINDS, slot_of
-from lstrace.snapshot import FailureEvent, ProbeStatus, ProgramStats, Snapshot
+from lstrace.snapshot import FailureEvent, ProbeStatus, ProgramStats
 from lstrace.probes import bpf_syscall
+from scrape import client_text, get, make_snap, parse, samples, slots_with
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from exporter_cost import synthetic_formula, synthetic_snapshot  # noqa: E402
-
-
-def make_snap(**kw):
-    base = dict(taken=1.0, cpus=[0, 1], kernel={"release": "6.18.0", "generation": "B"},
-                probes=[ProbeStatus("task_storage_get", "helper", "fentry", True),
-                        ProbeStatus("rqspinlock", "tracepoint", "tracepoint", True),
-                        ProbeStatus("busy_sampler", "tracepoint", "unavailable", False, "no")])
-    base.update(kw)
-    return Snapshot(**base)
-
-
-def slots_with(values_ns):
-    s = [0] * NSLOTS
-    for v in values_ns:
-        s[slot_of(v)] += 1
-    return s
-
-
-def parse(text):
-    """{(sample name, frozenset(labels)): value} and {family: type} of an exposition."""
-    out, types = {}, {}
-    for fam in text_string_to_metric_families(text):
-        types[fam.name] = fam.type
-        for s in fam.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out, types
-
-
-def samples(snap, per_cpu_latency=False):
-    """What `lstrace serve` answers over HTTP (the fast writer), parsed."""
-    c = exporter.SnapshotCollector(lambda: snap, per_cpu_latency=per_cpu_latency)
-    text = c.render().decode()
-    return parse(text)[0], text
-
-
-def client_text(snap, per_cpu_latency=False):
-    """prometheus_client's generate_latest of the same collector (textfile, --once)."""
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(exporter.SnapshotCollector(lambda: snap, per_cpu_latency=per_cpu_latency))
-    return generate_latest(reg).decode()
-
-
-def get(smp, name, **labels):
-    return smp[(name, frozenset(labels.items()))]
 
 
 @pytest.mark.parametrize("s", [1, 2, 10, 20, 39])
@@ -100,57 +56,6 @@ def test_buckets_cumulative_sorted_and_end_in_inf():
     assert true * 0.74 <= est <= true * 1.34
 
 
-def test_helper_metrics_and_label_sets():
-    outcomes = {"ok": 90, "busy": 5, "deadlock": 1, "timeout": 2, "nomem": 0, "not_found": 2,
-                "unsupported": 0, "other": 0}
-    snap = make_snap(helper={("task_storage_get", 1): outcomes,
-                             ("task_storage_get", 0): {"ok": 3, "busy": 1}},
-                     latency={("task_storage_get", 1): slots_with([1024] * 3 + [3]),
-                              ("task_storage_get", 0): slots_with([1024])})
-    smp, _ = samples(snap)
-    assert get(smp, "lstrace_helper_calls_total", probe="task_storage_get", cpu="1") == 100
-    assert get(smp, "lstrace_helper_calls_total", probe="task_storage_get", cpu="0") == 4
-    for r in FAILURE_REASONS:       # per probe, summed over CPUs
-        assert get(smp, "lstrace_helper_failures_total", probe="task_storage_get",
-                   reason=r) == outcomes[r] + (r == "busy")
-    # per CPU: the CPU-local reasons (gen B: busy possible; deadlock/timeout because seen)
-    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="1", reason="busy") == 5
-    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="1", reason="deadlock") == 1
-    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="0", reason="busy") == 1
-    assert ("lstrace_helper_cpu_failures_total",
-            frozenset({"cpu": "0", "reason": "deadlock"}.items())) not in smp
-    # latency per probe by default: both CPUs in one histogram
-    assert get(smp, "lstrace_helper_latency_seconds_bucket", probe="task_storage_get",
-               le="1.024e-06") == 5
-    assert get(smp, "lstrace_helper_latency_seconds_bucket", probe="task_storage_get",
-               le="5.12e-07") == 1
-    assert get(smp, "lstrace_helper_latency_seconds_count", probe="task_storage_get") == 5
-    labelsets = {(n, tuple(sorted(k for k, _ in ls))) for (n, ls) in smp}
-    assert ("lstrace_helper_failures_total", ("probe", "reason")) in labelsets
-    assert not any(n.startswith("lstrace_helper_latency") and "cpu" in ks for n, ks in labelsets)
-    # --per-cpu-latency: one histogram per probe and CPU
-    smp, _ = samples(snap, per_cpu_latency=True)
-    assert get(smp, "lstrace_helper_latency_seconds_count", probe="task_storage_get",
-               cpu="1") == 4
-    assert get(smp, "lstrace_helper_latency_seconds_bucket", probe="task_storage_get",
-               cpu="0", le="1.024e-06") == 1
-
-
-def test_inner_probes_not_double_counted_per_cpu():
-    """A gen C get that fails in its nested bpf_local_storage_update is one failure
-    on the CPU, though both probes count it."""
-    snap = make_snap(kernel={"release": "7.3", "generation": "C"},
-                     helper={("task_storage_get", 0): {"ok": 5, "deadlock": 1},
-                             ("local_storage_update", 0): {"ok": 2, "deadlock": 1}})
-    smp, _ = samples(snap)
-    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="0", reason="deadlock") == 1
-    assert get(smp, "lstrace_helper_failures_total", probe="local_storage_update",
-               reason="deadlock") == 1
-    only_inner = make_snap(helper={("local_storage_update", 0): {"ok": 2, "deadlock": 3}})
-    smp, _ = samples(only_inner)
-    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="0", reason="deadlock") == 3
-
-
 @pytest.mark.parametrize("gen, reasons", [("A", {"busy"}), ("B", {"busy"}),
                                           ("C", {"deadlock", "timeout"}),
                                           ("", {"busy", "deadlock", "timeout"})])
@@ -179,21 +84,6 @@ def test_first_failure_series_exist_at_zero(gen, reasons):
     for err in bpf_syscall.SYS_LOCK_ERRNOS:
         assert get(smp, "lstrace_bpf_syscall_errors_total", cmd="MAP_UPDATE_ELEM", errno=err,
                    map_type="task_storage") == 0
-
-
-def test_rqspinlock_keys_outside_the_cube_still_exported():
-    """The fast fold reads the known cube; anything else takes the slow path."""
-    snap = make_snap(rq_failures={(0, "EDEADLK", "AA", "local_storage"): 2,
-                                  (1, "EDEADLK", "AA", "newcaller"): 3,
-                                  (7, "ETIMEDOUT", "unknown", "htab"): 1},
-                     rq_wait={0: [0] * NSLOTS, 1: [0] * NSLOTS})
-    smp, _ = samples(snap)
-    assert get(smp, "lstrace_rqspinlock_failures_total", errno="EDEADLK", kind="AA",
-               caller="newcaller") == 3
-    assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu="1", errno="EDEADLK") == 3
-    assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu="7", errno="ETIMEDOUT") == 1
-    assert get(smp, "lstrace_rqspinlock_failures_total", errno="EDEADLK", kind="AA",
-               caller="local_storage") == 2
 
 
 def test_not_attached_exports_no_zero_series():

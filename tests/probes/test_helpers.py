@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from lstrace import exporter, layout, plan, probes
-from lstrace.probes import helpers
-from lstrace.errors import UsageError
-from lstrace.snapshot import ProbeStatus, Snapshot
 from btfblob import sample_btf
+from lstrace import exporter, layout, plan, probes
+from lstrace.errors import UsageError
+from lstrace.layout import FAILURE_REASONS
+from lstrace.probes import helpers
+from lstrace.snapshot import ProbeStatus, Snapshot
+from scrape import get, make_snap, samples, slots_with
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPS = helpers.MAP_PROBES
@@ -256,3 +258,54 @@ def test_fentry_program_names_come_from_what_bcc_compiled(spelling):
     p = plan.ProbePlan("cgrp_storage_get", "helper", mode="fentry", func="bpf_cgrp_storage_get")
     with pytest.raises(LookupError, match="bpf_cgrp_storage_get"):
         helpers.entry_exit_names(p, compiled)
+
+
+def test_helper_metrics_and_label_sets():
+    outcomes = {"ok": 90, "busy": 5, "deadlock": 1, "timeout": 2, "nomem": 0, "not_found": 2,
+                "unsupported": 0, "other": 0}
+    snap = make_snap(helper={("task_storage_get", 1): outcomes,
+                             ("task_storage_get", 0): {"ok": 3, "busy": 1}},
+                     latency={("task_storage_get", 1): slots_with([1024] * 3 + [3]),
+                              ("task_storage_get", 0): slots_with([1024])})
+    smp, _ = samples(snap)
+    assert get(smp, "lstrace_helper_calls_total", probe="task_storage_get", cpu="1") == 100
+    assert get(smp, "lstrace_helper_calls_total", probe="task_storage_get", cpu="0") == 4
+    for r in FAILURE_REASONS:       # per probe, summed over CPUs
+        assert get(smp, "lstrace_helper_failures_total", probe="task_storage_get",
+                   reason=r) == outcomes[r] + (r == "busy")
+    # per CPU: the CPU-local reasons (gen B: busy possible; deadlock/timeout because seen)
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="1", reason="busy") == 5
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="1", reason="deadlock") == 1
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="0", reason="busy") == 1
+    assert ("lstrace_helper_cpu_failures_total",
+            frozenset({"cpu": "0", "reason": "deadlock"}.items())) not in smp
+    # latency per probe by default: both CPUs in one histogram
+    assert get(smp, "lstrace_helper_latency_seconds_bucket", probe="task_storage_get",
+               le="1.024e-06") == 5
+    assert get(smp, "lstrace_helper_latency_seconds_bucket", probe="task_storage_get",
+               le="5.12e-07") == 1
+    assert get(smp, "lstrace_helper_latency_seconds_count", probe="task_storage_get") == 5
+    labelsets = {(n, tuple(sorted(k for k, _ in ls))) for (n, ls) in smp}
+    assert ("lstrace_helper_failures_total", ("probe", "reason")) in labelsets
+    assert not any(n.startswith("lstrace_helper_latency") and "cpu" in ks for n, ks in labelsets)
+    # --per-cpu-latency: one histogram per probe and CPU
+    smp, _ = samples(snap, per_cpu_latency=True)
+    assert get(smp, "lstrace_helper_latency_seconds_count", probe="task_storage_get",
+               cpu="1") == 4
+    assert get(smp, "lstrace_helper_latency_seconds_bucket", probe="task_storage_get",
+               cpu="0", le="1.024e-06") == 1
+
+
+def test_inner_probes_not_double_counted_per_cpu():
+    """A gen C get that fails in its nested bpf_local_storage_update is one failure
+    on the CPU, though both probes count it."""
+    snap = make_snap(kernel={"release": "7.3", "generation": "C"},
+                     helper={("task_storage_get", 0): {"ok": 5, "deadlock": 1},
+                             ("local_storage_update", 0): {"ok": 2, "deadlock": 1}})
+    smp, _ = samples(snap)
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="0", reason="deadlock") == 1
+    assert get(smp, "lstrace_helper_failures_total", probe="local_storage_update",
+               reason="deadlock") == 1
+    only_inner = make_snap(helper={("local_storage_update", 0): {"ok": 2, "deadlock": 3}})
+    smp, _ = samples(only_inner)
+    assert get(smp, "lstrace_helper_cpu_failures_total", cpu="0", reason="deadlock") == 3

@@ -4,8 +4,10 @@ against the failures the repro's own programs saw."""
 import pytest
 
 from lstrace import probes
+from lstrace.layout import NSLOTS
 from lstrace.probes import rqspinlock
 from lstrace.session import Session
+from scrape import get, make_snap, samples
 from support import tracepoint_snapshot
 
 
@@ -59,3 +61,18 @@ def test_snapshot_has_every_cpu_and_programs(session):
     assert {"lst_contention_begin", "lst_contention_end"} <= names
     status = {p.name: p for p in snap.probes}
     assert status["rqspinlock"].mode == "tracepoint" and status["rqspinlock"].attached
+
+
+def test_rqspinlock_keys_outside_the_cube_still_exported():
+    """The fast fold reads the known cube; anything else takes the slow path."""
+    snap = make_snap(rq_failures={(0, "EDEADLK", "AA", "local_storage"): 2,
+                                  (1, "EDEADLK", "AA", "newcaller"): 3,
+                                  (7, "ETIMEDOUT", "unknown", "htab"): 1},
+                     rq_wait={0: [0] * NSLOTS, 1: [0] * NSLOTS})
+    smp, _ = samples(snap)
+    assert get(smp, "lstrace_rqspinlock_failures_total", errno="EDEADLK", kind="AA",
+               caller="newcaller") == 3
+    assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu="1", errno="EDEADLK") == 3
+    assert get(smp, "lstrace_rqspinlock_cpu_failures_total", cpu="7", errno="ETIMEDOUT") == 1
+    assert get(smp, "lstrace_rqspinlock_failures_total", errno="EDEADLK", kind="AA",
+               caller="local_storage") == 2
