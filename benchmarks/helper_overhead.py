@@ -41,7 +41,7 @@ import tempfile
 import time
 
 from common import SessionToggle, clocksource, summarize  # noqa: E402  (puts the checkout on sys.path)
-from lstrace import bpfsys  # noqa: E402
+from lstrace import bpfcalls, bpfsys, perfsys  # noqa: E402
 from lstrace.repro import libbpf  # noqa: E402
 from lstrace.workload import pinned  # noqa: E402
 
@@ -71,7 +71,7 @@ class Workload:
         ctx = struct.pack("<Q", n)
         with pinned(self.cpu):
             t0 = time.perf_counter_ns()
-            ret, retval = bpfsys.prog_test_run(self.fd, ctx=ctx)
+            ret, retval = bpfcalls.prog_test_run(self.fd, ctx=ctx)
             dt = time.perf_counter_ns() - t0
         if ret < 0 or retval != 0:
             raise RuntimeError(f"test run failed: ret={ret} retval={retval}")
@@ -161,17 +161,17 @@ class EmptyKprobe(Config):
     retprobes = (False,)
 
     def setup(self):
-        self.pmu_type = bpfsys.kprobe_pmu_type()
+        self.pmu_type = perfsys.kprobe_pmu_type()
         self.prog = bpfsys.prog_load(bpfsys.PROG_TYPE_KPROBE, bpfsys._RET0, b"bench_empty")
         self.events = []
         self.on()
         self.off()
 
     def _open(self, retprobe):
-        fd = bpfsys.kprobe_event(FUNC, retprobe, self.pmu_type)
+        fd = perfsys.kprobe_event(FUNC, retprobe, self.pmu_type)
         if fd < 0:
             raise OSError(-fd, f"perf_event_open kprobe {FUNC}")
-        bpfsys.attach_perf_event(fd, self.prog)
+        perfsys.attach_perf_event(fd, self.prog)
         return fd
 
     def on(self):

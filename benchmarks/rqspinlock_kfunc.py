@@ -20,7 +20,7 @@ MARKER = "BENCH_JSON "
 
 
 def timed(fd, repeat):
-    from lstrace.bpfsys import prog_test_run
+    from lstrace.bpfcalls import prog_test_run
     from lstrace.repro.cases.helper_calls import PKT
     t0 = time.perf_counter_ns()
     ret, retval = prog_test_run(fd, data=PKT, repeat=repeat)

@@ -91,13 +91,13 @@ class EmptyTracepoints:
         self.fds = []
 
     def on(self):
-        from lstrace import bpfsys
+        from lstrace import perfsys
         for tp in self.ids:
-            fd = bpfsys.tracepoint_event(tp)
+            fd = perfsys.tracepoint_event(tp)
             if fd < 0:
                 raise OSError(-fd, "perf_event_open tracepoint")
             self.fds.append(fd)
-            bpfsys.attach_perf_event(fd, self.prog)
+            perfsys.attach_perf_event(fd, self.prog)
 
     def off(self):
         for fd in self.fds:

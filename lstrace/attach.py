@@ -18,7 +18,7 @@ one fd owned by this process; detaching is closing it, and so is dying:
 """
 import os
 
-from . import bpfsys
+from . import bpfsys, perfsys
 from .kernel import tracefs_root
 
 PROG_TYPE_TRACEPOINT = 5
@@ -51,7 +51,7 @@ def _perf_attach(pfd, prog_fd, what):
     if pfd < 0:
         raise AttachError(f"{what}: perf_event_open: {os.strerror(-pfd)}")
     try:
-        bpfsys.attach_perf_event(pfd, prog_fd)
+        perfsys.attach_perf_event(pfd, prog_fd)
     except OSError as e:
         os.close(pfd)
         raise AttachError(f"{what}: attaching the program: {os.strerror(e.errno)}")
@@ -70,13 +70,13 @@ def attach(kind, event, prog_fd):
         raise AttachError(f"{kind} {event}: {e.strerror}")
     if kind in ("kprobe", "kretprobe"):
         try:
-            pmu = bpfsys.kprobe_pmu_type()
+            pmu = perfsys.kprobe_pmu_type()
         except OSError:
             raise AttachError("kprobes not supported by this kernel (no kprobe PMU)")
-        return _perf_attach(bpfsys.kprobe_event(event, kind == "kretprobe", pmu), prog_fd,
+        return _perf_attach(perfsys.kprobe_event(event, kind == "kretprobe", pmu), prog_fd,
                             f"{kind} {event}")
     if kind == "tracepoint":
-        return _perf_attach(bpfsys.tracepoint_event(tracepoint_id(event)), prog_fd,
+        return _perf_attach(perfsys.tracepoint_event(tracepoint_id(event)), prog_fd,
                             f"tracepoint {event}")
     raise AttachError(f"unknown attach kind {kind!r}")
 

@@ -18,7 +18,7 @@ so this keeps state across scrapes:
   for every (probe, reason) once the ring has been read after the failures;
 - an event is taken only HOLD_S after it happened (its ts, CLOCK_MONOTONIC,
   against the snapshot's): by then the session has re-read the BPF programs'
-  symbols after it (kernel.BPF_REFRESH_S), so a program loaded just before
+  symbols after it (kallsyms.BPF_REFRESH_S), so a program loaded just before
   its failure is named and not mistaken for the program below it, the
   event's slot is written completely, and its counter was read by the
   snapshot (the counter is incremented before the event is recorded);
@@ -32,14 +32,12 @@ series without going down); program="kernel" is a failure with no BPF
 program on its stack (a bpf() syscall, the kernel's own lock users).
 """
 from . import probes
-from .kernel import BPF_REFRESH_S
+from .kallsyms import BPF_REFRESH_S
 
 MAX_PROGRAMS = 20
 HOLD_S = BPF_REFRESH_S + 0.5
 KERNEL, OTHER, UNATTRIBUTED = "kernel", "other", "unattributed"
 RESERVED = (KERNEL, OTHER, UNATTRIBUTED)
-# the reasons that leave an event (the BPF side records all but ok / not_found)
-EVENT_REASONS = probes.helpers.EVENT_REASONS
 
 def program_label(name):
     """A BPF program's name as a label value.  BPF names are [A-Za-z0-9_.]

@@ -16,7 +16,7 @@ N_EVENTS, STACK_DEPTH = 16, 8      # recent failure events per CPU, stack frames
 # struct event, the one declaration: (field, C type, array length or 0); the C
 # struct (c_structs) and the Python unpacker (EVENT) are both made from it
 EVENT_FIELDS = (("seq", "u64", 0), ("ts", "u64", 0),
-                ("what", "u32", 0),        # probe index, or N_PROBES + errno index (rqspinlock)
+                ("what", "u32", 0),        # index into probes.EVENT_SOURCES
                 ("outcome", "u32", 0), ("comm", "char", 16), ("ips", "u64", STACK_DEPTH))
 _FMT = {"u64": "Q", "u32": "I"}
 EVENT = struct.Struct("<" + "".join(f"{n}s" if t == "char" else _FMT[t] * (n or 1)
@@ -35,14 +35,12 @@ HOOK_PREFIXES = ("bpf_prog_", "bpf_trampoline", "__bpf_trace", "bpf_trace_run", 
                  "arch_rethook", "rethook", "perf_", "resilient_queued_spin_lock_slowpath",
                  "trace_contention", "__bpf_prog_enter", "__bpf_prog_exit",
                  "ftrace") + arch.all_entry_frames()
-HELPER_NAMES = probes.helpers.NAMES
 
 
 def _event_source(what):
-    """The probe of an event: the BPF side writes a helper probe's index, or
-    N_PROBES + errno index for rqspinlock, the one other probe that records
-    failure events (bpf/probes/rqspinlock.bpf.c)."""
-    return HELPER_NAMES[what] if what < len(HELPER_NAMES) else probes.rqspinlock.NAME
+    """The probe an event names: the BPF side writes an index into the probes'
+    EVENT_SOURCES (lstrace/probes/__init__.py)."""
+    return probes.EVENT_SOURCES[what] if what < len(probes.EVENT_SOURCES) else "unknown"
 
 
 def split_percpu(raw, ncpu, size):

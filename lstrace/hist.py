@@ -108,14 +108,28 @@ def list_rows(kernel):
 def hist(probe, per_cpu, cpu, duration, interval, unit, as_json, mode, list_):
     """Log2 histograms of helper latency or rqspinlock wait, per CPU."""
     if list_:
-        rows = list_rows(Kernel())
-        if as_json:
-            click.echo(json.dumps(rows, indent=2))
-        else:
-            click.echo(tabulate([(r["probe"], r["mode"], r["what"], r["reason"] or "ok")
-                                 for r in rows], headers=["probe", "mode", "histogram", "notes"],
-                                maxcolwidths=[None, None, 50, 60]))
+        _print_list(as_json)
         return
+    kernel = _check_args(probe, per_cpu, cpu, duration, interval)
+    with Session(kernel=kernel, probes=[probe], mode=mode, latency=True) as s:   # hist is latency
+        st = next(p for p in s.statuses() if p.name == probe)
+        if not st.attached:
+            raise NoProbeAttached(f"{probe} is unavailable on this kernel: {st.reason}")
+        _sample(s, _emitter(probe, st.mode, per_cpu, cpu, unit, as_json), duration, interval)
+
+
+def _print_list(as_json):
+    rows = list_rows(Kernel())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(tabulate([(r["probe"], r["mode"], r["what"], r["reason"] or "ok")
+                             for r in rows], headers=["probe", "mode", "histogram", "notes"],
+                            maxcolwidths=[None, None, 50, 60]))
+
+
+def _check_args(probe, per_cpu, cpu, duration, interval):
+    """Every argument check before anything is loaded (UsageError); the Kernel."""
     if not probe:
         raise UsageError("name a PROBE (or --list)")
     check_name(probe)
@@ -127,45 +141,50 @@ def hist(probe, per_cpu, cpu, duration, interval, unit, as_json, mode, list_):
     if cpu is not None and cpu not in kernel.possible_cpus:
         raise UsageError(f"no CPU {cpu} (possible: {kernel.possible_cpus[0]}-"
                          f"{kernel.possible_cpus[-1]})")
-    with Session(kernel=kernel, probes=[probe], mode=mode, latency=True) as s:   # hist is latency
-        st = next(p for p in s.statuses() if p.name == probe)
-        if not st.attached:
-            raise NoProbeAttached(f"{probe} is unavailable on this kernel: {st.reason}")
-        start = time.monotonic()
-        prev = s.snapshot()
-        first = True
+    return kernel
 
-        def emit(cur, prev):
-            nonlocal first
-            hists = histograms(cur.delta(prev), probe, per_cpu, cpu)
-            if as_json:
-                click.echo(json.dumps(json_of(probe, st.mode, hists, unit,
-                                              cur.taken - prev.taken)))
-            else:
-                if not first:
-                    click.echo()
-                click.echo(time.strftime("%H:%M:%S") + f"  {probe}: {what_of(probe)}")
-                click.echo(text_of(hists, unit))
-            first = False
 
-        try:
-            while True:
-                step = interval or duration or 3600
-                end = (start + duration) if duration else float("inf")
-                deadline = min(prev.taken + step, end)
-                while time.monotonic() < deadline:
-                    time.sleep(min(deadline - time.monotonic(), 0.2) if
-                               deadline > time.monotonic() else 0)
-                cur = s.snapshot()
-                if interval:
-                    emit(cur, prev)
-                    prev = cur
-                if time.monotonic() >= end:
-                    break
-        except KeyboardInterrupt:
+def _emitter(probe, mode, per_cpu, cpu, unit, as_json):
+    """emit(cur, prev): print the histograms of cur - prev (text or JSON lines)."""
+    first = True
+
+    def emit(cur, prev):
+        nonlocal first
+        hists = histograms(cur.delta(prev), probe, per_cpu, cpu)
+        if as_json:
+            click.echo(json.dumps(json_of(probe, mode, hists, unit, cur.taken - prev.taken)))
+        else:
+            if not first:
+                click.echo()
+            click.echo(time.strftime("%H:%M:%S") + f"  {probe}: {what_of(probe)}")
+            click.echo(text_of(hists, unit))
+        first = False
+    return emit
+
+
+def _sample(s, emit, duration, interval):
+    """Snapshot every --interval (each interval emitted) until --duration or
+    Ctrl-C; without --interval, one emit of the whole run at its end."""
+    start = time.monotonic()
+    prev = s.snapshot()
+    try:
+        while True:
+            step = interval or duration or 3600
+            end = (start + duration) if duration else float("inf")
+            deadline = min(prev.taken + step, end)
+            while time.monotonic() < deadline:
+                time.sleep(min(deadline - time.monotonic(), 0.2) if
+                           deadline > time.monotonic() else 0)
             cur = s.snapshot()
             if interval:
                 emit(cur, prev)
-                return
-        if not interval:
+                prev = cur
+            if time.monotonic() >= end:
+                break
+    except KeyboardInterrupt:
+        cur = s.snapshot()
+        if interval:
             emit(cur, prev)
+            return
+    if not interval:
+        emit(cur, prev)

@@ -58,6 +58,10 @@ BPF_CMDS = {0: "MAP_CREATE", 1: "MAP_LOOKUP_ELEM", 2: "MAP_UPDATE_ELEM", 3: "MAP
 CMD_NAMES = tuple(BPF_CMDS.values()) + ("other",)
 MAP_ELEM_CMDS = tuple(c for c, n in BPF_CMDS.items()
                       if n.startswith("MAP_") and n != "MAP_CREATE")
+# enum bpf_cmd: the commands lstrace itself issues that the bpf_syscall probe
+# counts as "other" (lstrace/bpfsys.py names every command from these two tables)
+BPF_OTHER_CMDS = {11: "PROG_GET_NEXT_ID", 13: "PROG_GET_FD_BY_ID", 15: "OBJ_GET_INFO_BY_FD",
+                  17: "RAW_TRACEPOINT_OPEN", 32: "ENABLE_STATS"}
 # enum bpf_map_type -> bucket; the buckets are the rqspinlock / local-storage users
 MAP_TYPE_BUCKETS = ("none", "task_storage", "cgrp_storage", "sk_storage", "inode_storage",
                     "hash", "other_rqspinlock", "other")

@@ -65,6 +65,8 @@ def defines(kernel, plans, latency=False):
     for name in BUSY_COUNTERS:
         a = kernel.percpu_var_addr(f"bpf_{name}_storage_busy")
         d[f"BUSY_{name.upper()}"] = f"{a:#x}ULL" if a else 0
+    # failure events' sources: each module's first index (probes.EVENT_BASES)
+    d.update({f"EVENTS_{name.upper()}": base for name, base in probes.EVENT_BASES.items()})
     for m in probes.MODULES:
         mine = probes.plans_of(m, plans)
         if mine:

@@ -129,102 +129,146 @@ def serve(listen, probe_list, textfile, interval, once, mode, all_programs, late
           per_cpu_latency, verbose, listen_address, telemetry_path, web_config_file,
           max_requests, check_config):
     """Prometheus exporter: per-CPU helper failures, rqspinlock failures, bpf() errors."""
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client import write_to_textfile
-
-    from .exporter import SnapshotCollector
     from .exposition import MetricsApp
     from .plan import parse_probe_list
     from .session import Session
 
     # 1. every input check before anything is loaded into the kernel
     names = parse_probe_list(probe_list)
-    if not 0 < interval < float("inf"):       # also refuses nan
-        raise UsageError(f"bad --interval {interval}: must be a finite number of seconds > 0")
-    if per_cpu_latency and not latency:
-        raise UsageError("--per-cpu-latency needs --latency (latency histograms are opt-in)")
-    if textfile is not None and not textfile.strip():
-        raise UsageError("bad --textfile '': name the file to write")
+    _check_flags(interval, latency, per_cpu_latency, textfile)
     listen, web_config = check_web_flags(listen, listen_address, telemetry_path, max_requests,
                                          web_config_file, check_config)
     if check_config:
         _log(f"web config {web_config.path}: valid ({web_config.summary})")
         return
-    serve_http = not once and (textfile is None or listen is not None)
     host, port = parse_listen(listen or DEFAULT_LISTEN)
     if textfile:
         check_textfile(textfile)
-    registry = CollectorRegistry(auto_describe=False)
     app = MetricsApp()       # HTTP: lstrace's fast writer (textfile, --once: prometheus_client)
+    serve_http = not once and (textfile is None or listen is not None)
     httpd = bind_server(host, port, app, web_config, telemetry_path, max_requests,
                         _log) if serve_http else None
-
+    # 2. load and attach, drop privileges, then serve until a signal
     stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        stop.set()
-
     session = Session(probes=names, mode=mode, bpf_stats=True, latency=latency)
     serving = False
     try:
-        # signals only set a flag: the finally below always detaches
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        if httpd is not None and httpd.reloader is not None:     # as Prometheus: re-read
-            signal.signal(signal.SIGHUP, lambda *_: httpd.reloader.force())
+        _on_signals(stop, httpd)
         session.start()
-        missing = [(s.name, s.kind, s.reason) for s in session.statuses() if not s.attached]
-        for line in ([f"probe {n} not attached: {r}" for n, _, r in missing] if verbose
-                     else reasons.summary_lines(reasons.group_unavailable(missing))):
-            _log(line)
-        attached = [f"{s.name} ({s.mode})" for s in session.statuses() if s.attached]
-        _log("attached " + ", ".join(attached))
-        if not session.stats_enabled:
-            _log("BPF run-time statistics unavailable: program run counts stay 0")
-        keep = [CAP_BPF, CAP_PERFMON] + ([CAP_SYS_ADMIN] if all_programs else [])
-        try:
-            drop_capabilities(keep)
-        except OSError as e:
-            _log(f"could not drop capabilities ({e}); continuing with the current set")
-        collector = SnapshotCollector(session.snapshot, all_programs=all_programs,
-                                      per_cpu_latency=per_cpu_latency)
-        registry.register(collector)
-        app.body = collector.render
-
+        _log_attached(session, verbose)
+        _drop_to_readers(all_programs)
+        registry = _registry(session, app, all_programs, per_cpu_latency)
         if once:
-            sys.stdout.write(generate_latest(registry).decode())
-            sys.stdout.flush()
+            _print_once(registry)
             return
         if httpd is not None:
-            # the HTTP thread and the request threads it starts inherit SIGINT and
-            # SIGTERM blocked, so the kernel delivers them to the main thread: one
-            # delivered to a request thread only set Python's flag while the main
-            # thread slept on in stop.wait() (seen: 1 in ~10 SIGINTs under scrapes)
-            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            try:
-                threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-            serving = True
-            scheme = "https" if web_config and web_config.context else "http"
-            _log(f"serving {scheme}://{host if ':' not in host else '[' + host + ']'}:{port}"
-                 f"{telemetry_path}" + (f" ({web_config.summary})" if web_config else ""))
-        if textfile:
-            _log(f"writing {textfile} every {interval:g}s")
-        while not stop.is_set():
-            if textfile:
-                try:
-                    write_to_textfile(textfile, registry)
-                except OSError as e:
-                    raise LstraceError(f"cannot write --textfile {textfile}: {e.strerror}",
-                                       EXIT_CANTCREAT)
-                stop.wait(interval)
-            else:
-                stop.wait(3600)
-        _log("signal received: detaching")
+            serving = _start_http(httpd)
+            _log_serving(host, port, telemetry_path, web_config)
+        _wait(stop, registry, textfile, interval)
     finally:
         if httpd is not None:
             if serving:
                 httpd.shutdown()
             httpd.server_close()
         session.stop()
+
+
+def _check_flags(interval, latency, per_cpu_latency, textfile):
+    """The flags serve alone checks (UsageError, exit 2)."""
+    if not 0 < interval < float("inf"):       # also refuses nan
+        raise UsageError(f"bad --interval {interval}: must be a finite number of seconds > 0")
+    if per_cpu_latency and not latency:
+        raise UsageError("--per-cpu-latency needs --latency (latency histograms are opt-in)")
+    if textfile is not None and not textfile.strip():
+        raise UsageError("bad --textfile '': name the file to write")
+
+
+def _on_signals(stop, httpd):
+    """SIGTERM / SIGINT only set `stop` (the caller's finally always detaches);
+    SIGHUP re-reads the web config, as Prometheus does."""
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if httpd is not None and httpd.reloader is not None:
+        signal.signal(signal.SIGHUP, lambda *_: httpd.reloader.force())
+
+
+def _log_attached(session, verbose):
+    """What attached and what did not (grouped by reason unless --verbose)."""
+    missing = [(s.name, s.kind, s.reason) for s in session.statuses() if not s.attached]
+    for line in ([f"probe {n} not attached: {r}" for n, _, r in missing] if verbose
+                 else reasons.summary_lines(reasons.group_unavailable(missing))):
+        _log(line)
+    attached = [f"{s.name} ({s.mode})" for s in session.statuses() if s.attached]
+    _log("attached " + ", ".join(attached))
+    if not session.stats_enabled:
+        _log("BPF run-time statistics unavailable: program run counts stay 0")
+
+
+def _drop_to_readers(all_programs):
+    """Keep only the capabilities reading the maps needs."""
+    keep = [CAP_BPF, CAP_PERFMON] + ([CAP_SYS_ADMIN] if all_programs else [])
+    try:
+        drop_capabilities(keep)
+    except OSError as e:
+        _log(f"could not drop capabilities ({e}); continuing with the current set")
+
+
+def _registry(session, app, all_programs, per_cpu_latency):
+    """A registry whose one collector reads a fresh snapshot per scrape; the
+    HTTP app renders the same collector."""
+    from prometheus_client import CollectorRegistry
+
+    from .exporter import SnapshotCollector
+    registry = CollectorRegistry(auto_describe=False)
+    collector = SnapshotCollector(session.snapshot, all_programs=all_programs,
+                                  per_cpu_latency=per_cpu_latency)
+    registry.register(collector)
+    app.body = collector.render
+    return registry
+
+
+def _print_once(registry):
+    from prometheus_client import generate_latest
+    sys.stdout.write(generate_latest(registry).decode())
+    sys.stdout.flush()
+
+
+def _start_http(httpd):
+    """Serve in a thread; True once it runs."""
+    # the HTTP thread and the request threads it starts inherit SIGINT and
+    # SIGTERM blocked, so the kernel delivers them to the main thread: one
+    # delivered to a request thread only set Python's flag while the main
+    # thread slept on in stop.wait() (seen: 1 in ~10 SIGINTs under scrapes)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    return True
+
+
+def _log_serving(host, port, telemetry_path, web_config):
+    scheme = "https" if web_config and web_config.context else "http"
+    _log(f"serving {scheme}://{host if ':' not in host else '[' + host + ']'}:{port}"
+         f"{telemetry_path}" + (f" ({web_config.summary})" if web_config else ""))
+
+
+def _wait(stop, registry, textfile, interval):
+    """Until a signal: write --textfile every --interval (HTTP serves itself)."""
+    from prometheus_client import write_to_textfile
+    if textfile:
+        _log(f"writing {textfile} every {interval:g}s")
+    while not stop.is_set():
+        if textfile:
+            try:
+                write_to_textfile(textfile, registry)
+            except OSError as e:
+                raise LstraceError(f"cannot write --textfile {textfile}: {e.strerror}",
+                                   EXIT_CANTCREAT)
+            stop.wait(interval)
+        else:
+            stop.wait(3600)
+    _log("signal received: detaching")

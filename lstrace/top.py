@@ -79,59 +79,72 @@ def _curses_loop(stdscr, session, interval, duration):
     import curses
     curses.curs_set(0) if hasattr(curses, "curs_set") else None
     stdscr.nodelay(False)
-    hi = curses.A_BOLD
-    if curses.has_colors():
-        try:
-            curses.start_color()
-            curses.use_default_colors()
-            curses.init_pair(1, curses.COLOR_RED, -1)
-            hi = curses.color_pair(1) | curses.A_BOLD
-        except curses.error:
-            pass
-    sort, focus, paused = 0, 0, False
+    hi = _highlight(curses)
+    view = {"sort": 0, "focus": 0, "paused": False}
     start = time.monotonic()
     prev = session.snapshot()
     m = model(prev, prev)
     next_at = prev.taken + interval
-
-    def draw():
-        stdscr.erase()
-        h, w = stdscr.getmaxyx()
-        lines = render.top_lines(m, render.SORTS[sort], render.FOCUS[focus], paused)
-        if footer(m):
-            lines = lines + [("", False), (footer(m), False)]
-        for y, (text, bad) in enumerate(lines[:h]):
-            try:
-                stdscr.addnstr(y, 0, text, w - 1, hi if bad else curses.A_NORMAL)
-            except curses.error:
-                pass
-        stdscr.refresh()
-
-    draw()
+    _draw(stdscr, m, view, hi)
     while True:
         now = time.monotonic()
         if duration and now - start >= duration:
             return
         if now >= next_at:
             cur = session.snapshot()
-            if not paused:
+            if not view["paused"]:
                 m = model(cur, prev)
             prev, next_at = cur, cur.taken + interval
-            draw()
+            _draw(stdscr, m, view, hi)
             continue
         stdscr.timeout(max(10, int(min(next_at - now, 0.25) * 1000)))
         ch = stdscr.getch()
         if ch in (ord("q"), ord("Q")):
             return
-        if ch == ord("s"):
-            sort = (sort + 1) % len(render.SORTS)
-        elif ch == ord("c"):
-            focus = (focus + 1) % len(render.FOCUS)
-        elif ch == ord("p"):
-            paused = not paused
-        elif ch != curses.KEY_RESIZE:
-            continue
-        draw()
+        if _key(ch, view) or ch == curses.KEY_RESIZE:
+            _draw(stdscr, m, view, hi)
+
+
+def _highlight(curses):
+    """The attribute of lines with failures: bold red where colours work."""
+    if curses.has_colors():
+        try:
+            curses.start_color()
+            curses.use_default_colors()
+            curses.init_pair(1, curses.COLOR_RED, -1)
+            return curses.color_pair(1) | curses.A_BOLD
+        except curses.error:
+            pass
+    return curses.A_BOLD
+
+
+def _key(ch, view):
+    """s: next sort, c: next focus, p: pause; True when the view changed."""
+    if ch == ord("s"):
+        view["sort"] = (view["sort"] + 1) % len(render.SORTS)
+    elif ch == ord("c"):
+        view["focus"] = (view["focus"] + 1) % len(render.FOCUS)
+    elif ch == ord("p"):
+        view["paused"] = not view["paused"]
+    else:
+        return False
+    return True
+
+
+def _draw(stdscr, m, view, hi):
+    import curses
+    stdscr.erase()
+    h, w = stdscr.getmaxyx()
+    lines = render.top_lines(m, render.SORTS[view["sort"]], render.FOCUS[view["focus"]],
+                             view["paused"])
+    if footer(m):
+        lines = lines + [("", False), (footer(m), False)]
+    for y, (text, bad) in enumerate(lines[:h]):
+        try:
+            stdscr.addnstr(y, 0, text, w - 1, hi if bad else curses.A_NORMAL)
+        except curses.error:
+            pass
+    stdscr.refresh()
 
 
 @click.command()

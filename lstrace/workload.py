@@ -11,12 +11,10 @@ from collections import Counter
 from contextlib import contextmanager
 
 from . import bpfsys
-from .layout import BPF_CMDS
+from .bpfcalls import NOEXIST as BPF_NOEXIST
+from .bpfsys import MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM
 
-_CMD = {name: cmd for cmd, name in BPF_CMDS.items()}
-MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM = (_CMD[n] for n in (
-    "MAP_CREATE", "MAP_LOOKUP_ELEM", "MAP_UPDATE_ELEM"))
-BPF_NOEXIST = bpfsys.NOEXIST
+MAP_CREATE = bpfsys.CMD["MAP_CREATE"]
 MAP_TYPE_HASH = 1
 
 

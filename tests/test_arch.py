@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lstrace import arch, bpfsys, decode, probes
+from lstrace import arch, decode, probes, syscalls
 from lstrace.errors import EXIT_UNAVAILABLE, Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def test_the_issues_numbers():
 def test_this_machine_uses_the_table():
     a = arch.current()
     assert a.machine == os.uname().machine
-    assert (bpfsys.SYS_BPF, bpfsys.SYS_PERF_EVENT_OPEN, bpfsys.SYS_PIDFD_OPEN) == (
+    assert (syscalls.SYS_BPF, syscalls.SYS_PERF_EVENT_OPEN, syscalls.SYS_PIDFD_OPEN) == (
         a.nr_bpf, a.nr_perf_event_open, a.nr_pidfd_open)
     # the bpf_syscall probe's view is the table's
     assert probes.bpf_syscall.SYSCALL_ARCH[a.machine] == {
@@ -86,9 +86,9 @@ def test_unknown_machine_is_refused(monkeypatch):
 
 
 def test_no_syscall_without_a_number(monkeypatch):
-    """bpfsys never falls back to another architecture's number."""
+    """syscalls never falls back to another architecture's number."""
     with pytest.raises(Unavailable):
-        bpfsys._sys(None, 0)
+        syscalls.syscall(None, 0)
 
 
 @pytest.mark.parametrize("argv", [["doctor", "--json"], ["serve", "--once"], ["doctor"]])
@@ -102,3 +102,17 @@ def test_unknown_architecture_one_line_exit_69(argv):
         "lstrace: unsupported architecture 'i686' (uname -m): lstrace knows the syscall "
         "numbers and registers of aarch64, x86_64 only"], r.stderr
     assert r.stdout == ""
+
+
+def test_bpf_command_numbers_are_written_once():
+    """enum bpf_cmd numbers live in layout.py's tables (BPF_CMDS, BPF_OTHER_CMDS);
+    bpfsys names them from there, nothing else in Python spells one."""
+    from lstrace import bpfsys, layout
+    assert bpfsys.CMD["PROG_LOAD"] == 5 and bpfsys.CMD["ENABLE_STATS"] == 32
+    assert not set(layout.BPF_CMDS) & set(layout.BPF_OTHER_CMDS)
+    names = "|".join(bpfsys.CMD)
+    pat = re.compile(rf"\b(BPF_)?({names})\s*=\s*\d|bpf(sys\.bpf)?\(\s*\d+\s*,")
+    offenders = [str(p.relative_to(ROOT)) for d in ("lstrace", "tests", "benchmarks")
+                 for p in (ROOT / d).rglob("*.py")
+                 if p.name != "layout.py" and pat.search(p.read_text())]
+    assert offenders == []

@@ -1,13 +1,15 @@
 """The package's structure, read from its source with ast and graphlib (no
 import is run): no import cycle, vocabularies at the bottom, the probes below
-their registry."""
+their registry, and rooms small enough for one job."""
 import ast
 import graphlib
 from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parent.parent / "lstrace"
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "lstrace"
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 50
 
 
 def module_name(path):
@@ -78,3 +80,21 @@ def test_probe_modules_are_below_their_registry():
         if mod.startswith("lstrace.probes."):
             assert not reach(graph, mod) & above, (mod, reach(graph, mod) & above)
 
+
+def test_rooms_are_small():
+    """No module (Python or C) over 300 lines, no Python function over 50."""
+    big = []
+    for mod, path in MODULES.items():
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            big.append(f"{mod}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    big.append(f"{mod}.{node.name}: {n} lines")
+    for path in sorted(p for p in (ROOT / "bpf").rglob("*") if p.suffix in (".c", ".h")):
+        n = path.read_text().count("\n")
+        if n > MAX_MODULE_LINES:
+            big.append(f"{path.relative_to(ROOT)}: {n} lines")
+    assert not big, big

@@ -26,7 +26,7 @@ def test_counters_decode_per_cpu_and_block():
     snap = Snapshot(taken=0, cpus=CPUS, kernel={}, probes=[])
     decode.counters(snap, lay, per_cpu, {"task_storage_get", "rqspinlock", "bpf_syscall"})
     no = len(layout.OUTCOMES)
-    i = decode.HELPER_NAMES.index("task_storage_get")
+    i = probes.helpers.NAMES.index("task_storage_get")
     for c in CPUS:
         assert snap.helper[("task_storage_get", c)] == {
             o: (c + 1) * 1000 + i * no + k for k, o in enumerate(layout.OUTCOMES)}
@@ -62,7 +62,7 @@ def resolve(ip):
 
 
 def test_events_name_program_and_caller_and_never_guess():
-    rq = len(probes.HELPERS)                     # what >= N_PROBES: rqspinlock
+    rq = probes.EVENT_SOURCES.index("rqspinlock")
     cpu0 = ring_bytes([(1, 50, rq, layout.OUTCOMES.index("deadlock"), b"repro\0",
                         [0x110, 0x210, 0x310, 0x410, 0x510, 0x610]),
                        (2, 10, 0, layout.OUTCOMES.index("busy"), b"sched\0", [0x110, 0x9990])])

@@ -41,7 +41,7 @@ class Contention:
         from lstrace import bpfsys
         data = ctypes.create_string_buffer(b"\0" * 64, 64)
         attr = struct.pack("<IIIIQQII", self.fd, 0, 64, 0, ctypes.addressof(data), 0, repeat, 0)
-        bpfsys.bpf(10, attr, "BPF_PROG_TEST_RUN")
+        bpfsys.bpf(bpfsys.PROG_TEST_RUN, attr, "BPF_PROG_TEST_RUN")
 
     def run(self, secs):
         pids = []

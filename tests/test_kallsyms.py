@@ -1,7 +1,7 @@
 """Addresses resolve to the function that contains them, or to nothing: never
 to the nearest section-end marker (`lstrace top` once named `_einittext` as
 the kernel caller of BPF programs' rqspinlock failures)."""
-from lstrace.kernel import MAX_LAST_SPAN, Kallsyms
+from lstrace.kallsyms import MAX_LAST_SPAN, Kallsyms
 
 KALLSYMS = """\
 ffffffff81000000 T _stext

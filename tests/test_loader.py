@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, free_port, left_over, lstrace_cmd, lstrace_prog_ids, wait_for
-from lstrace import errors, loader
+from lstrace import errors
+from lstrace.loader import child, wire
 
 # issue 10's target for `lstrace serve` once it serves (was 199 MB / 110 MB with BCC resident)
 RSS_LIMIT_MB, ANON_LIMIT_MB = 60, 30
@@ -51,10 +52,10 @@ def test_child_errors_come_back_as_the_same_lstrace_error():
                 errors.NoProbeAttached("no probe can attach on this kernel: x"),
                 errors.PermissionDenied("needs root")):
         with pytest.raises(type(err)) as got:
-            loader._raise(loader._error(err)["error"])
+            wire.raise_error(wire.error_reply(err)["error"])
         assert str(got.value) == str(err) and got.value.exit_code == err.exit_code
     with pytest.raises(errors.LstraceError) as got:
-        loader._raise(loader._error(KeyError("oops"))["error"])
+        wire.raise_error(wire.error_reply(KeyError("oops"))["error"])
     assert "the BPF loader failed: KeyError" in str(got.value)
     assert got.value.exit_code == errors.EXIT_FAILURE
 
@@ -64,14 +65,14 @@ def test_fds_and_objects_cross_the_socketpair():
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     r, w = os.pipe()
     try:
-        loader.send(a, {"progs": ["lst_x"], "n": 1}, [w])
-        msg, fds = loader.recv(b)
+        wire.send(a, {"progs": ["lst_x"], "n": 1}, [w])
+        msg, fds = wire.recv(b)
         assert msg == {"progs": ["lst_x"], "n": 1} and len(fds) == 1
         os.write(fds[0], b"hi")
         assert os.read(r, 2) == b"hi"
         os.close(fds[0])
         a.close()
-        assert loader.recv(b) == (None, [])          # EOF: the peer is gone
+        assert wire.recv(b) == (None, [])          # EOF: the peer is gone
     finally:
         for fd in (r, w):
             os.close(fd)
@@ -79,12 +80,12 @@ def test_fds_and_objects_cross_the_socketpair():
 
 
 def test_kallsyms_cross_in_a_memfd(tmp_path):
-    from lstrace.kernel import Kallsyms
+    from lstrace.kallsyms import Kallsyms
     (tmp_path / "kallsyms").write_text(
         "ffffffff81000000 T _stext\nffffffff81000100 T htab_map_update_elem\n"
         "ffffffff81000400 t bpf_res_spin_lock\nffffffff83c00000 D rqspinlock_held_locks\n"
         "ffffffffc00238d0 t bpf_prog_ea71044608b1aceb_lst_x\t[bpf]\n")
-    ks = loader.from_memfd(loader.to_memfd(Kallsyms.load(tmp_path / "kallsyms")))
+    ks = wire.from_memfd(wire.to_memfd(Kallsyms.load(tmp_path / "kallsyms")))
     assert ks.resolve(0xffffffff81000110) == ("htab_map_update_elem", 0x10)
     assert ks.resolve(0xffffffffc00238d8) == ("bpf_prog_ea71044608b1aceb_lst_x", 8)
     assert ks.data["rqspinlock_held_locks"] == 0xffffffff83c00000
@@ -264,12 +265,12 @@ def test_compile_error_is_the_same_clear_error(monkeypatch):
         return text + "\nint this is not C;\n", cflags, lay
 
     monkeypatch.setattr(program, "build", broken)
-    child = loader._Child()
+    loader_child = child.Child()
     req = {"op": "start", "probes": ["bpf_syscall"], "mode": "auto", "latency": False,
            "kernel": {"btf_path": "/sys/kernel/btf/vmlinux", "kallsyms_path": "/proc/kallsyms",
                       "release": os.uname().release}}
     with pytest.raises(errors.Unavailable) as got:
-        child.start(req)
+        loader_child.start(req)
     assert str(got.value).startswith("BCC could not compile lstrace's BPF program against ")
 
 

@@ -34,7 +34,7 @@ def next_key_errors(cpu, n):
         with workload.pinned(cpu):
             for _ in range(n):
                 try:
-                    bpfsys.bpf(4, attr, "BPF_MAP_GET_NEXT_KEY")
+                    bpfsys.bpf(bpfsys.CMD["MAP_GET_NEXT_KEY"], attr, "BPF_MAP_GET_NEXT_KEY")
                 except bpfsys.BPFError as e:
                     failed += e.errno == errno.ENOENT
     finally:

@@ -122,7 +122,7 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 	if (ret_kind == RET_KIND_ERR_PTR && is_err(ret))
 		tell_parent_get(s, tid, ret);
 	if (out != OUT_OK && out != OUT_NOT_FOUND && guard_enter(s, c)) {
-		record_event(ctx, probe, out);
+		record_event(ctx, EVENTS_HELPERS + probe, out);
 		guard_exit(s);
 	}
 	return 0;
@@ -232,7 +232,7 @@ static __always_inline int count_exit(void *ctx, u32 probe, u32 ret_kind, s64 re
 	if (ret_kind == RET_KIND_ERR_PTR && flags == BPF_NOEXIST && is_err(ret))
 		put_pending(s, sp_of(s, ctx), bpf_get_current_pid_tgid(), owner, map, value, ret);
 	if (out != OUT_OK && out != OUT_NOT_FOUND)
-		record_event(ctx, probe, out);
+		record_event(ctx, EVENTS_HELPERS + probe, out);
 	guard_exit(s);
 	return 0;
 }

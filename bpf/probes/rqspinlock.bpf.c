@@ -126,7 +126,7 @@ static __always_inline void count_rq(void *ctx, struct counters *c, u64 lock, in
 		u32 kind = e == RQ_E_ETIMEDOUT ? KIND_TIMEOUT : lock_kind(lock);
 		if (kind < N_RQ_KIND)
 			__sync_fetch_and_add(&c->rq[e][kind][caller], 1);
-		record_event(ctx, N_PROBES + e, RQ_OUTCOME(e));
+		record_event(ctx, EVENTS_RQSPINLOCK, RQ_OUTCOME(e));
 	}
 }
 

@@ -47,7 +47,7 @@ static __always_inline void rqk_value(u64 *v, u64 str, u64 len, u64 off)
 static __always_inline void rqk_count(void *ctx, struct counters *c, u32 e, u32 kind)
 {
 	__sync_fetch_and_add(&c->rqk[e][kind], 1);
-	record_event(ctx, N_PROBES + e, RQ_OUTCOME(e));
+	record_event(ctx, EVENTS_RQSPINLOCK, RQ_OUTCOME(e));
 }
 
 /* "Total held locks = %d": at most two digits matter (RQK_NR_HELD slots) */

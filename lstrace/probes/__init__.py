@@ -7,7 +7,8 @@ bpf/probes/ and its test in tests/probes/: no list to extend.  What a module
 may declare, and the answer when it does not, is lstrace/probes/interface.py:
 
   PROBE / HELPERS         the declaration(s); NAMES, the probe names it serves;
-                          ORDER, GROUPS, COUNTS (its Snapshot fields), CPU_KEYS
+                          ORDER, GROUPS, COUNTS (its Snapshot fields), CPU_KEYS,
+                          EVENT_SOURCES (what its failure events name)
   plan(kernel, p, mode)   fill ProbePlan p: mode (or unavailable) and reason,
                           from trial attaches (lstrace.probes.trial)
   BLIND_SPOT_TEXT, blind_spots(mode, facts)
@@ -109,6 +110,19 @@ def _cpu_columns():
 
 CPU_KEYS = _cpu_columns()
 BLIND_SPOT_TEXT = {k: v for m in MODULES for k, v in m.BLIND_SPOT_TEXT.items()}
+
+
+def short_name(module):
+    return module.module.__name__.rsplit(".", 1)[1]
+
+
+# failure events' `what`: an index into EVENT_SOURCES; each module's sources
+# start at EVENT_BASES[its short name] (EVENTS_<NAME> in the C)
+EVENT_SOURCES = tuple(s for m in MODULES for s in m.EVENT_SOURCES)
+EVENT_BASES, _n = {}, 0
+for _m in MODULES:
+    EVENT_BASES[short_name(_m)], _n = _n, _n + len(_m.EVENT_SOURCES)
+del _m, _n
 
 
 def tracepoint(name):

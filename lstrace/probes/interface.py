@@ -15,6 +15,9 @@ COUNTS = ()            # Snapshot counter fields it fills: {key: value} dicts, s
 # top's per-CPU columns its cpu_counts fills: (key, header, counts as a failure
 # [, the key whose column it follows]); JSON "<key>_per_s"
 CPU_KEYS = ()
+# the sources its failure events name (FailureEvent.source): its C passes
+# EVENTS_<MODULE> + i (the first source's index, a core define) to record_event
+EVENT_SOURCES = ()
 
 
 def default_names(probe):

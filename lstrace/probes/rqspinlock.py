@@ -24,6 +24,7 @@ PROBE = TracepointProbe(NAME, (("lock", "contention_begin"), ("lock", "contentio
 NAMES = (NAME,)
 ORDER = 20
 COUNTS = ("rq_failures", "rq_wait")
+EVENT_SOURCES = (NAME,)     # rqspinlock_kfunc's failures are recorded as this probe's too
 # aa / abba: the rqspinlock deadlocks among "deadlock", by kind (cpu_counts)
 CPU_KEYS = (("aa", "AA/s", False, "deadlock"), ("abba", "ABBA/s", False, "deadlock"))
 SLOWPATH = "resilient_queued_spin_lock_slowpath"
@@ -186,7 +187,7 @@ def view_family(snap):
     return f
 
 
-# ---- failure events: the BPF side records one per failure, what = N_PROBES + errno index
+# ---- failure events: the BPF side records one per failure, what = EVENTS_RQSPINLOCK
 EVENT_REASONS = {"EDEADLK": "deadlock", "ETIMEDOUT": "timeout"}
 
 

@@ -77,9 +77,9 @@ def __getattr__(name):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import types
 
-    from .. import bpfsys
+    from .. import bpfcalls
     from ..workload import pinned
     return types.SimpleNamespace(
-        test_run=bpfsys.prog_test_run, Pinned=pinned, map_update=bpfsys.map_update_elem,
-        map_delete=bpfsys.map_delete_elem, map_lookup=bpfsys.map_lookup_elem,
-        pidfd_open=bpfsys.pidfd_open, usable_cpus=usable_cpus, parse_cpus=parse_cpus)
+        test_run=bpfcalls.prog_test_run, Pinned=pinned, map_update=bpfcalls.map_update_elem,
+        map_delete=bpfcalls.map_delete_elem, map_lookup=bpfcalls.map_lookup_elem,
+        pidfd_open=bpfcalls.pidfd_open, usable_cpus=usable_cpus, parse_cpus=parse_cpus)

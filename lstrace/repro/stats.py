@@ -2,7 +2,7 @@
 import os
 import struct
 
-from ..bpfsys import map_lookup_elem
+from ..bpfcalls import map_lookup_elem
 from ..errors import LstraceError
 from ..layout import outcome_of_errno
 from .host import possible_cpus

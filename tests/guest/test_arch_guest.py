@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from lstrace import arch, bpfsys
+from lstrace import arch, bpfcalls
 
 IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
 pytestmark = pytest.mark.skipif(
@@ -38,8 +38,8 @@ def test_syscall_numbers_reach_the_right_syscalls():
     would be another syscall's answer or ENOSYS); pidfd_open of ourselves is a pidfd."""
     closed = os.open("/", os.O_RDONLY)
     os.close(closed)
-    assert bpfsys.map_delete_elem(closed, b"\0" * 4) == -errno.EBADF
-    fd = bpfsys.pidfd_open(os.getpid())
+    assert bpfcalls.map_delete_elem(closed, b"\0" * 4) == -errno.EBADF
+    fd = bpfcalls.pidfd_open(os.getpid())
     try:
         # anon_inode:[pidfd] before 6.9, pidfd:[INODE] on pidfs since
         assert "pidfd" in os.readlink(f"/proc/self/fd/{fd}")

@@ -31,15 +31,15 @@ VALUE = struct.pack("<Q", 42)
 
 def _worker(map_fd, rounds, cpu, out):
     """update, delete, delete on this process's own task storage; counts its errnos."""
-    from lstrace import bpfsys
+    from lstrace import bpfcalls
     os.sched_setaffinity(0, {cpu})
-    pidfd = bpfsys.pidfd_open(os.getpid())
+    pidfd = bpfcalls.pidfd_open(os.getpid())
     key = struct.pack("<i", pidfd)
     seen = {}
     for _ in range(rounds):
-        for cmd, ret in (("MAP_UPDATE_ELEM", bpfsys.map_update_elem(map_fd, key, VALUE)),
-                         ("MAP_DELETE_ELEM", bpfsys.map_delete_elem(map_fd, key)),
-                         ("MAP_DELETE_ELEM", bpfsys.map_delete_elem(map_fd, key))):
+        for cmd, ret in (("MAP_UPDATE_ELEM", bpfcalls.map_update_elem(map_fd, key, VALUE)),
+                         ("MAP_DELETE_ELEM", bpfcalls.map_delete_elem(map_fd, key)),
+                         ("MAP_DELETE_ELEM", bpfcalls.map_delete_elem(map_fd, key))):
             if ret < 0:
                 k = (cmd, errno.errorcode[-ret])
                 seen[k] = seen.get(k, 0) + 1

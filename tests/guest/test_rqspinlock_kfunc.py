@@ -96,7 +96,7 @@ def test_kfunc_failures_exact_in_both_modes_side_by_side(sessions):
 def test_kfunc_failures_name_the_failing_program(sessions):
     """Each failure's event carries the failing program (the BPF frame on the
     report's stack, named from kallsyms while it is loaded): the repro's aa."""
-    from lstrace.bpfsys import prog_test_run
+    from lstrace.bpfcalls import prog_test_run
     from lstrace.repro.cases.base import load
     from lstrace.repro.cases.helper_calls import PKT
     from lstrace.workload import pinned

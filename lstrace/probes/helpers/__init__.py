@@ -10,7 +10,7 @@ points), counters (blocks, decode, failure events), metrics (families) and
 view (top and hist rows): together the interface every probe module has
 (lstrace/probes/__init__.py), re-exported here.
 """
-from .catalogue import (COUNTS, CPU_KEYS, GROUPS, HELPERS, MAP_PROBES, NAMES, ORDER,
+from .catalogue import (COUNTS, CPU_KEYS, EVENT_SOURCES, GROUPS, HELPERS, MAP_PROBES, NAMES, ORDER,
                         RET_ERR_PTR, RET_ERR_PTR_OR_NULL, RET_ERRNO, RET_KIND_CODE, RET_PTR_OR_NULL, RET_VOID, ROLE_CODE,
                         HelperProbe, helper, helper_index, is_map_probe)
 from .counters import EVENT_REASONS, blocks, decode, event_counts, event_keys
@@ -22,7 +22,7 @@ from .planning import BLIND_SPOT_TEXT, blind_spots, fall_back, plan
 from .view import NO_HIST, TOP_SECTION, cpu_counts, cpu_failures, hist_slots, hist_what, top_row
 
 __all__ = [
-    "COUNTS", "CPU_KEYS", "ORDER", "GROUPS", "HELPERS", "MAP_PROBES", "NAMES", "RET_ERR_PTR", "RET_ERR_PTR_OR_NULL",
+    "COUNTS", "CPU_KEYS", "EVENT_SOURCES", "ORDER", "GROUPS", "HELPERS", "MAP_PROBES", "NAMES", "RET_ERR_PTR", "RET_ERR_PTR_OR_NULL",
     "RET_ERRNO", "RET_KIND_CODE", "RET_PTR_OR_NULL", "RET_VOID", "ROLE_CODE", "HelperProbe",
     "helper", "helper_index", "is_map_probe",
     "EVENT_REASONS", "blocks", "decode", "event_counts", "event_keys",

@@ -74,6 +74,7 @@ HELPERS = (
 
 
 NAMES = tuple(p.name for p in HELPERS)
+EVENT_SOURCES = NAMES                # a failed call's event names its probe (index = helper_index)
 ORDER = 10                          # first: the counters' memory and the metrics' order
 COUNTS = ("helper", "latency")      # Snapshot fields: (probe, cpu) -> {outcome: n}, [slots]
 # top's per-CPU row (cpu_counts): (key, header, counts as a failure)

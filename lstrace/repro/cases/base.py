@@ -2,9 +2,11 @@
 import errno
 import struct
 
-from ...bpfsys import BPFError, map_update_elem
+from ...bpfcalls import map_update_elem
+from ...bpfsys import BPFError
 from ...errors import LstraceError
 from .. import build, libbpf
+from ..host import has_func, has_var
 
 
 class NotRunnable(LstraceError):
@@ -19,10 +21,17 @@ class Case:
     name = ""
     summary = ""
     applies = ""        # which kernels, for --list
+    # what the kernel's BTF must have: ("func" or "var", name, what its absence means)
+    needs = None
 
     def check(self):
         """None when runnable here, else the reason (cheap: BTF look-ups only)."""
-        return None
+        if self.needs is None:
+            return None
+        kind, name, why = self.needs
+        if (has_func if kind == "func" else has_var)(name):
+            return None
+        return f"no {name} in this kernel's BTF: {why}"
 
     def run(self, duration, cpus, **params):
         """Only called by run_case(), after check() said the case can run."""

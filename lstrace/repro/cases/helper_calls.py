@@ -5,7 +5,7 @@ cgroup, so runs must not overlap), the calling thread pinned to that CPU runs
 each storage type's program once with BPF_PROG_TEST_RUN.
 """
 
-from ...bpfsys import prog_test_run
+from ...bpfcalls import prog_test_run
 from ...workload import pinned
 from .. import stats
 from ..host import BadArgument, has_func, kernel

@@ -36,7 +36,7 @@ import errno
 import struct
 import time
 
-from ...bpfsys import map_lookup_elem, prog_test_run
+from ...bpfcalls import map_lookup_elem, prog_test_run
 from .. import stats
 from ..host import has_func, kernel, possible_cpus
 from ..result import CaseResult

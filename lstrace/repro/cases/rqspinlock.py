@@ -15,10 +15,10 @@ stalls a vCPU: a setup lock times out in the queue, or an AA runs before the
 stalled waiter set the pending bit); on 7.3 (AA found before queueing) none
 of AA, ABBA or aa-queued does.
 """
-from ...bpfsys import map_lookup_elem, prog_test_run
+from ...bpfcalls import map_lookup_elem, prog_test_run
 from ...workload import pinned
 from .. import stats
-from ..host import BadArgument, has_func
+from ..host import BadArgument
 from ..result import CaseResult
 from .base import Case, RunFailed, load
 from .helper_calls import PKT
@@ -95,11 +95,7 @@ class Rqspinlock(Case):
     name = "rqspinlock"
     summary = "bpf_res_spin_lock AA / ABBA -EDEADLK and -ETIMEDOUT, incl. a queued-path AA"
     applies = "6.15+ (bpf_res_spin_lock kfuncs)"
-
-    def check(self):
-        if not has_func("bpf_res_spin_lock"):
-            return "needs 6.15+ for bpf_res_spin_lock (not in this kernel's BTF)"
-        return None
+    needs = ("func", "bpf_res_spin_lock", "it needs 6.15+")
 
     def run(self, duration, cpus, kinds=KINDS, timeouts=1):
         unknown = set(kinds) - set(KINDS)
@@ -108,54 +104,18 @@ class Rqspinlock(Case):
         cpus = list(cpus)
         r = CaseResult(self.name, cpus=cpus, duration=duration,
                        params={"kinds": list(kinds), "timeouts": timeouts})
-        timed = [k for k in kinds if k != "timeout"]
-        share = duration / max(1, len(timed))
-        skipped = {}
+        share = duration / max(1, len([k for k in kinds if k != "timeout"]))
+        skipped = {k: "needs two CPUs" for k in kinds
+                   if k in ("abba", "aa-queued") and len(cpus) < 2}
+        ran = [k for k in kinds if k not in skipped]
         with load("rqspin") as obj:
             fds = {p: obj.prog_fd(p) for p in ("aa", "ab", "ba", "timeout", "aa_queued")}
             obj.attach("on_end")
-            for kind in kinds:
-                if kind in ("abba", "aa-queued") and len(cpus) < 2:
-                    skipped[kind] = "needs two CPUs"
-                    continue
-                if kind == "aa":
-                    on_cpus(lambda c: _loop(fds["aa"]), cpus, share)
-                elif kind == "abba":
-                    on_cpus(lambda c: _loop(fds["ab" if cpus.index(c) % 2 == 0 else "ba"]),
-                            cpus, share)
-                elif kind == "aa-queued":
-                    on_cpus(lambda c: _loop(fds["aa_queued"]), cpus, share)
-                else:
-                    for cpu in cpus:    # one at a time: 250 ms each, same locks
-                        with pinned(cpu):
-                            for _ in range(timeouts):
-                                ret, retval = prog_test_run(fds["timeout"], data=PKT, repeat=1)
-                                if ret < 0 or retval:
-                                    raise RunFailed(f"timeout run failed: {ret} {retval}")
+            _provoke(fds, ran, cpus, share, timeouts)
             obj.detach()
-            names = {}
-            for kind in kinds:
-                if kind in skipped:
-                    continue
-                setup, fail = GROUPS[kind]
-                names[f"bpf_res_spin_lock:{kind}"] = fail
-                names[f"bpf_res_spin_lock:{kind}:setup"] = setup
-            r.groups = stats.read_groups(obj.map_fd("stats"), names, cpus)
-            lonely = stats.read_groups(obj.map_fd("stats"), {"l": G_LONELY}, cpus)["l"]
-            seen = stats.read_groups(obj.map_fd("stats"),
-                                     {k: SEEN[k] for k in kinds if k not in skipped}, cpus)
+            r.groups, lonely, seen = _read(obj.map_fd("stats"), ran, cpus)
             r.extra["lock_addrs"] = self._addrs(obj)
-        r.sum_groups()
-        r.visible = {c: sum(per[c]["calls"] for per in seen.values()) for c in cpus}
-        r.extra["visible_by_kind"] = {k: {c: v["calls"] for c, v in per.items()}
-                                      for k, per in seen.items()}
-        r.failures = failures(r.groups, seen, cpus)
-        r.extra["aa_queued_lonely"] = {c: lonely[c]["calls"] for c in cpus}
-        r.extra["skipped"] = skipped
-        r.functions = ["bpf_res_spin_lock", "bpf_res_spin_lock_irqsave",
-                       "resilient_queued_spin_lock_slowpath",
-                       "lock:contention_begin", "lock:contention_end"]
-        r.affected = any(c["deadlock"] or c["timeout"] for c in r.per_cpu.values())
+        _sum_up(r, seen, lonely, skipped)
         r.verdict = self.verdict(r)
         return r
 
@@ -183,3 +143,53 @@ class Rqspinlock(Case):
         made = sum(m["total"] for m in r.failures["made"].values())
         return ("bpf_res_spin_lock failed as provoked: " + "; ".join(parts) +
                 f"; {vis} of {made} failures reached lock:contention_end")
+
+
+def _provoke(fds, kinds, cpus, share, timeouts):
+    """Each kind's workload on `cpus`: `share` seconds each; timeout: `timeouts`
+    runs per CPU, one CPU at a time (250 ms each, same locks)."""
+    for kind in kinds:
+        if kind == "aa":
+            on_cpus(lambda c: _loop(fds["aa"]), cpus, share)
+        elif kind == "abba":
+            on_cpus(lambda c: _loop(fds["ab" if cpus.index(c) % 2 == 0 else "ba"]),
+                    cpus, share)
+        elif kind == "aa-queued":
+            on_cpus(lambda c: _loop(fds["aa_queued"]), cpus, share)
+        else:
+            for cpu in cpus:
+                with pinned(cpu):
+                    for _ in range(timeouts):
+                        ret, retval = prog_test_run(fds["timeout"], data=PKT, repeat=1)
+                        if ret < 0 or retval:
+                            raise RunFailed(f"timeout run failed: {ret} {retval}")
+
+
+def _read(stats_fd, kinds, cpus):
+    """(groups: each kind's provoking call and setup locks, lonely: the
+    aa-queued holder's retakes without a spinner, seen: on_end's per kind)."""
+    names = {}
+    for kind in kinds:
+        setup, fail = GROUPS[kind]
+        names[f"bpf_res_spin_lock:{kind}"] = fail
+        names[f"bpf_res_spin_lock:{kind}:setup"] = setup
+    groups = stats.read_groups(stats_fd, names, cpus)
+    lonely = stats.read_groups(stats_fd, {"l": G_LONELY}, cpus)["l"]
+    seen = stats.read_groups(stats_fd, {k: SEEN[k] for k in kinds}, cpus)
+    return groups, lonely, seen
+
+
+def _sum_up(r, seen, lonely, skipped):
+    """Totals, what contention_end saw and the verdict's inputs into r."""
+    cpus = r.cpus
+    r.sum_groups()
+    r.visible = {c: sum(per[c]["calls"] for per in seen.values()) for c in cpus}
+    r.extra["visible_by_kind"] = {k: {c: v["calls"] for c, v in per.items()}
+                                  for k, per in seen.items()}
+    r.failures = failures(r.groups, seen, cpus)
+    r.extra["aa_queued_lonely"] = {c: lonely[c]["calls"] for c in cpus}
+    r.extra["skipped"] = skipped
+    r.functions = ["bpf_res_spin_lock", "bpf_res_spin_lock_irqsave",
+                   "resilient_queued_spin_lock_slowpath",
+                   "lock:contention_begin", "lock:contention_end"]
+    r.affected = any(c["deadlock"] or c["timeout"] for c in r.per_cpu.values())

@@ -9,8 +9,8 @@ import errno
 import os
 import struct
 
-from ... import bpfsys
-from ...bpfsys import map_delete_elem, map_lookup_elem, map_update_elem, pidfd_open
+from ... import bpfcalls, bpfsys
+from ...bpfcalls import map_delete_elem, map_lookup_elem, map_update_elem, pidfd_open
 from ...layout import BPF_CMDS
 from ...workload import pinned
 from .. import stats
@@ -20,8 +20,8 @@ from .base import Case, NotRunnable, load
 
 VALUE = struct.pack("<Q", 42)
 # (cmd, flags, expected errno) per round
-SEQUENCE = [(bpfsys.MAP_UPDATE_ELEM, bpfsys.NOEXIST, 0),
-            (bpfsys.MAP_UPDATE_ELEM, bpfsys.NOEXIST, errno.EEXIST),
+SEQUENCE = [(bpfsys.MAP_UPDATE_ELEM, bpfcalls.NOEXIST, 0),
+            (bpfsys.MAP_UPDATE_ELEM, bpfcalls.NOEXIST, errno.EEXIST),
             (bpfsys.MAP_LOOKUP_ELEM, 0, 0),
             (bpfsys.MAP_DELETE_ELEM, 0, 0),
             (bpfsys.MAP_LOOKUP_ELEM, 0, errno.ENOENT),
