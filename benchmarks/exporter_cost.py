@@ -123,10 +123,10 @@ def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=
 
 def synthetic_formula(snap, per_cpu_latency=False):
     """series_formula() for a synthetic_snapshot()."""
-    from lstrace import exporter
+    from lstrace.probes import bpf_syscall
     syscall = {(c, e, m) for _, c, m, e in snap.syscall_errors}
-    syscall |= {(c, e, m) for c in exporter.SYS_LOCK_CMDS for e in exporter.SYS_LOCK_ERRNOS
-                for m in exporter.SYS_LOCK_MAP_TYPES}
+    syscall |= {(c, e, m) for c in bpf_syscall.SYS_LOCK_CMDS for e in bpf_syscall.SYS_LOCK_ERRNOS
+                for m in bpf_syscall.SYS_LOCK_MAP_TYPES}
     from lstrace.probes.helpers import MAP_PROBES
     maps = len({p for p, _ in snap.helper if p in MAP_PROBES})
     return series_formula(len(snap.cpus), len({p for p, _ in snap.helper}) - maps,

@@ -2,10 +2,11 @@
 
 The collector reads one fresh snapshot per scrape (ebpf_exporter's model: no
 background polling; the one state kept between scrapes is which failure
-events were already counted by program, lstrace.attribution).  `plan(snap)` is
-a pure function of a Snapshot (and that state) returning Family objects; lstrace.exposition renders
-them fast for HTTP, `families()` turns them into prometheus_client families
-(textfile, --once, tests).  Metric names are public API (dashboards/ and
+events were already counted by program, lstrace.attribution).
+`metric_families(snap)`, every series lstrace exports for one snapshot, is a
+pure function of a Snapshot (and that state) returning Family objects;
+lstrace.exposition renders them fast for HTTP, `families()` turns them into
+prometheus_client families (textfile, --once, tests).  Metric names are public API (dashboards/ and
 dashboards/alerts.yml use them):
 
   per CPU (cpu label)
@@ -77,18 +78,10 @@ from . import __version__, probes
 from .attribution import MAX_PROGRAMS, Attribution
 from .exposition import Renderer
 # the histogram's Prometheus form and Family are shared with the probe modules
-from .family import (LES as _LES, NS, Family, bucket_les, estimated_sum,  # noqa: F401
-                     histogram_buckets, le_text, slot_mid_ns, slot_upper_ns)
-# names other modules and tests read here (each probe module owns its own)
-from .probes.bpf_syscall import SYS_LOCK_CMDS, SYS_LOCK_ERRNOS, SYS_LOCK_MAP_TYPES  # noqa: F401
-from .probes.helpers import CPU_REASONS, GEN_CPU_REASONS, INNER_PROBES  # noqa: F401
+from .family import LES, NS, Family, estimated_sum
 
 
-def _by_cpu(keys):
-    return sorted(keys, key=lambda k: (k[0] if isinstance(k, tuple) else k))
-
-
-def plan(snap, extra_programs=None, per_cpu_latency=False, attribution=None):
+def metric_families(snap, extra_programs=None, per_cpu_latency=False, attribution=None):
     """All metric families for one snapshot (a pure function of the snapshot
     and, for failures by program, the Attribution state across scrapes: a
     fresh one without)."""
@@ -131,8 +124,8 @@ def helper_families(snap, per_cpu_latency=False):
 
 
 def families(snap, extra_programs=None, per_cpu_latency=False, attribution=None):
-    """plan() as prometheus_client metric families."""
-    return [f.to_client() for f in plan(snap, extra_programs, per_cpu_latency, attribution)]
+    """metric_families() as prometheus_client metric families."""
+    return [f.to_client() for f in metric_families(snap, extra_programs, per_cpu_latency, attribution)]
 
 
 def program_failure_families(snap, attribution=None):
@@ -225,7 +218,7 @@ class SnapshotCollector:
         self.all_programs = all_programs
         self.per_cpu_latency = per_cpu_latency
         self._lock = threading.Lock()
-        self._renderer = Renderer(_LES, estimated_sum)
+        self._renderer = Renderer(LES, estimated_sum)
         self._attribution = Attribution()     # failures by program, across scrapes
 
     def describe(self):
@@ -239,7 +232,7 @@ class SnapshotCollector:
             extra = []
             if self.all_programs:
                 extra = host_programs({p.id for p in snap.programs})
-            fams = plan(snap, extra, self.per_cpu_latency, self._attribution)
+            fams = metric_families(snap, extra, self.per_cpu_latency, self._attribution)
         dur = Family("lstrace_scrape_duration_seconds", "gauge",
                      "Time lstrace took to read its maps and build this scrape.")
         fams.append(dur)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from . import heap
+
 # Section-end markers cover no code: an address after one is in no function
 # (the BPF JIT area lies past _einittext; it once resolved to "_einittext").
 TEXT_END_MARKERS = re.compile(r"^(_etext|_einittext|_end|__\w*text_end|__indirect_thunk_end)$")
@@ -86,17 +88,6 @@ class SymbolMap(Mapping):
         return iter(self.names)
 
 
-def _malloc_trim():
-    """Hand the parse's freed heap back to the kernel: glibc keeps it otherwise
-    (its mmap threshold grows once a big block is freed), ~5 MB of a
-    long-running daemon's RSS for nothing."""
-    try:
-        import ctypes
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass      # not glibc
-
-
 @dataclass
 class Kallsyms:
     """Text symbols sorted by address, for turning addresses into ranges:
@@ -143,7 +134,7 @@ class Kallsyms:
         del order, names, addrs
         ks.data = SymbolMap(data)
         ks._set_bpf(bpf)
-        _malloc_trim()
+        heap.release()      # the parse's freed heap
         return ks
 
     def _set_bpf(self, rows):

@@ -12,7 +12,8 @@ from . import btf as btfmod
 from .errors import Unavailable
 from .kallsyms import Kallsyms
 
-# kernel-map.md §1
+# local storage's recursion protection (kernel/bpf/bpf_task_storage.c); C: the series
+# "Remove task and cgroup local storage percpu counters" (merged for v7.0)
 GENERATIONS = {
     "A": "busy counter, no _recur helpers (5.13-6.1)",
     "B": "busy counters + _recur helpers (6.2-6.19)",
@@ -21,8 +22,8 @@ GENERATIONS = {
 
 
 def decide_generation(has_func, has_var):
-    """kernel-map.md §1: `_recur` present -> B; busy VAR without `_recur` -> A;
-    neither -> C."""
+    """From BTF, never the version string: `_recur` present -> B; busy VAR
+    without `_recur` -> A; neither -> C."""
     if has_func("bpf_task_storage_get_recur"):
         return "B"
     if has_var("bpf_task_storage_busy"):

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from . import probes
 from .errors import UsageError
-from .probes.helpers import HTAB_LOCK_REASONS  # noqa: F401  (htab_lock's reasons: the map probes')
 
 # What a probe cannot see, per kernel: lstrace_probe_blind_spot{blind_spot=KEY},
 # doctor and top.  Each key is decided from BTF / kallsyms facts of the running

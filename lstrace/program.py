@@ -15,14 +15,10 @@ from pathlib import Path
 
 from . import counters, decode, probes
 from .layout import BUSY_COUNTERS
-# names the tests and tools read here (the helper family's glue, rqspinlock's callers)
-from .probes.bcc import KFUNC_PREFIXES, kfunc_name as _kfunc_name  # noqa: F401
-from .probes.helpers import (RET_KIND_CODE, ROLE_CODE, entry_exit_names,  # noqa: F401
-                             helper_glue, helper_index, needs_entry)
+from .probes.rqspinlock_kernel import N_RANGES
 
 # the core's C (bpf/core/), in this order after the head: each uses the ones before
 CORE_FRAGMENTS = ("state", "guard", "hist", "percpu", "frames", "events")
-from .probes.rqspinlock_kernel import CALLER_PREFIXES, N_RANGES, caller_ranges  # noqa: F401
 
 
 def source_dir():

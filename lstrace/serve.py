@@ -40,8 +40,8 @@ from .errors import friendly_errors
 from .options import (interval_option, latency_option, mode_option, probes_option,
                       verbose_option)
 from .errors import EXIT_CANTCREAT, LstraceError, UsageError
-from .webserve import (DEFAULT_LISTEN, DEFAULT_PORT, bind_server, check_web_flags,  # noqa: F401
-                       parse_listen, web_options)
+from .webserve import (DEFAULT_LISTEN, bind_server, check_web_flags, parse_listen,
+                       web_options)
 
 CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 2, 21, 38, 39
 

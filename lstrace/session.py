@@ -16,25 +16,12 @@ import os
 import time
 
 from . import attach as attachmod
-from . import bpfsys, decode, probes, program
+from . import bpfsys, decode, heap, probes, program
 from .errors import NoProbeAttached
 from .kernel import Kernel
 from . import loader as loadermod
-from .loader import compile_bcc  # noqa: F401  (tests and tools compile through it)
 from .preflight import check_privileges
 from .snapshot import ProbeStatus, ProgramStats, Snapshot
-
-
-def _release_heap():
-    """Start-up's garbage (pickled replies, the symbol parse) back to the kernel:
-    glibc keeps freed heap otherwise (~2 MB of the daemon's RSS, measured)."""
-    import ctypes
-    import gc
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass          # not glibc
 
 
 class Session:
@@ -105,7 +92,7 @@ class Session:
             except bpfsys.BPFError:
                 self._stats_fd = None
         self.started = time.monotonic()
-        _release_heap()
+        heap.release(collect=True)     # start-up's garbage: pickled replies, the symbol parse
 
     @staticmethod
     def _take(names, fds, into):

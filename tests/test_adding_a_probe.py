@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,10 +32,13 @@ def example_files():
     return dict(blocks)
 
 
-def checkout_files():
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                         capture_output=True, check=True).stdout.decode()
-    return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
+# what a checkout holds besides its files: git's data, the venv, caches
+NOT_CHECKOUT = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info",
+                                      ".pytest_cache")
+
+
+def checkout_files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
 def digest(root, files):
@@ -44,11 +48,9 @@ def digest(root, files):
 @pytest.fixture(scope="module")
 def copy(tmp_path_factory):
     """A copy of the checkout plus the example's files, nothing else changed."""
-    dst = tmp_path_factory.mktemp("checkout")
-    files = checkout_files()
-    for f in files:
-        (dst / f).parent.mkdir(parents=True, exist_ok=True)
-        (dst / f).write_bytes((ROOT / f).read_bytes())
+    dst = tmp_path_factory.mktemp("copy") / "checkout"
+    shutil.copytree(ROOT, dst, ignore=NOT_CHECKOUT)
+    files = checkout_files(dst)
     before = digest(dst, files)
     added = example_files()
     assert sorted(added) == [f"bpf/probes/{NAME}.bpf.c", f"lstrace/probes/{NAME}.py",
@@ -61,10 +63,20 @@ def copy(tmp_path_factory):
     return dst
 
 
+FORKER = """
+import os
+while True:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
 @pytest.fixture()
 def forking():
     """Processes being created while a command runs: counts to see."""
-    p = subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"])
+    p = subprocess.Popen([sys.executable, "-c", FORKER])
     yield
     p.kill()
     p.wait()

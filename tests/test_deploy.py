@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 
 UNIT = ROOT / "deploy" / "lstrace.service"
 DAEMONSET = ROOT / "deploy" / "daemonset.yaml"

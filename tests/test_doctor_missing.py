@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, lstrace_cmd
+from support import ROOT, lstrace_cmd
 
 pytestmark = pytest.mark.root
 

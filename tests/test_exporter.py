@@ -11,9 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lstrace import __version__, attribution, exporter, exposition
+from lstrace import __version__, attribution, exporter, exposition, family
 from lstrace.layout import CALLERS, FAILURE_REASONS, NSLOTS, RQ_ERRNOS, RQ_KINDS, slot_of
 from lstrace.snapshot import FailureEvent, ProbeStatus, ProgramStats, Snapshot
+from lstrace.probes import bpf_syscall
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from exporter_cost import synthetic_formula, synthetic_snapshot  # noqa: E402
@@ -70,22 +71,22 @@ def test_value_exactly_on_le_lands_in_that_bucket(s):
     assert slot_of(v) == s
     assert slot_of(v + 1) == s + 1 or s == NSLOTS - 1
     assert slot_of(v // 2 + 1) == s
-    buckets, _ = exporter.histogram_buckets(slots_with([v]))
+    buckets, _ = family.histogram_buckets(slots_with([v]))
     le_of = {le: n for le, n in buckets}
-    assert le_of[exporter.le_text(s)] == 1
+    assert le_of[family.le_text(s)] == 1
     if s > 0:
-        assert le_of[exporter.le_text(s - 1)] == 0
-    assert float(exporter.le_text(s)) == pytest.approx(v * 1e-9, rel=1e-12)
+        assert le_of[family.le_text(s - 1)] == 0
+    assert float(family.le_text(s)) == pytest.approx(v * 1e-9, rel=1e-12)
 
 
 def test_slot0_holds_0_and_1ns():
     assert slot_of(0) == 0 and slot_of(1) == 0
-    assert exporter.le_text(0) == "1e-09"
+    assert family.le_text(0) == "1e-09"
 
 
 def test_buckets_cumulative_sorted_and_end_in_inf():
     vals = [1, 2, 3, 4, 5, 1000, 1024, 1025, 10**6]
-    buckets, est = exporter.histogram_buckets(slots_with(vals))
+    buckets, est = family.histogram_buckets(slots_with(vals))
     counts = [n for _, n in buckets]
     assert counts == sorted(counts)
     assert buckets[-1] == ("+Inf", len(vals))
@@ -175,7 +176,7 @@ def test_first_failure_series_exist_at_zero(gen, reasons):
         assert get(smp, "lstrace_helper_failures_total", probe="task_storage_get", reason=r) == 0
     cube = [n for n, _ in smp if n == "lstrace_rqspinlock_failures_total"]
     assert len(cube) == len(RQ_ERRNOS) * len(RQ_KINDS) * len(CALLERS)
-    for err in exporter.SYS_LOCK_ERRNOS:
+    for err in bpf_syscall.SYS_LOCK_ERRNOS:
         assert get(smp, "lstrace_bpf_syscall_errors_total", cmd="MAP_UPDATE_ELEM", errno=err,
                    map_type="task_storage") == 0
 

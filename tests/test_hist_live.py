@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 
 pytestmark = pytest.mark.root
 
@@ -33,7 +33,7 @@ class Contention:
     def __init__(self):
         from bcc import BPF
 
-        from lstrace.session import compile_bcc
+        from lstrace.loader import compile_bcc
         self.bpf = compile_bcc(SRC)
         self.fd = self.bpf.load_func(b"lsthist_hammer", BPF.SOCKET_FILTER).fd
 

@@ -1,5 +1,5 @@
-"""Real BPF on this host's kernel (tracepoint mode): lstrace's per-CPU
-counts must equal the ground truth the workloads count themselves."""
+"""Real BPF on this host's kernel: doctor, clear errors, nothing left attached
+(each probe's exact counts against the workloads' own: tests/probes/)."""
 import json
 import os
 import time
@@ -8,71 +8,10 @@ import subprocess
 
 import pytest
 
-from conftest import run_lstrace
-from lstrace import workload
+from support import run_lstrace
 from lstrace.session import Session
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module")
-def session():
-    with Session(probes=["bpf_syscall", "rqspinlock"]) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def raw_session():
-    """--mode kprobe: bpf_syscall on raw_tp sys_exit (probe reads), not tp_btf."""
-    with Session(probes=["bpf_syscall"], mode="kprobe") as s:
-        yield s
-
-
-@pytest.mark.parametrize("which, func", [("session", "tp_btf:sys_exit"), ("raw_session", "")])
-def test_bpf_syscall_errors_exact(request, which, func):
-    """Both tracepoint variants (tp_btf: typed loads; raw_tp: probe reads)."""
-    session = request.getfixturevalue(which)
-    status = {p.name: p for p in session.statuses()}["bpf_syscall"]
-    assert (status.mode, status.func) == ("tracepoint", func), status
-    cpu = max(session.kernel.online_cpus)
-    before = session.snapshot()
-    truth = workload.syscall_errors(cpu, lookups_missing=500, duplicate_inserts=300)
-    delta = session.snapshot().delta(before)
-    assert truth == {("MAP_LOOKUP_ELEM", "ENOENT"): 500, ("MAP_UPDATE_ELEM", "EEXIST"): 300}
-    for (cmd, err), n in truth.items():
-        assert delta.syscall_errors[(cpu, cmd, "hash", err)] == n
-    # nothing of ours on the other CPUs for that map type
-    others = {k: v for k, v in delta.syscall_errors.items()
-              if k[0] != cpu and k[2] == "hash" and v}
-    assert not others
-
-
-def test_rqspinlock_failures_exact(session):
-    """bpf_res_spin_lock AA failures forced onto the queued path (repro case
-    rqspinlock, variant aa-queued): lstrace's per-CPU count at contention_end
-    equals the failures the workload's own programs saw there."""
-    repro = pytest.importorskip("lstrace.repro", reason="lstrace.repro not available")
-    before = session.snapshot()
-    result = repro.run_case("rqspinlock", duration=2)
-    if not result.runnable:
-        pytest.skip(f"rqspinlock case not runnable here: {result.reason}")
-    delta = session.snapshot().delta(before)
-    seen, callers = {}, set()
-    for (cpu, _err, _kind, caller), n in delta.rq_failures.items():
-        seen[cpu] = seen.get(cpu, 0) + n
-        callers.add(caller)
-    assert sum(result.visible.values()) > 0
-    assert seen == {c: n for c, n in result.visible.items() if n}
-    assert callers == {"res_spin_lock"}
-
-
-def test_snapshot_has_every_cpu_and_programs(session):
-    snap = session.snapshot()
-    assert snap.cpus == session.kernel.possible_cpus
-    names = {p.name for p in snap.programs}
-    assert {"lst_contention_begin", "lst_contention_end"} <= names
-    status = {p.name: p for p in snap.probes}
-    assert status["rqspinlock"].mode == "tracepoint" and status["rqspinlock"].attached
 
 
 def test_doctor_json():
@@ -99,7 +38,7 @@ def test_no_btf_is_a_clear_error():
 def test_not_root_is_a_clear_error():
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                         "--inh-caps=-all", "--bounding-set=-all",
-                        *__import__("conftest").lstrace_cmd("doctor")],
+                        *__import__("support").lstrace_cmd("doctor")],
                        capture_output=True, text=True, env={**os.environ, "HOME": "/tmp"})
     assert r.returncode == 77, r.stderr
     assert "needs root" in r.stderr and "Traceback" not in r.stderr

@@ -23,7 +23,7 @@ import pytest
 
 import daemonset
 import imagebase
-from conftest import (ROOT, free_port, host_state, lstrace_cmd, lstrace_prog_ids, run_lstrace,
+from support import (ROOT, free_port, host_state, lstrace_cmd, lstrace_prog_ids, run_lstrace,
                       wait_for)
 from podman import NETWORK, Podman
 from test_serve_e2e import Prom, http_get

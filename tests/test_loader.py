@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, free_port, left_over, lstrace_cmd, lstrace_prog_ids, wait_for
+from support import ROOT, free_port, left_over, lstrace_cmd, lstrace_prog_ids, wait_for
 from lstrace import errors
 from lstrace.loader import child, wire
 

@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (ROOT, free_port, held_prog_ids, host_state, left_over, lstrace_cmd,
+from support import (ROOT, free_port, held_prog_ids, host_state, left_over, lstrace_cmd,
                       lstrace_prog_ids, wait_for)
 from lstrace import workload
 

@@ -133,7 +133,7 @@ def test_rqspinlock_contention_end_sees_exactly_the_queued_failures():
     if len(CPUS) < 2 or CASES["rqspinlock"].check():
         pytest.skip("needs two CPUs and bpf_res_spin_lock")
     pytest.importorskip("bcc")
-    from lstrace.session import compile_bcc
+    from lstrace.loader import compile_bcc
     # The observer takes no lock inside the lock tracepoint (a hash-map update
     # there can itself fail on its bucket's rqspinlock and lose counts: CI saw
     # 10 of 32): a per-CPU array of (lock, count) slots, searched linearly.

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (PY, ROOT, free_port, held_prog_ids, left_over, lstrace_prog_ids,
+from support import (PY, ROOT, free_port, held_prog_ids, left_over, lstrace_prog_ids,
                       run_lstrace, wait_for)
 
 pytestmark = pytest.mark.root
@@ -98,7 +98,7 @@ def provoke_one_rqspinlock_deadlock(cpus, tries=200):
     may keep the CPUs from overlapping, then runs of 2, 4, ... 16 iterations.
     Returns {cpu: failures it saw there} (the ground truth)."""
     from lstrace.repro import preflight, stats
-    from lstrace.repro import sys as bsys
+    from lstrace.bpfcalls import prog_test_run
     from lstrace.repro.cases.base import load
     from lstrace.repro.cases.helper_calls import PKT
     from lstrace.repro.cases.rqspinlock import SEEN
@@ -110,7 +110,7 @@ def provoke_one_rqspinlock_deadlock(cpus, tries=200):
         try:
             for i in range(tries * 5):
                 repeat = min(16, 2 ** (i // tries))
-                on_cpus(lambda c: (lambda _d: bsys.test_run(fd, data=PKT, repeat=repeat)),
+                on_cpus(lambda c: (lambda _d: prog_test_run(fd, data=PKT, repeat=repeat)),
                         cpus, 0)
                 seen = stats.read_groups(obj.map_fd("stats"), {"q": SEEN["aa-queued"]}, cpus)
                 got = {c: v["calls"] for c, v in seen["q"].items()}
@@ -389,7 +389,7 @@ def test_failures_by_program_name_the_failing_program(served):
     if CASES["rqspinlock"].check():
         pytest.skip(f"no rqspinlock here: {CASES['rqspinlock'].check()}")
     from lstrace.repro import preflight, stats
-    from lstrace.repro import sys as bsys
+    from lstrace.bpfcalls import prog_test_run
     from lstrace.repro.cases.base import load
     from lstrace.repro.cases.helper_calls import PKT
     from lstrace.repro.cases.rqspinlock import SEEN
@@ -415,7 +415,7 @@ def test_failures_by_program_name_the_failing_program(served):
             # name it: keep provoking until named, within one overall deadline
             end = time.monotonic() + 60 * SCRAPE_S
             while not names and time.monotonic() < end:
-                on_cpus(lambda c: (lambda _d: bsys.test_run(fd, data=PKT, repeat=4)), cpus, 0)
+                on_cpus(lambda c: (lambda _d: prog_test_run(fd, data=PKT, repeat=4)), cpus, 0)
                 seen = stats.read_groups(obj.map_fd("stats"), {"q": SEEN["aa-queued"]}, cpus)
                 visible = sum(v["calls"] for v in seen["q"].values())
                 stop = time.monotonic() + 5 * SCRAPE_S
@@ -485,9 +485,9 @@ def test_bpf_lock_error_series_exist_before_any_failure(served):
     _proc, _lport, prom = served
     sel = ('lstrace_bpf_syscall_errors_total{errno=~"EBUSY|EDEADLK|ETIMEDOUT",'
            'cmd=~"MAP_UPDATE_ELEM|MAP_DELETE_ELEM"}')
-    from lstrace import exporter
-    want = (len(exporter.SYS_LOCK_ERRNOS) * len(exporter.SYS_LOCK_CMDS)
-            * len(exporter.SYS_LOCK_MAP_TYPES))
+    from lstrace.probes import bpf_syscall
+    want = (len(bpf_syscall.SYS_LOCK_ERRNOS) * len(bpf_syscall.SYS_LOCK_CMDS)
+            * len(bpf_syscall.SYS_LOCK_MAP_TYPES))
     got = wait_for(lambda: prom.query(sel), 20 * SCRAPE_S, sel)
     assert len(got) >= want
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, held_prog_ids
+from support import ROOT, held_prog_ids
 from lstrace import bpfsys, workload
 
 pytestmark = pytest.mark.root

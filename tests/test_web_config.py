@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, free_port, left_over, lstrace_prog_ids, run_lstrace, wait_for
+from support import ROOT, free_port, left_over, lstrace_prog_ids, run_lstrace, wait_for
 from webtls import (CLIENT_DNS, CLIENT_URI, PASSWORD, USER, Served,  # noqa: F401 (pki)
                     bcrypt_hash, curl, in_process, pki, tls_config)
 

@@ -10,7 +10,7 @@ import threading
 import bcrypt
 import pytest
 
-from conftest import ROOT, free_port, lstrace_cmd, wait_for
+from support import ROOT, free_port, lstrace_cmd, wait_for
 
 OPENSSL = "openssl"
 CURL = "curl"

@@ -106,7 +106,7 @@ class Child:
 
     def _compile(self, text, cflags, headers):
         """Compile with BCC (nothing attached on load) and fill `callers`."""
-        from .. import program
+        from ..probes import rqspinlock_kernel
         kallsyms = self.kernel.kallsyms
 
         class _BPF(self.bcc.BPF):
@@ -118,7 +118,7 @@ class Child:
         # table is declared in the core C and filled whatever is planned.
         ranges = []
         worker = threading.Thread(target=lambda: ranges.append(
-            program.caller_ranges(kallsyms)), daemon=True)
+            rqspinlock_kernel.caller_ranges(kallsyms)), daemon=True)
         worker.start()
         try:
             self.bpf = compile_bcc(text, cflags, headers, cls=_BPF)
@@ -127,8 +127,8 @@ class Child:
                               f"{headers.build}: {e}")
         finally:
             worker.join()
-        self._fill_callers(ranges[0] if ranges else program.caller_ranges(kallsyms),
-                           program.N_RANGES)
+        self._fill_callers(ranges[0] if ranges else rqspinlock_kernel.caller_ranges(kallsyms),
+                           rqspinlock_kernel.N_RANGES)
 
     def _function_names(self):
         lib, module = self.bcc.lib, self.bpf.module

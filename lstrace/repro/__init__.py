@@ -10,7 +10,8 @@ kernel or host cannot run comes back with runnable=False and a reason.
 Every error is an lstrace.errors.LstraceError with its exit code: NotRoot
 (77), build.ToolMissing / libbpf.LibbpfMissing (69) before any work,
 host.BadArgument (2, also a ValueError) on bad arguments.  The kernel is
-read through the core (lstrace.kernel.Kernel), bpf() through lstrace.bpfsys.
+read through the core (lstrace.kernel.Kernel), bpf() through lstrace.bpfcalls
+(calls whose errno is the result) and lstrace.bpfsys.
 """
 import os
 
@@ -67,19 +68,3 @@ def run_case(name, duration=5.0, cpus=None, **params) -> CaseResult:
         except NotRunnable as e:
             reason = str(e)
     return CaseResult(name, runnable=False, reason=reason, cpus=cpus, params=params)
-
-
-def __getattr__(name):
-    """`from lstrace.repro import sys` for the callers outside repro that still
-    use the old module (tests/test_serve_e2e.py, benchmarks/helper_overhead.py):
-    its names, served by lstrace.bpfsys.  New code imports lstrace.bpfsys."""
-    if name != "sys":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import types
-
-    from .. import bpfcalls
-    from ..workload import pinned
-    return types.SimpleNamespace(
-        test_run=bpfcalls.prog_test_run, Pinned=pinned, map_update=bpfcalls.map_update_elem,
-        map_delete=bpfcalls.map_delete_elem, map_lookup=bpfcalls.map_lookup_elem,
-        pidfd_open=bpfcalls.pidfd_open, usable_cpus=usable_cpus, parse_cpus=parse_cpus)

@@ -9,13 +9,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from lstrace import arch, bpfcalls
-
-IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
-pytestmark = pytest.mark.skipif(
-    not IN_LAB, reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
 
 
 def test_the_table_has_this_machine():

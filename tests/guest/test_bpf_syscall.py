@@ -21,10 +21,6 @@ import struct
 
 import pytest
 
-IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
-pytestmark = pytest.mark.skipif(
-    not IN_LAB, reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
-
 PROCS, ROUNDS, CPU = 4, 3000, 0
 VALUE = struct.pack("<Q", 42)
 

@@ -10,10 +10,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))   # workload_bpf beside this file
 
-IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
-pytestmark = pytest.mark.skipif(
-    not IN_LAB, reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
-
 N = 500
 CPU = 1
 

@@ -28,10 +28,6 @@ import pytest
 
 from lstrace import layout, probes
 
-IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
-pytestmark = pytest.mark.skipif(
-    not IN_LAB, reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
-
 CPUS = [0, 1]
 FAIL = ("busy", "deadlock", "timeout")
 CASE_KINDS = {"htab-busy": ("busy",), "htab-deadlock": ("deadlock", "timeout")}

@@ -12,10 +12,6 @@ import os
 
 import pytest
 
-IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
-pytestmark = pytest.mark.skipif(
-    not IN_LAB, reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
-
 CPUS = [0, 1]
 # the era each lab kernel is in (LAB_KERNEL: 6.1 / 6.12 / 7), decided from BTF by the case
 ERA = {"6.1": "htab-busy", "6.12": "htab-busy", "7": "htab-deadlock"}

@@ -18,10 +18,6 @@ import pytest
 
 from lstrace import layout, probes
 
-IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
-pytestmark = pytest.mark.skipif(
-    not IN_LAB, reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
-
 CPUS = [0, 1]
 ROUNDS = 50
 FUNC_PROBE = {p.func: p.name for p in probes.HELPERS}

@@ -10,10 +10,6 @@ import os
 
 import pytest
 
-IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
-pytestmark = pytest.mark.skipif(
-    not IN_LAB, reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
-
 CPUS = [0, 1]
 # repro kind -> lstrace kind of its EDEADLK (ETIMEDOUT is always "timeout")
 KIND = {"aa": "AA", "abba": "ABBA", "aa-queued": "AA", "timeout": "AA"}

@@ -19,10 +19,6 @@ import pytest
 from test_repro_truth import (CPUS, add, assert_matches, coarse, exit_misses, seen,
                               truth_by_probe)
 
-IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
-pytestmark = pytest.mark.skipif(
-    not IN_LAB, reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
-
 SECONDS = float(os.environ.get("LSTRACE_STRESS_SECONDS", "30"))
 BAD_KERNEL_LOG = ("soft lockup", "rcu_sched self-detected stall", "rcu: INFO", "RCU Stall",
                   "hung_task", "blocked for more than", "BUG:", "WARNING:", "Oops")

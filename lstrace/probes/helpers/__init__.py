@@ -2,7 +2,7 @@
 
 A *helper probe* is a kernel function probed at exit (fexit, else kretprobe;
 entry programs only where needed) whose return value is classified into an
-outcome (kernel-map.md §2-§4).  Adding one is one line in HELPERS
+outcome (kernel/bpf/bpf_local_storage.c and its callers).  Adding one is one line in HELPERS
 (catalogue.py).  This package is the family's whole unit, one module a job:
 catalogue (the probes, their return kinds and roles), planning (trial attach
 per exact function, blind spots), glue (the generated C and its attach

@@ -37,6 +37,7 @@ import struct
 import time
 
 from ...bpfcalls import map_lookup_elem, prog_test_run
+from ...plan import htab_lock
 from .. import stats
 from ..host import has_func, kernel, possible_cpus
 from ..result import CaseResult
@@ -52,19 +53,6 @@ HOOKS = {"tp_btf/hrtimer_cancel": ("nested", 1), "fentry/bpf_obj_cancel_fields":
 CANCEL_FIELDS = "bpf_obj_cancel_fields"
 REPEAT = 20        # rounds per test-run call: bounds how far a thread overshoots
 ERRNO = {"busy": "-EBUSY", "deadlock": "-EDEADLK", "timeout": "-ETIMEDOUT"}
-
-
-def htab_lock() -> str:
-    """'map_locked' (before 6.15), 'rqspinlock' (6.15+) or '' (cannot tell),
-    from BTF: struct bpf_htab lost its per-CPU map_locked counters when the
-    bucket lock became an rqspinlock_t."""
-    btf = kernel().btf
-    if btf.member_offset("bpf_htab", "map_locked") is not None:
-        return "map_locked"
-    if btf.member_offset("bpf_htab", "buckets") is not None and \
-            btf.find(8, "rqspinlock_t") is not None:       # 8: BTF_KIND_TYPEDEF
-        return "rqspinlock"
-    return ""
 
 
 def problems(r, failure_kinds) -> list:
@@ -140,12 +128,12 @@ def _loop(fd):
 
 
 class _Htab(Case):
-    lock = ""          # the htab_lock() this case needs
+    lock = ""          # the plan.htab_lock() this case needs
     failure = ""       # what the nested update returns then
     kinds = ()         # its outcome categories
 
     def check(self):
-        have = htab_lock()
+        have = htab_lock(kernel())
         if have == self.lock:
             return None
         if have == "map_locked":

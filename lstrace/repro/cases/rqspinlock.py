@@ -30,7 +30,7 @@ GROUPS = {"aa": (0, 1), "abba": (2, 3), "timeout": (4, 5), "aa-queued": (6, 7)}
 G_LONELY = 8
 SEEN = {"aa": 9, "abba": 10, "timeout": 11, "aa-queued": 12}   # on_end's groups
 REPEAT = 10        # runs per test-run call: bounds how far a thread overshoots
-# What a lock:contention_end observer cannot see (kernel-map.md §8; kernel/bpf/rqspinlock.c)
+# What a lock:contention_end observer cannot see (kernel/bpf/rqspinlock.c)
 BLIND_SPOT = ("lock:contention_end fires on the queued slow path only: AA and ABBA "
               "deadlocks found while spinning on the pending bit, and a pending waiter's "
               "timeout, return without it; on 6.19+ the AA check also runs before queueing "

@@ -1,6 +1,8 @@
-"""The opt-in map-operation probes (--probes +maps, issue 13 item 1) without a
-kernel: the probe list, the generated fexit, the metrics.  The real counts are
-checked against the repro's own in tests/guest/test_map_probes.py (the guest half)."""
+"""The helper family (lstrace/probes/helpers.py) without a kernel: its catalogue
+and counter blocks, the generated fexit / kprobe glue and program names, and the
+opt-in map-operation probes (--probes +maps, issue 13 item 1): the probe list,
+the generated fexit, the metrics.  The real counts are checked against the
+repro's own in tests/guest/test_map_probes.py (the guest half)."""
 import os
 import subprocess
 import sys
@@ -8,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from lstrace import exporter, layout, plan, probes, program
+from lstrace import exporter, layout, plan, probes
+from lstrace.probes import helpers
 from lstrace.errors import UsageError
 from lstrace.snapshot import ProbeStatus, Snapshot
+from btfblob import sample_btf
 
-ROOT = Path(__file__).resolve().parent.parent
-MAPS = probes.helpers.MAP_PROBES
+ROOT = Path(__file__).resolve().parents[2]
+MAPS = helpers.MAP_PROBES
 
 
 def test_group_holds_the_hash_map_family():
@@ -68,13 +72,13 @@ def test_fexit_is_one_counting_program(ret_size, decl):
     a long since), the helper probes' count_exit: no entry, no frame, no clock."""
     p = plan.ProbePlan("htab_update", "helper", mode="fentry", func="htab_map_update_elem",
                        proto=FakeProto(4, ret_size))
-    idx = program.helper_index("htab_update")
-    glue = program.helper_glue(p, FakeKernel(), True, "fentry")
+    idx = helpers.helper_index("htab_update")
+    glue = helpers.helper_glue(p, FakeKernel(), True, "fentry")
     assert "KFUNC_PROBE" not in glue and "bpf_ktime_get_ns" not in glue
     assert f"KRETFUNC_PROBE(htab_map_update_elem, u64 a0, u64 a1, u64 a2, u64 a3, {decl})" \
         in glue
     assert f"count_exit(ctx, {idx}, 1, (s64)ret, OUT_OTHER, 0, 0, 0, 0, 0, 0)" in glue
-    k = program.helper_glue(dataclass_mode(p, "kprobe"), FakeKernel(), True, "kprobe")
+    k = helpers.helper_glue(dataclass_mode(p, "kprobe"), FakeKernel(), True, "kprobe")
     assert "lst_kp_htab_update" not in k and "int lst_krp_htab_update(" in k
 
 
@@ -182,3 +186,73 @@ def test_top_rows_name_map_probes():
     assert next(r for r in m["probes"] if r["probe"] == "task_storage_get")["kind"] == "helper"
     assert m["cpus"][1]["deadlock_per_s"] == 2.0 and m["cpus"][1]["worst_probe"] == "htab_update"
     assert "htab_update" in render.top_text(m)
+
+
+def test_public_names_kept():
+    assert probes.HELPERS is helpers.HELPERS
+    assert probes.ALL_NAMES[:len(helpers.HELPERS)] == tuple(h.name for h in helpers.HELPERS)
+    assert [n for n, _ in helpers.blocks(len(helpers.HELPERS))] == ["helper", "lat"]
+
+
+class BtfKernel:
+    generation = "C"
+
+    def __init__(self, btf):
+        self.btf = btf
+
+
+@pytest.mark.parametrize("nargs", [2, 4])
+def test_fexit_glue_follows_prototype(nargs):
+    t = sample_btf(nargs)
+    p = plan.ProbePlan("local_storage_update", "helper", mode="fentry",
+                       func="bpf_local_storage_update",
+                       proto=t.prototype("bpf_local_storage_update"))
+    args = ", ".join(f"u64 a{i}" for i in range(nargs))
+    # counting mode: one fexit that reads (owner, smap, value, flags) and no entry program
+    glue = helpers.helper_glue(p, BtfKernel(t), create_null_busy=True, mode="fentry")
+    assert "KFUNC_PROBE" not in glue
+    assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
+    want = ("a3, a0, a1, a2" if nargs == 4 else "0, a0, a1, 0")   # what the prototype has
+    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0, 0)" in glue
+    # --latency: an entry program that only stamps the call, the same fexit with the clock
+    glue = helpers.helper_glue(p, BtfKernel(t), create_null_busy=True, mode="fentry",
+                               latency=True)
+    assert f"KFUNC_PROBE(bpf_local_storage_update, {args})\n{{ return stamp_entry(ctx, 10); }}" \
+        in glue
+    assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
+    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0, 1)" in glue
+
+
+@pytest.mark.parametrize("latency", [False, True])
+def test_kprobe_glue_keeps_entry_only_where_needed(latency):
+    """kprobe counting mode: gets keep an entry program (a kretprobe cannot see
+    the flags), every other probe runs its kretprobe alone; --latency: all both."""
+    t = sample_btf(4)
+    for name, func, entry in (("local_storage_update", "bpf_local_storage_update", latency),
+                              ("task_storage_get", "bpf_task_storage_get", True)):
+        p = plan.ProbePlan(name, "helper", mode="kprobe", func=func,
+                           proto=t.prototype("bpf_local_storage_update"))
+        glue = helpers.helper_glue(p, BtfKernel(t), True, "kprobe", latency)
+        assert (f"int lst_kp_{name}(" in glue) == entry
+        assert f"int lst_krp_{name}(" in glue
+        assert helpers.needs_entry(p, latency) == entry
+
+
+@pytest.mark.parametrize("spelling", ["kfunc__{}", "kfunc__vmlinux__{}"])
+def test_fentry_program_names_come_from_what_bcc_compiled(spelling):
+    """BCC up to 0.30 names KFUNC_PROBE(f) kfunc__f, Debian 13's 0.31 kfunc__vmlinux__f:
+    lstrace takes the name from the compiled module, and never a near miss (_recur)."""
+    compiled = []
+    for func in ("bpf_task_storage_get_recur", "bpf_task_storage_get"):
+        compiled += [spelling.format(func), spelling.replace("kfunc", "kretfunc").format(func)]
+    compiled += ["lst_kp_task_storage_get", "lst_krp_task_storage_get"]
+    p = plan.ProbePlan("task_storage_get", "helper", mode="fentry", func="bpf_task_storage_get")
+    assert helpers.entry_exit_names(p, compiled) == (
+        spelling.format("bpf_task_storage_get"),
+        spelling.replace("kfunc", "kretfunc").format("bpf_task_storage_get"))
+    p.mode = "kprobe"
+    assert helpers.entry_exit_names(p, compiled) == ("lst_kp_task_storage_get",
+                                                     "lst_krp_task_storage_get")
+    p = plan.ProbePlan("cgrp_storage_get", "helper", mode="fentry", func="bpf_cgrp_storage_get")
+    with pytest.raises(LookupError, match="bpf_cgrp_storage_get"):
+        helpers.entry_exit_names(p, compiled)
