@@ -74,16 +74,10 @@ static __always_inline u32 lock_kind(u64 lock)
 #define RQ_KFUNC_REPORTS 0
 #endif
 
-int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
+/* This CPU's contention_begin level of `lock`, freed (its wait start and flags
+ * out); -1 if none (the begin was skipped or nested too deep). */
+static __always_inline int pop_lock(struct cpu_state *s, u64 lock, u64 *ts, u64 *flags)
 {
-	u32 zero = 0;
-	struct cpu_state *s = state.lookup(&zero);
-	struct counters *c = counters.lookup(&zero);
-	if (!s || !c || !guard_enter(s, c))
-		return 0;
-	u64 lock = ctx->args[0];
-	int ret = (int)ctx->args[1];
-	u64 ts = 0, flags = 0;
 	u32 d = s->lock_depth;
 	int found = -1;
 #pragma unroll
@@ -92,8 +86,8 @@ int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
 			found = i;
 	}
 	if (found >= 0 && found < N_LOCK_LEVELS) {
-		ts = s->lock_ts[found];
-		flags = s->lock_flags[found];
+		*ts = s->lock_ts[found];
+		*flags = s->lock_flags[found];
 		s->lock[found] = 0;
 #pragma unroll
 		for (int i = N_LOCK_LEVELS - 1; i >= 0; i--) {
@@ -101,28 +95,55 @@ int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
 				__sync_fetch_and_add(&s->lock_depth, -1);
 		}
 	}
-	if (!(flags & LCB_F_SPIN) && ret == 0)
-		goto out;
-	/* Only rqspinlock fails; a failed mutex (ww_mutex -EDEADLK) is not ours. */
-	if (ret != 0 && !(flags & LCB_F_SPIN) && found >= 0)
-		goto out;
+	return found;
+}
+
+/* The stack: is the slow path on it (an rqspinlock's wait), and the first two
+ * frames past it (*ip0, *ip1: the lock's user). */
+static __always_inline int rq_frames(void *ctx, int is_rq, u64 *ip0, u64 *ip1)
+{
 	u64 ips[STACK_DEPTH] = {};
 	bpf_get_stack(ctx, ips, sizeof(ips), 0);
-	int is_rq = ret != 0;
-	u64 ip0 = 0, ip1 = 0;   /* the first two frames past the slow path */
 #pragma unroll
 	for (int i = 0; i < STACK_DEPTH; i++) {
 		if (ips[i] >= RQ_SLOWPATH_START && ips[i] < RQ_SLOWPATH_END) {
 			is_rq = 1;
-			ip0 = ip1 = 0;
-		} else if (!ip0) {
-			ip0 = ips[i];
-		} else if (!ip1) {
-			ip1 = ips[i];
+			*ip0 = *ip1 = 0;
+		} else if (!*ip0) {
+			*ip0 = ips[i];
+		} else if (!*ip1) {
+			*ip1 = ips[i];
 		}
 	}
-	if (!is_rq)
-		goto out;
+	return is_rq;
+}
+
+/* A failed acquisition (ret) of `lock` by `caller`: count it by errno and kind. */
+static __always_inline void count_rq(void *ctx, struct counters *c, u64 lock, int ret, u64 caller)
+{
+	u32 e = RQ_ERRNO_INDEX(ret);        /* layout.RQ_ERRNOS; N_RQ_ERRNO: neither */
+	if (e < N_RQ_ERRNO) {
+		u32 kind = e == RQ_E_ETIMEDOUT ? KIND_TIMEOUT : lock_kind(lock);
+		if (kind < N_RQ_KIND)
+			__sync_fetch_and_add(&c->rq[e][kind][caller], 1);
+		record_event(ctx, EVENTS_RQSPINLOCK, RQ_OUTCOME(e));
+	}
+}
+
+static __always_inline void contention_end(struct bpf_raw_tracepoint_args *ctx,
+					   struct cpu_state *s, struct counters *c)
+{
+	u64 lock = ctx->args[0];
+	int ret = (int)ctx->args[1];
+	u64 ts = 0, flags = 0, ip0 = 0, ip1 = 0;
+	int found = pop_lock(s, lock, &ts, &flags);
+	if (!(flags & LCB_F_SPIN) && ret == 0)
+		return;
+	/* Only rqspinlock fails; a failed mutex (ww_mutex -EDEADLK) is not ours. */
+	if (ret != 0 && !(flags & LCB_F_SPIN) && found >= 0)
+		return;
+	if (!rq_frames(ctx, ret != 0, &ip0, &ip1))
+		return;
 	/* binary searches outside the loop: inside it, 7.x's verifier walks
 	 * every combination of branches and gives up (E2BIG at 1M insns) */
 	u64 caller = caller_of(ip0, s->opaque_zero);
@@ -134,16 +155,18 @@ int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
 		hist_add(c->rq_wait, bpf_ktime_get_ns() - ts);
 	/* the kfunc's failures are counted at their stream report, exactly
 	 * (bpf/probes/rqspinlock_kfunc.bpf.c), when that probe is planned */
-	if (RQ_KFUNC_REPORTS && caller == CALLER_RES_SPIN_LOCK)
-		goto out;
-	u32 e = RQ_ERRNO_INDEX(ret);        /* layout.RQ_ERRNOS; N_RQ_ERRNO: neither */
-	if (e < N_RQ_ERRNO) {
-		u32 kind = e == RQ_E_ETIMEDOUT ? KIND_TIMEOUT : lock_kind(lock);
-		if (kind < N_RQ_KIND)
-			__sync_fetch_and_add(&c->rq[e][kind][caller], 1);
-		record_event(ctx, EVENTS_RQSPINLOCK, RQ_OUTCOME(e));
-	}
-out:
+	if (!(RQ_KFUNC_REPORTS && caller == CALLER_RES_SPIN_LOCK))
+		count_rq(ctx, c, lock, ret, caller);
+}
+
+int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)
+{
+	u32 zero = 0;
+	struct cpu_state *s = state.lookup(&zero);
+	struct counters *c = counters.lookup(&zero);
+	if (!s || !c || !guard_enter(s, c))
+		return 0;
+	contention_end(ctx, s, c);
 	guard_exit(s);
 	return 0;
 }

@@ -50,6 +50,44 @@ static __always_inline void rqk_count(void *ctx, struct counters *c, u32 e, u32 
 	record_event(ctx, EVENTS_RQSPINLOCK, RQ_OUTCOME(e));
 }
 
+/* "Total held locks = %d": at most two digits matter (RQK_NR_HELD slots) */
+static __always_inline void rqk_total(void *ctx, struct counters *c, struct rqk_state *r,
+				      u64 *w)
+{
+	u8 d0 = w[RQK_TOTAL_OFF / 8] >> (8 * (RQK_TOTAL_OFF % 8));
+	u8 d1 = w[(RQK_TOTAL_OFF + 1) / 8] >> (8 * ((RQK_TOTAL_OFF + 1) % 8));
+	u32 n = d0 >= '0' && d0 <= '9' ? d0 - '0' : 0;
+	if (d1 >= '0' && d1 <= '9')
+		n = n * 10 + d1 - '0';
+	r->held_left = n < RQK_NR_HELD ? n : RQK_NR_HELD;
+	r->aa = 0;
+	r->step = 2;
+	if (!r->held_left) {
+		rqk_count(ctx, c, RQ_E_EDEADLK, KIND_ABBA);
+		r->step = 0;
+	}
+}
+
+/* "Held lock[i] = 0x...": AA if one equals the attempted lock; the last one
+ * counts the deadlock. */
+static __always_inline void rqk_held(void *ctx, struct counters *c, struct rqk_state *r,
+				     u64 str, u64 len)
+{
+	u64 v[RQK_VAL_WORDS] = {};
+	rqk_value(v, str, len, RQK_HELD_OFF);
+	int same = 1;
+#pragma unroll
+	for (int i = 0; i < RQK_VAL_WORDS; i++)
+		same &= v[i] == r->att[i];
+	r->aa |= same;
+	if (r->held_left)
+		r->held_left--;
+	if (!r->held_left) {
+		rqk_count(ctx, c, RQ_E_EDEADLK, r->aa ? KIND_AA : KIND_ABBA);
+		r->step = 0;
+	}
+}
+
 static __always_inline int rqk_line(void *ctx, u64 str, u64 len)
 {
 	u32 zero = 0;
@@ -72,33 +110,9 @@ static __always_inline int rqk_line(void *ctx, u64 str, u64 len)
 		__builtin_memset(r->att, 0, sizeof(r->att));
 		rqk_value(r->att, str, len, RQK_ATTEMPTED_OFF);
 	} else if (r->step == 1 && RQK_IS_TOTAL(w)) {
-		/* "Total held locks = %d": at most two digits matter (31 slots) */
-		u8 d0 = w[RQK_TOTAL_OFF / 8] >> (8 * (RQK_TOTAL_OFF % 8));
-		u8 d1 = w[(RQK_TOTAL_OFF + 1) / 8] >> (8 * ((RQK_TOTAL_OFF + 1) % 8));
-		u32 n = d0 >= '0' && d0 <= '9' ? d0 - '0' : 0;
-		if (d1 >= '0' && d1 <= '9')
-			n = n * 10 + d1 - '0';
-		r->held_left = n < RQK_NR_HELD ? n : RQK_NR_HELD;
-		r->aa = 0;
-		r->step = 2;
-		if (!r->held_left) {
-			rqk_count(ctx, c, RQ_E_EDEADLK, KIND_ABBA);
-			r->step = 0;
-		}
+		rqk_total(ctx, c, r, w);
 	} else if (r->step == 2 && RQK_IS_HELD(w)) {
-		u64 v[RQK_VAL_WORDS] = {};
-		rqk_value(v, str, len, RQK_HELD_OFF);
-		int same = 1;
-#pragma unroll
-		for (int i = 0; i < RQK_VAL_WORDS; i++)
-			same &= v[i] == r->att[i];
-		r->aa |= same;
-		if (r->held_left)
-			r->held_left--;
-		if (!r->held_left) {
-			rqk_count(ctx, c, RQ_E_EDEADLK, r->aa ? KIND_AA : KIND_ABBA);
-			r->step = 0;
-		}
+		rqk_held(ctx, c, r, str, len);
 	} else if (r->step) {           /* an unexpected line: count, kind unknown */
 		rqk_count(ctx, c, RQ_E_EDEADLK, KIND_UNKNOWN);
 		r->step = 0;
