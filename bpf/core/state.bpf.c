@@ -63,6 +63,19 @@ struct cpu_state {
 };
 BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
 
+/* This CPU's counters and state: the one slot of each per-CPU array. */
+static __always_inline struct counters *this_cpu_counters(void)
+{
+	u32 zero = 0;
+	return counters.lookup(&zero);
+}
+
+static __always_inline struct cpu_state *this_cpu_state(void)
+{
+	u32 zero = 0;
+	return state.lookup(&zero);
+}
+
 /* Recent failures, for "top failure sources": comm, stack (BPF program and
  * kernel caller are resolved from kallsyms in user space). */
 BPF_PERCPU_ARRAY(events, struct ring, 1);

@@ -7,8 +7,7 @@
  * while a bpf() map syscall holds the counter) */
 int lst_busy_sample(struct bpf_raw_tracepoint_args *ctx)
 {
-	u32 zero = 0;
-	struct counters *c = counters.lookup(&zero);
+	struct counters *c = this_cpu_counters();
 	if (!c)
 		return 0;
 	__sync_fetch_and_add(&c->busy_samples, 1);

@@ -8,8 +8,7 @@
 
 int lst_contention_begin(struct bpf_raw_tracepoint_args *ctx)
 {
-	u32 zero = 0;
-	struct cpu_state *s = state.lookup(&zero);
+	struct cpu_state *s = this_cpu_state();
 	if (!s)
 		return 0;
 	__sync_fetch_and_add(&s->lock_depth, 1);
