@@ -82,8 +82,13 @@ def test_hist_totals_equal_snapshot_rq_wait(contention):
     from lstrace.session import Session
     with Session(probes=["rqspinlock"], latency=True) as s:     # waits: --latency only
         before = s.snapshot()
-        contention.run(4)
-        after = s.snapshot()
+        # a loaded machine may not run both hammers at once for a while: go on
+        # (up to 40 s) until some wait is queued
+        for _ in range(10):
+            contention.run(4)
+            after = s.snapshot()
+            if any(map(sum, after.delta(before).rq_wait.values())):
+                break
     delta = after.delta(before)
     obj = histmod.json_of("rqspinlock", "tracepoint",
                           histmod.histograms(delta, "rqspinlock", per_cpu=True), "us", 4)

@@ -70,7 +70,7 @@ BPF_PERCPU_ARRAY(events, struct ring, 1);
 /* Sorted address ranges of the kernel's rqspinlock users, filled from
  * kallsyms by user space; binary-searched to attribute a lock failure
  * (bpf/probes/rqspinlock.bpf.c).  Declared whatever is planned: the loader
- * fills it while BCC compiles (lstrace/loader.py). */
+ * fills it while BCC compiles (lstrace/loader/child.py). */
 struct caller_range {
 	u64 start;
 	u64 end;

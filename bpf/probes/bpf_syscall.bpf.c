@@ -117,7 +117,7 @@ static __always_inline int count_sys_error(u64 regs, s64 ret, int typed)
  * is skipped while bpf_prog_active is raised; a raw tracepoint is not).  It
  * runs at every syscall's exit: the first test is on the return value, the
  * second on the syscall number.  Two programs, one attached: tp_btf (typed
- * loads; loaded by lstrace/loader.py, BCC cannot name a tp_btf target) and,
+ * loads; loaded by lstrace/loader/child.py, BCC cannot name a tp_btf target) and,
  * where that does not load, raw_tp. */
 static __always_inline int on_sys_exit(u64 regs, s64 ret, int typed)
 {
