@@ -8,12 +8,13 @@ import pytest
 
 IN_LAB = os.environ.get("LSTRACE_IN_LAB") == "1"
 HERE = Path(__file__).resolve().parent
+REASON = "runs inside a qemu guest; tests/lab/test_guests.py drives it"
 
 
 def pytest_collection_modifyitems(config, items):
     if IN_LAB:
         return
-    skip = pytest.mark.skip(reason="runs inside a qemu guest; tests/lab/test_guests.py drives it")
+    skip = pytest.mark.skip(reason=REASON)
     for item in items:
         if HERE in Path(item.path).resolve().parents:
             item.add_marker(skip)
