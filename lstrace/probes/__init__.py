@@ -41,6 +41,7 @@ lock_users.py (each rqspinlock user's view).
 """
 import functools
 import importlib
+import itertools
 import pkgutil
 
 from . import interface
@@ -119,10 +120,8 @@ def short_name(module):
 # failure events' `what`: an index into EVENT_SOURCES; each module's sources
 # start at EVENT_BASES[its short name] (EVENTS_<NAME> in the C)
 EVENT_SOURCES = tuple(s for m in MODULES for s in m.EVENT_SOURCES)
-EVENT_BASES, _n = {}, 0
-for _m in MODULES:
-    EVENT_BASES[short_name(_m)], _n = _n, _n + len(_m.EVENT_SOURCES)
-del _m, _n
+EVENT_BASES = dict(zip(map(short_name, MODULES), itertools.accumulate(
+    (len(m.EVENT_SOURCES) for m in MODULES), initial=0)))
 
 
 def tracepoint(name):

@@ -80,6 +80,8 @@ def blocks(nprobes):
 # ---- C
 C_FRAGMENT = "rqspinlock.bpf.c"
 LCB_F_SPIN = 1 << 0      # contention_begin's flags: a spinning lock (include/trace/events/lock.h)
+
+
 def defines(kernel, plans):
     """The slow path's address range (a frame in it makes a failure an
     rqspinlock's) and the per-CPU held-locks table (AA vs ABBA), from

@@ -49,21 +49,8 @@ def plan(kernel, p, mode="auto"):
         p.reason = (f"{FUNC} does not exist on this kernel (stream reports of kfunc "
                     "failures: 6.17+): lock:contention_end is the kfuncs' only view")
         return p
-    order = {"auto": ("fentry", "kprobe"), "fentry": ("fentry",),
-             "kprobe": ("kprobe",)}.get(mode, ())
-    for m in order:
-        if m == "fentry" and kernel.btf.func_id(FUNC) is None:
-            why = f"{FUNC} is not in BTF"
-        elif m == "fentry":
-            why = trial.try_fentry(kernel, FUNC)
-        else:
-            why = trial.try_kprobe(FUNC)
-        if why is None:
-            p.mode, p.func = m, FUNC
-            return p
-        p.tried[m] = why
-    p.reason = "; ".join(w if w.startswith(m) else f"{m}: {w}" for m, w in p.tried.items()) or \
-        f"{mode} mode does not apply to function probes"
+    if trial.first_mode(kernel, p, FUNC, mode):
+        p.func = FUNC
     return p
 
 
@@ -153,8 +140,6 @@ def decode(snap, cpu, lay, words, attached, latency):
 
 
 # ---- top: its failures are in the rqspinlock row and section (caller res_spin_lock)
-
-
 def top_row(st, cur, delta, rate, r):
     mine = {k: n for k, n in cur.rq_failures.items() if k[3] == CALLER}
     r["calls_per_s"] = r["calls_total"] = None

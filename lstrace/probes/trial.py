@@ -22,6 +22,26 @@ def try_kprobe(func):
     return None
 
 
+def first_mode(kernel, p, func, mode="auto"):
+    """A function probe's mode: the first of fentry, kprobe (or the forced
+    `mode`) whose trial attach on `func` works goes to p.mode; else p.tried
+    and p.reason say why each did not.  True when one works."""
+    for m in ("fentry", "kprobe") if mode == "auto" else (mode,):
+        if m == "fentry":
+            why = (try_fentry(kernel, func) if kernel.btf.func_id(func) is not None
+                   else f"{func} is not in BTF")
+        elif m == "kprobe":
+            why = try_kprobe(func)
+        else:
+            why = f"{m} mode does not apply to function probes"
+        if why is None:
+            p.mode = m
+            return True
+        p.tried[m] = why
+    p.reason = "; ".join(w if w.startswith(m) else f"{m}: {w}" for m, w in p.tried.items())
+    return False
+
+
 def try_events(kernel, p, events):
     """Every (category, event) exists and takes a raw tracepoint program; else
     p.reason says which does not.  True when all do."""

@@ -9,19 +9,7 @@ def plan(kernel, p, mode="auto"):
     if p.proto is None:
         p.reason = f"{p.func} does not exist on this kernel"
         return p
-    order = ("fentry", "kprobe") if mode == "auto" else (mode,)
-    for m in order:
-        if m == "fentry":
-            why = trial.try_fentry(kernel, p.func)
-        elif m == "kprobe":
-            why = trial.try_kprobe(p.func)
-        else:
-            why = f"{m} mode does not apply to function probes"
-        if why is None:
-            p.mode = m
-            return p
-        p.tried[m] = why
-    p.reason = "; ".join(f"{m}: {w}" if not w.startswith(m) else w for m, w in p.tried.items())
+    trial.first_mode(kernel, p, p.func, mode)
     return p
 
 
