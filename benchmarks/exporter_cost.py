@@ -92,15 +92,16 @@ def client_text(collector):
 
 def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=True,
                    syscall_sets=36, probes=22, programs=44, blind=0, per_cpu_latency=False,
-                   latency=True, maps=0, map_cpu_reasons=2):
+                   latency=True, maps=0, map_cpu_reasons=2, unseen=6):
     """Series of one scrape (README "Metrics").
 
     per CPU: helpers (calls) + cpu_reasons (if any helper) + 2 (rqspinlock)
              + 3 (busy_sampler) + 1 (guard skips)
     fixed:   per helper: the failure reasons (7), 1 missed-calls, and with --latency 43
              histogram lines
-             + rqspinlock: 72 errno x kind x caller, 8 lock-user views, and with --latency
-               43 histogram lines
+             + rqspinlock: 90 errno x kind x caller, 8 lock-user views, `unseen` lock
+               users' unseen failures (those without a boundary probe), and with
+               --latency 43 histogram lines
              + bpf() label sets (36 lock-errno zeros + others seen)
              + probes (attached gauge) + blind spots + 3 per program name + 3
     maps (--probes +maps, M attached map probes): per CPU M calls + map_cpu_reasons
@@ -110,7 +111,7 @@ def series_formula(ncpus, helpers, cpu_reasons=1, rqspinlock=True, busy_sampler=
     from lstrace.layout import CALLERS, FAILURE_REASONS, RQ_ERRNOS, RQ_KINDS
     hist = 43 if latency else 0
     from lstrace.probes.lock_users import LOCK_USERS
-    rq_cube = len(RQ_ERRNOS) * len(RQ_KINDS) * len(CALLERS) + len(LOCK_USERS)   # + view info
+    rq_cube = len(RQ_ERRNOS) * len(RQ_KINDS) * len(CALLERS) + len(LOCK_USERS) + unseen
     per_cpu = (helpers + (cpu_reasons if helpers else 0) + 2 * rqspinlock + 3 * busy_sampler
                + 1 + maps + (map_cpu_reasons if maps else 0))
     fixed = ((len(FAILURE_REASONS) + 1 + hist) * (helpers + maps) + (rq_cube + hist) * rqspinlock
@@ -128,11 +129,14 @@ def synthetic_formula(snap, per_cpu_latency=False):
     syscall |= {(c, e, m) for c in bpf_syscall.SYS_LOCK_CMDS for e in bpf_syscall.SYS_LOCK_ERRNOS
                 for m in bpf_syscall.SYS_LOCK_MAP_TYPES}
     from lstrace.probes.helpers import MAP_PROBES
+    from lstrace.probes.lock_users import unseen_users
     maps = len({p for p, _ in snap.helper if p in MAP_PROBES})
     return series_formula(len(snap.cpus), len({p for p, _ in snap.helper}) - maps,
                           cpu_reasons=3, syscall_sets=len(syscall), probes=len(snap.probes),
                           programs=len({p.name for p in snap.programs}),
-                          per_cpu_latency=per_cpu_latency, maps=maps, map_cpu_reasons=3)
+                          per_cpu_latency=per_cpu_latency, maps=maps, map_cpu_reasons=3,
+                          unseen=len(unseen_users({p.name: (p.attached, p.mode)
+                                                   for p in snap.probes})))
 
 
 def _timed(fn, reps):

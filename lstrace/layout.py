@@ -25,8 +25,10 @@ NSLOTS = 40
 # rqspinlock failures: errno x kind x caller
 RQ_ERRNOS = ("EDEADLK", "ETIMEDOUT")
 # AA / ABBA: EDEADLK, the failing lock held by this CPU or not (the kernel's
-# per-CPU held-locks table); timeout: ETIMEDOUT; unknown: the kernel hid it
-RQ_KINDS = ("AA", "ABBA", "unknown", "timeout")
+# per-CPU held-locks table); timeout: ETIMEDOUT; nmi: either, in NMI context
+# (7.x: an NMI meeting a queued waiter of its CPU fails at once, 30dc2f7025fe);
+# unknown: the kernel hid it
+RQ_KINDS = ("AA", "ABBA", "unknown", "timeout", "nmi")
 
 
 def rq_errno_defines():

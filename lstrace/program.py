@@ -15,10 +15,10 @@ from pathlib import Path
 
 from . import counters, decode, probes
 from .layout import BUSY_COUNTERS
-from .probes.rqspinlock_kernel import N_RANGES
+from .probes.rqspinlock_kernel import N_RANGES, kind_defines
 
 # the core's C (bpf/core/), in this order after the head: each uses the ones before
-CORE_FRAGMENTS = ("state", "guard", "hist", "percpu", "frames", "events")
+CORE_FRAGMENTS = ("state", "guard", "hist", "percpu", "rqheld", "frames", "events")
 
 
 def source_dir():
@@ -56,6 +56,7 @@ def defines(kernel, plans, latency=False):
          "N_EVENTS": decode.N_EVENTS, "STACK_DEPTH": decode.STACK_DEPTH,
          "WITH_LATENCY": int(latency)}
     d["PCPU_OFFSETS"] = f"{kernel.percpu_offsets_addr:#x}ULL"
+    d.update(kind_defines(kernel))      # bpf/core/rqheld.bpf.c: AA / ABBA / nmi
     # the busy counters (BUSY_TASK, BUSY_CGRP): gen A's task get (helpers) and
     # busy_sampler read them
     for name in BUSY_COUNTERS:
@@ -68,6 +69,13 @@ def defines(kernel, plans, latency=False):
         if mine:
             d.update(m.defines(kernel, mine))
     return d
+
+
+def fragments(m):
+    """A probe module's C files in bpf/probes/, in order (C_FRAGMENT: a name,
+    a tuple of names or None)."""
+    f = m.C_FRAGMENT
+    return () if not f else ((f,) if isinstance(f, str) else tuple(f))
 
 
 def build(kernel, plans, fallback=False, latency=False):
@@ -85,8 +93,7 @@ def build(kernel, plans, fallback=False, latency=False):
         mine = probes.plans_of(m, plans)
         if not mine:
             continue
-        if m.C_FRAGMENT:
-            text += "\n" + (src / "probes" / m.C_FRAGMENT).read_text()
+        text += "".join("\n" + (src / "probes" / f).read_text() for f in fragments(m))
         text += "\n".join(m.glue(kernel, mine, latency, fallback))
     # macros with spaces (switch cases) go into the text, the rest are -D flags
     d = defines(kernel, plans, latency)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lstrace import counters, layout, probes, program
-from lstrace.probes import busy_sampler, helpers
+from lstrace.probes import busy_sampler, helpers, rqspinlock_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 C_FILES = sorted(p for p in (ROOT / "bpf").rglob("*") if p.suffix in (".c", ".h"))
@@ -29,7 +29,8 @@ RULES = (
 )
 # names whose C value Python emits; C may use them, never define them
 FACT_PREFIXES = ("RET_KIND_", "ROLE_", "RQ_E_", "KIND_", "BUSY_IDX_", "OUT_", "RQ_HELD_",
-                 "RQ_NR_HELD", "MAX_ERRNO", "LCB_F_")
+                 "RQ_NR_HELD", "MAX_ERRNO", "LCB_F_", "HTAB_", "MAP_KEY_", "NMI_", "PREEMPT_",
+                 "TASK_PREEMPT_", "CALLER_")
 
 
 def code(text):
@@ -50,7 +51,8 @@ def emitted_names():
     for d in (helpers.defines(None, []), busy_sampler.defines(None, []),
               layout.rq_errno_defines(), layout.rq_kind_defines()):
         names |= {k.split("(")[0] for k in d}
-    names |= {"LCB_F_SPIN", "RQ_HELD_CNT_OFF", "RQ_HELD_LOCKS_OFF", "RQ_NR_HELD"}  # checked below
+    names |= set(probes.rqspinlock.defines(_Kernel(), [])) | \
+        set(rqspinlock_kernel.kind_defines(_Kernel()))          # checked below
     return names
 
 
@@ -92,17 +94,22 @@ class _Kallsyms:
 
 class _Kernel:
     btf, kallsyms = _NoBTF(), _Kallsyms()
+    percpu_offsets_addr = 0
 
     def percpu_var_addr(self, _):
         return 0
 
 
-def test_kernel_facts_are_emitted_by_their_probe_module():
-    """rqspinlock_held's layout (BTF, else the kernel's own), LCB_F_SPIN: from
-    the rqspinlock module's defines()."""
-    d = probes.rqspinlock.defines(_Kernel(), [])
-    assert {"LCB_F_SPIN", "RQ_HELD_CNT_OFF", "RQ_HELD_LOCKS_OFF", "RQ_NR_HELD"} <= set(d)
+def test_kernel_facts_are_emitted_by_their_module():
+    """LCB_F_SPIN: the rqspinlock module's defines(); rqspinlock_held's layout
+    (BTF, else the kernel's own) and the NMI test: the core's
+    (rqspinlock_kernel.kind_defines, for bpf/core/rqheld.bpf.c)."""
+    assert "LCB_F_SPIN" in probes.rqspinlock.defines(_Kernel(), [])
+    d = rqspinlock_kernel.kind_defines(_Kernel())
+    assert {"RQ_HELD_CNT_OFF", "RQ_HELD_LOCKS_OFF", "RQ_NR_HELD", "NMI_MASK", "HELD_LOCKS",
+            "PREEMPT_COUNT_VAR", "TASK_PREEMPT_OFF"} <= set(d)
     assert d["RQ_NR_HELD"] == 31 and d["RQ_HELD_LOCKS_OFF"] == 8
+    assert d["NMI_MASK"] == "0xf00000" and d["HELD_LOCKS"] == 0
 
 
 def test_rq_errno_macros_follow_rq_errnos():

@@ -57,7 +57,8 @@ def test_layout_is_the_modules_blocks():
 
 @pytest.mark.parametrize("m", probes.TRACEPOINT_MODULES, ids=lambda m: m.NAME)
 def test_fragment_defines_what_is_attached(m):
-    text = (program.source_dir() / "probes" / m.C_FRAGMENT).read_text()
+    text = "".join((program.source_dir() / "probes" / f).read_text()
+                   for f in program.fragments(m))
     for _kind, _event, fn in m.PROBE.programs:
         assert re.search(rf"^int {fn}\(", text, re.M), fn
 

@@ -95,7 +95,7 @@ static __always_inline u32 frame_null_outcome(struct frame *f, int have, u32 cre
 /* kprobe mode's exit: a kretprobe sees no arguments, a get's flags come from
  * its frame. */
 static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, u32 create_null,
-				   int use_frame, int clock)
+				   int use_frame, int clock, u32 user)
 {
 	u32 zero = 0;
 	struct cpu_state *s = state.lookup(&zero);
@@ -122,6 +122,7 @@ static __always_inline int on_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, 
 	if (ret_kind == RET_KIND_ERR_PTR && is_err(ret))
 		tell_parent_get(s, tid, ret);
 	if (out != OUT_OK && out != OUT_NOT_FOUND && guard_enter(s, c)) {
+		rq_boundary(s, c, user, out, 0, 0);     /* a kretprobe sees no key: no lock */
 		record_event(ctx, EVENTS_HELPERS + probe, out);
 		guard_exit(s);
 	}
@@ -202,9 +203,11 @@ static __always_inline u32 get_null_outcome(void *ctx, struct cpu_state *s, u64 
 }
 
 /* ret_kind as in on_exit; for updates (RET_KIND_ERR_PTR) owner/map/value/flags
- * are the update's arguments, for gets the get's (map, owner, value, flags). */
+ * are the update's arguments, for gets the get's (map, owner, value, flags),
+ * for hash-map ops map and key (as owner); user as in rq_boundary. */
 static __always_inline int count_exit(void *ctx, u32 probe, u32 ret_kind, s64 ret, u32 create_null,
-				      u64 flags, u64 owner, u64 map, u64 value, u64 busy_var, int clock)
+				      u64 flags, u64 owner, u64 map, u64 value, u64 busy_var, int clock,
+				      u32 user)
 {
 	u32 zero = 0;
 	struct counters *c = counters.lookup(&zero);
@@ -231,6 +234,7 @@ static __always_inline int count_exit(void *ctx, u32 probe, u32 ret_kind, s64 re
 	/* a get's update (BPF_NOEXIST) failed: leave why for the get */
 	if (ret_kind == RET_KIND_ERR_PTR && flags == BPF_NOEXIST && is_err(ret))
 		put_pending(s, sp_of(s, ctx), bpf_get_current_pid_tgid(), owner, map, value, ret);
+	rq_boundary(s, c, user, out, map, owner);
 	if (out != OUT_OK && out != OUT_NOT_FOUND)
 		record_event(ctx, EVENTS_HELPERS + probe, out);
 	guard_exit(s);

@@ -44,31 +44,6 @@ static __always_inline u64 caller_of(u64 ip, u32 unknown_zero)
 	return N_CALLER;     /* none */
 }
 
-/* Was the failing lock already held by this CPU (AA)?  Needs the per-CPU
- * rqspinlock_held_locks table; else the kind is "unknown". */
-static __always_inline u32 lock_kind(u64 lock)
-{
-	if (!HELD_LOCKS || !PCPU_OFFSETS)
-		return KIND_UNKNOWN;
-	u64 a = percpu_addr(HELD_LOCKS, PCPU_OFFSETS);
-	if (!a)
-		return KIND_UNKNOWN;
-	/* struct rqspinlock_held's layout: RQ_HELD_* from BTF (rqspinlock_kernel.py) */
-	int cnt = 0;
-	u64 locks[RQ_NR_HELD] = {};
-	bpf_probe_read_kernel(&cnt, sizeof(cnt), (void *)(a + RQ_HELD_CNT_OFF));
-	bpf_probe_read_kernel(locks, sizeof(locks), (void *)(a + RQ_HELD_LOCKS_OFF));
-	if (cnt > RQ_NR_HELD)
-		cnt = RQ_NR_HELD;
-	/* the last held lock is the failing one itself */
-#pragma unroll
-	for (int i = 0; i < RQ_NR_HELD - 1; i++) {
-		if (i < cnt - 1 && locks[i] == lock)
-			return KIND_AA;
-	}
-	return KIND_ABBA;
-}
-
 #ifndef RQ_KFUNC_REPORTS
 #define RQ_KFUNC_REPORTS 0
 #endif
@@ -117,14 +92,20 @@ static __always_inline int rq_frames(void *ctx, int is_rq, u64 *ip0, u64 *ip1)
 	return is_rq;
 }
 
-/* A failed acquisition (ret) of `lock` by `caller`: count it by errno and kind. */
-static __always_inline void count_rq(void *ctx, struct counters *c, u64 lock, int ret, u64 caller)
+/* A failed acquisition (ret) of `lock` by `caller`: count it by errno and kind
+ * (the failing attempt is still the top of this CPU's held locks), and leave
+ * the lock for the lock user's boundary probe, which then does not count it
+ * again (rq_boundary, bpf/probes/helpers.bpf.c). */
+static __always_inline void count_rq(void *ctx, struct cpu_state *s, struct counters *c, u64 lock,
+				     int ret, u64 caller)
 {
 	u32 e = RQ_ERRNO_INDEX(ret);        /* layout.RQ_ERRNOS; N_RQ_ERRNO: neither */
 	if (e < N_RQ_ERRNO) {
-		u32 kind = e == RQ_E_ETIMEDOUT ? KIND_TIMEOUT : lock_kind(lock);
+		u32 kind = rq_kind(lock, e, 1);
 		if (kind < N_RQ_KIND)
 			__sync_fetch_and_add(&c->rq[e][kind][caller], 1);
+		s->rq_end_lock = lock;
+		s->rq_end_user = caller;
 		record_event(ctx, EVENTS_RQSPINLOCK, RQ_OUTCOME(e));
 	}
 }
@@ -155,7 +136,7 @@ static __always_inline void contention_end(struct bpf_raw_tracepoint_args *ctx,
 	/* the kfunc's failures are counted at their stream report, exactly
 	 * (bpf/probes/rqspinlock_kfunc.bpf.c), when that probe is planned */
 	if (!(RQ_KFUNC_REPORTS && caller == CALLER_RES_SPIN_LOCK))
-		count_rq(ctx, c, lock, ret, caller);
+		count_rq(ctx, s, c, lock, ret, caller);
 }
 
 int lst_contention_end(struct bpf_raw_tracepoint_args *ctx)

@@ -46,6 +46,10 @@ static __always_inline void rqk_value(u64 *v, u64 str, u64 len, u64 off)
 
 static __always_inline void rqk_count(void *ctx, struct counters *c, u32 e, u32 kind)
 {
+	if (in_nmi_now())       /* the report runs in the failing context */
+		kind = KIND_NMI;
+	if (kind >= N_RQ_KIND)
+		return;
 	__sync_fetch_and_add(&c->rqk[e][kind], 1);
 	record_event(ctx, EVENTS_RQSPINLOCK, RQ_OUTCOME(e));
 }

@@ -14,7 +14,8 @@ may declare, and the answer when it does not, is lstrace/probes/interface.py:
   BLIND_SPOT_TEXT, blind_spots(mode, facts)
                           what it cannot see on this kernel (lstrace.plan.blind_facts)
   blocks(nprobes)         its blocks of `struct counters` (lstrace.counters.Layout)
-  C_FRAGMENT              its C in bpf/probes/, appended by program.build when planned
+  C_FRAGMENT              its C in bpf/probes/ (a name or a tuple), appended by
+                          program.build when planned
   defines(kernel, plans), glue(kernel, plans, latency, fallback)
                           -D defines and generated C for its planned probes
   attach_points(plan, compiled, latency)

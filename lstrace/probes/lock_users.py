@@ -16,11 +16,15 @@ which probes are attached.  Doctor prints these views and serve exports them
 """
 from ..layout import CALLERS
 from .helpers import HELPERS, MAP_PROBES
+from .helpers.catalogue import lock_user
+from .rqspinlock_kernel import nmi_note
 
 LOCK_USERS = tuple(c for c in CALLERS if c != "other")
 _PARTIAL = ("queued slow path only (lock:contention_end): pending-path failures and, "
             "6.19+, AA found before queueing are missed")
-_STORAGE_PROBES = tuple(p.name for p in HELPERS if not p.group)
+# the helper probes that count a lock user's failures at its boundary
+_BOUNDARY = {u: tuple(p.name for p in HELPERS if lock_user(p.name) == u)
+             for u in ("htab", "local_storage")}
 _NOTRACE = "no traceable boundary (notrace map ops, called directly by BPF programs): " + \
     _PARTIAL
 
@@ -39,17 +43,21 @@ def views(probes, generation):
             mode = probes["rqspinlock_kfunc"][1]
             view = ("exact", f"every bpf_res_spin_lock failure at its stderr stream report "
                              f"({mode}), kind from the report's held locks")
-        elif user == "htab" and any(on(n) for n in MAP_PROBES):
-            view = ("exact", "hash-map update/delete returns (--probes +maps: "
-                             "lstrace_map_cpu_failures_total); other map ops: " + _PARTIAL)
+        elif user == "htab" and any(on(n) for n in _BOUNDARY["htab"]):
+            view = ("exact", "hash-map update/delete returns (--probes +maps); kind from the "
+                             "key's bucket lock in this CPU's held locks (fentry; kprobe mode: "
+                             "unknown, a kretprobe sees no key); other hash-map ops "
+                             "(lookup_and_delete, batches): " + _PARTIAL)
         elif user == "htab":
             view = (partial[0], partial[1] + "; --probes +maps counts every update/delete")
         elif user == "local_storage" and generation in ("A", "B"):
             view = ("none", "local storage takes no rqspinlock before 7.0 (busy counters: "
                             "lstrace_helper_failures_total reason busy)")
-        elif user == "local_storage" and any(on(n) for n in _STORAGE_PROBES):
-            view = ("exact", "helper, bpf_local_storage_update and bpf_selem_* returns "
-                             "(lstrace_helper_failures_total, reasons deadlock/timeout)")
+        elif user == "local_storage" and any(on(n) for n in _BOUNDARY["local_storage"]):
+            view = ("exact", "the entry points' returns (gets, deletes, map syscalls; also "
+                             "lstrace_helper_cpu_failures_total); kinds timeout and nmi exact, a "
+                             "deadlock's AA vs ABBA unknown: the failing lock (the owner's "
+                             "storage or a map bucket) is not among the entry point's arguments")
         elif user in ("lru", "ringbuf", "lpm_trie", "queue_stack", "freelist") and contention:
             view = ("partial", _NOTRACE)
         else:
@@ -58,13 +66,23 @@ def views(probes, generation):
     return out
 
 
+def unseen_users(probes):
+    """The lock users whose failures are counted at lock:contention_end only
+    (no boundary probe attached): their counts are what lstrace could not see
+    at a boundary ({probe name: (available, mode)} as in views)."""
+    return [u for u, view, _how in views(probes, "C") if view == "partial"]
+
+
 def kinds_note(kernel):
-    """How lock:contention_end decides AA vs ABBA on this kernel, or why it
-    cannot (its failures then count with kind 'unknown')."""
+    """How lock:contention_end and the hash-map boundary decide AA vs ABBA on
+    this kernel, or why they cannot (their failures then count with kind
+    'unknown'), and how a failure becomes nmi."""
     if kernel.percpu_var_addr("rqspinlock_held_locks"):
-        return ("AA / ABBA at lock:contention_end: from this CPU's held-locks table "
-                "(rqspinlock_held_locks, located through kallsyms)")
-    return ("AA / ABBA at lock:contention_end: unknown here (its failures count with kind "
-            "'unknown'): the per-CPU held-locks table cannot be located, kallsyms has no "
-            "data symbols (CONFIG_KALLSYMS_ALL off); the kfunc probe's kinds come from its "
-            "report and are unaffected")
+        held = ("AA / ABBA at lock:contention_end and at the hash-map boundary: from this "
+                "CPU's held-locks table (rqspinlock_held_locks, located through kallsyms)")
+    else:
+        held = ("AA / ABBA at lock:contention_end: unknown here (its failures count with kind "
+                "'unknown'): the per-CPU held-locks table cannot be located, kallsyms has no "
+                "data symbols (CONFIG_KALLSYMS_ALL off); the kfunc probe's kinds come from its "
+                "report and are unaffected")
+    return f"{held}. {nmi_note(kernel)}"

@@ -10,9 +10,8 @@ filled by the loader while BCC compiles (rqspinlock_kernel.caller_ranges).
 from itertools import repeat
 
 from ..family import Family, sum_slots
-from ..layout import CALLERS, NSLOTS, RQ_ERRNOS, RQ_KINDS, rq_errno_defines, rq_kind_defines
+from ..layout import CALLERS, NSLOTS, RQ_ERRNOS, RQ_KINDS
 from . import lock_users, trial
-from .rqspinlock_kernel import held_defines
 from .tracepoint import TracepointProbe
 
 NAME = "rqspinlock"
@@ -84,18 +83,11 @@ LCB_F_SPIN = 1 << 0      # contention_begin's flags: a spinning lock (include/tr
 
 def defines(kernel, plans):
     """The slow path's address range (a frame in it makes a failure an
-    rqspinlock's) and the per-CPU held-locks table (AA vs ABBA), from
-    kallsyms, its layout from BTF; the errnos' and kinds' indices."""
+    rqspinlock's) from kallsyms; the kinds come from the core's held-locks
+    table (rqspinlock_kernel.kind_defines)."""
     rq = kernel.kallsyms.range_of(SLOWPATH) or (0, 0)
-    held = kernel.percpu_var_addr("rqspinlock_held_locks")
-    d = {"HELD_LOCKS": f"{held:#x}ULL" if held else 0,
-         "RQ_SLOWPATH_START": f"{rq[0]:#x}ULL", "RQ_SLOWPATH_END": f"{rq[1]:#x}ULL"}
-    d.update(rq_kind_defines())
-    d.update(rq_errno_defines())
-    d.update(held_defines(kernel.btf))
-    d["LCB_F_SPIN"] = LCB_F_SPIN
-    d["CALLER_RES_SPIN_LOCK"] = CALLERS.index("res_spin_lock")
-    return d
+    return {"RQ_SLOWPATH_START": f"{rq[0]:#x}ULL", "RQ_SLOWPATH_END": f"{rq[1]:#x}ULL",
+            "LCB_F_SPIN": LCB_F_SPIN, "CALLER_RES_SPIN_LOCK": CALLERS.index("res_spin_lock")}
 
 
 # ---- decode
@@ -172,8 +164,25 @@ def families(snap, attached, per_cpu_latency):
             wait.add([cpu], slots)
     elif snap.rq_wait:
         wait.add([], sum_slots(list(snap.rq_wait.values())))
-    views = [view_family(snap)] if NAME in attached else []
+    views = [view_family(snap), unseen_family(snap, cube)] if NAME in attached else []
     return [rq, rq_cpu] + views + ([wait] if snap.rq_wait else [])
+
+
+def _attached(snap):
+    return {p.name: (p.attached, p.mode) for p in snap.probes}
+
+
+def unseen_family(snap, cube):
+    """lstrace_rqspinlock_unseen_failures_total: per lock user with no boundary
+    probe attached, the failures only lock:contention_end counted."""
+    f = Family("lstrace_rqspinlock_unseen_failures", "counter",
+               "rqspinlock failures of a lock user with no boundary probe attached (view "
+               "partial: --probes +maps adds the hash maps'), counted only at "
+               "lock:contention_end: a lower bound, its pending-path failures and (6.19+) AA "
+               "found before queueing reach no probe.", ["lock_user"])
+    for user in lock_users.unseen_users(_attached(snap)):
+        f.add([user], sum(n for (_e, _k, c), n in cube.items() if c == user))
+    return f
 
 
 def view_family(snap):
@@ -183,8 +192,7 @@ def view_family(snap):
                "1 per rqspinlock lock user: view is exact (every failure, at its boundary), "
                "partial (queued slow path only, at lock:contention_end) or none; "
                "`lstrace doctor` says why.", ["lock_user", "view"])
-    attached = {p.name: (p.attached, p.mode) for p in snap.probes}
-    for user, view, _how in lock_users.views(attached, snap.kernel.get("generation", "")):
+    for user, view, _how in lock_users.views(_attached(snap), snap.kernel.get("generation", "")):
         f.add((user, view), 1)
     return f
 
@@ -206,14 +214,18 @@ def event_counts(snap, cpus=None):
     return out
 
 
-# ---- top: failures count as the CPU's deadlocks / timeouts
+# ---- top: failures count as the CPU's deadlocks / timeouts, except those a
+# lock user's boundary probe counted: the helper family's row has them already
 def cpu_counts(snap):
     rows = {}
-    for (cpu, err, kind, _caller), n in snap.rq_failures.items():
+    boundary = {u for u, view, _how in lock_users.views(_attached(snap), "C")
+                if view == "exact" and u in ("htab", "local_storage")}
+    for (cpu, err, kind, caller), n in snap.rq_failures.items():
         row = rows.setdefault(cpu, {})
-        key = "deadlock" if err == "EDEADLK" else "timeout"
-        row[key] = row.get(key, 0) + n
-        row["failures"] = row.get("failures", 0) + n
+        if caller not in boundary:
+            key = "deadlock" if err == "EDEADLK" else "timeout"
+            row[key] = row.get(key, 0) + n
+            row["failures"] = row.get("failures", 0) + n
         if kind in ("AA", "ABBA"):          # top's columns by kind
             row[kind.lower()] = row.get(kind.lower(), 0) + n
     return rows

@@ -2,7 +2,9 @@
 address ranges of its users (kallsyms: a failure's caller) and the layout of
 the per-CPU held-locks table (BTF: AA vs ABBA, the kfunc reports' lock lines).
 """
-from ..layout import CALLERS
+import os
+
+from ..layout import CALLERS, rq_errno_defines, rq_kind_defines
 
 N_RANGES = 1024          # a power of two: caller_of() is a uniform binary search
 
@@ -57,3 +59,48 @@ def held_defines(btf):
         cnt, locks, size = HELD_DEFAULT["cnt"], HELD_DEFAULT["locks"], HELD_DEFAULT["size"]
     return {"RQ_HELD_CNT_OFF": cnt, "RQ_HELD_LOCKS_OFF": locks,
             "RQ_NR_HELD": (size - locks) // 8}
+
+
+# include/linux/preempt.h: PREEMPT 8 bits, SOFTIRQ 8, HARDIRQ 4, then NMI 4
+NMI_MASK = 0xf << 20
+# A test's forced path (tests/guest/test_rq_boundaries.py): NMI_MASK replaced
+# by bits every failure's context has set (preemption is off on the lock
+# path), so the nmi classification runs where the lab cannot make NMIs (TCG
+# has no hardware perf events).  Never set in production.
+NMI_MASK_ENV = "LSTRACE_TEST_NMI_MASK"
+
+
+def preempt_count_source(kernel):
+    """(PREEMPT_COUNT_VAR, TASK_PREEMPT_OFF): where this CPU's preempt_count
+    is: x86's per-CPU __preempt_count (kallsyms data symbol), or the offset of
+    preempt_count in current (arm64: task_struct.thread_info); (0, 0) unknown."""
+    var = kernel.percpu_var_addr("__preempt_count")
+    if var:
+        return var, 0
+    ti = kernel.btf.member_offset("task_struct", "thread_info")
+    pc = kernel.btf.member_offset("thread_info", "preempt_count")
+    return 0, (ti + pc if ti is not None and pc is not None else 0)
+
+
+def kind_defines(kernel):
+    """The core's rqheld.bpf.c: the held-locks table (address, layout), where
+    preempt_count is and its NMI bits, the kinds' and errnos' indices."""
+    held = kernel.percpu_var_addr("rqspinlock_held_locks")
+    var, task_off = preempt_count_source(kernel)
+    d = {"HELD_LOCKS": f"{held:#x}ULL" if held else 0,
+         "PREEMPT_COUNT_VAR": f"{var:#x}ULL" if var else 0, "TASK_PREEMPT_OFF": task_off,
+         "NMI_MASK": os.environ.get(NMI_MASK_ENV) or f"{NMI_MASK:#x}"}
+    d.update(held_defines(kernel.btf))
+    d.update(rq_kind_defines())
+    d.update(rq_errno_defines())
+    return d
+
+
+def nmi_note(kernel):
+    """How a failure's kind becomes nmi on this kernel, or why it cannot."""
+    var, task_off = preempt_count_source(kernel)
+    if var or task_off:
+        where = "__preempt_count (kallsyms)" if var else "current->thread_info (BTF)"
+        return f"nmi: a failure whose context has preempt_count's NMI bits set ({where})"
+    return ("nmi: undetectable here (no __preempt_count data symbol in kallsyms, no "
+            "preempt_count in thread_info): NMI-context failures count as their errno's kind")

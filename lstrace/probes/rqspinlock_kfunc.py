@@ -14,7 +14,7 @@ C: bpf/probes/rqspinlock_kfunc.bpf.c.
 """
 import struct
 
-from ..layout import RQ_ERRNOS, RQ_KINDS, rq_errno_defines, rq_kind_defines
+from ..layout import RQ_ERRNOS, RQ_KINDS
 from . import trial
 from .bcc import KFUNC_PREFIXES, kfunc_name
 from .rqspinlock_kernel import held_defines
@@ -81,7 +81,7 @@ def _match(text, n):
 
 def defines(kernel, plans):
     nr_held = held_defines(kernel.btf)["RQ_NR_HELD"]
-    return {**rq_kind_defines(), **rq_errno_defines(), "RQ_KFUNC_REPORTS": 1,
+    return {"RQ_KFUNC_REPORTS": 1,
             "RQK_HEAD_WORDS": HEAD_WORDS, "RQK_VAL_WORDS": VAL_WORDS,
             "RQK_NR_HELD": nr_held,
             "RQK_ATTEMPTED_OFF": len(LINE_ATTEMPTED), "RQK_TOTAL_OFF": len(LINE_TOTAL),

@@ -34,6 +34,10 @@ friendly_errors like every other command.
                recursion_misses, visible_by_kind; htab-*: nested_by_hook,
                nested_other_errno, last_arm_failure, filter, bucket_lock, problems, ...)
     affected, verdict (one line)
+    extra.lstrace  (without --no-lstrace) {"reason": why lstrace did not run, or "",
+               "rows": [{"cpu", "errno", "kind", "lock_user", "made", "counted"}]}: the
+               case's rqspinlock failures beside lstrace_rqspinlock_failures_total's
+               delta over the case (rqspinlock, htab-deadlock)
 """
 import click
 
@@ -49,8 +53,11 @@ CASE_HELP = "case to run (repeatable); default: every case that applies here"
 @click.option("--cpus", metavar="LIST", help="CPUs to use, e.g. 0,1 or 0-3 (default: all)")
 @json_option
 @click.option("--list", "list_only", is_flag=True, help="list the cases and exit")
+@click.option("--lstrace/--no-lstrace", "observe", default=True, show_default=True,
+              help="run lstrace beside the cases and show what it counted next to what "
+                   "they made (rqspinlock, htab-deadlock)")
 @friendly_errors
-def repro(cases, duration, cpus, as_json, list_only):
+def repro(cases, duration, cpus, as_json, list_only, observe):
     """Provoke local-storage / rqspinlock / hash-map failures and count them per CPU.
 
     \b
@@ -60,7 +67,7 @@ def repro(cases, duration, cpus, as_json, list_only):
       lstrace repro --case htab-busy --case htab-deadlock --cpus 0,1 --json
     """
     try:
-        _main(cases, duration, cpus, as_json, list_only)
+        _main(cases, duration, cpus, as_json, list_only, observe)
     except (LstraceError, KeyboardInterrupt):
         raise
     except Exception as e:          # one line, never a traceback
@@ -68,8 +75,9 @@ def repro(cases, duration, cpus, as_json, list_only):
         raise LstraceError(f"error: {type(e).__name__}: {first}") from None
 
 
-def _main(cases, duration, cpus, as_json, list_only):
+def _main(cases, duration, cpus, as_json, list_only, observe):
     from . import CASES, applicable, preflight, report, resolve_cpus, run_case
+    from .observe import Observer, Unobserved
     from .result import CaseResult
 
     unknown = [c for c in cases if c not in CASES]
@@ -88,13 +96,18 @@ def _main(cases, duration, cpus, as_json, list_only):
     reasons = applicable()
     names = list(cases) or list(CASES)
     results = []
-    for name in names:
-        if not cases and reasons[name] is not None:
-            results.append(CaseResult(name, runnable=False, reason=reasons[name], cpus=cpu_list))
-            continue
-        if not as_json:
-            click.echo(f"running {name} ...", err=True)
-        results.append(run_case(name, duration=duration, cpus=cpu_list))
+    if observe and not as_json:
+        click.echo("starting lstrace beside the cases (--no-lstrace: without) ...", err=True)
+    with (Observer() if observe else Unobserved()) as seen:
+        for name in names:
+            if not cases and reasons[name] is not None:
+                results.append(CaseResult(name, runnable=False, reason=reasons[name],
+                                          cpus=cpu_list))
+                continue
+            if not as_json:
+                click.echo(f"running {name} ...", err=True)
+            results.append(seen.run(CASES[name], lambda: run_case(name, duration=duration,
+                                                                 cpus=cpu_list)))
     if as_json:
         click.echo(report.to_json(results, duration, cpu_list))
     else:

@@ -2,6 +2,7 @@
 import json
 
 from .host import info, kernel
+from .observe import lines as lstrace_lines
 from .stats import CATS
 
 JSON_VERSION = 1
@@ -36,6 +37,7 @@ def to_text(results) -> str:
         elif r.visible:
             out.append("  reached lock:contention_end (ret<0): " +
                        ", ".join(f"CPU {c}: {n}" for c, n in r.visible.items()))
+        out += lstrace_lines(r)
     return "\n".join(out)
 
 

@@ -79,7 +79,9 @@ def test_fexit_is_one_counting_program(ret_size, decl):
     assert "KFUNC_PROBE" not in glue and "bpf_ktime_get_ns" not in glue
     assert f"KRETFUNC_PROBE(htab_map_update_elem, u64 a0, u64 a1, u64 a2, u64 a3, {decl})" \
         in glue
-    assert f"count_exit(ctx, {idx}, 1, (s64)ret, OUT_OTHER, 0, 0, 0, 0, 0, 0)" in glue
+    # the map and key (as owner) for the bucket lock; lock user htab (rq_boundary)
+    htab = layout.CALLERS.index("htab")
+    assert f"count_exit(ctx, {idx}, 1, (s64)ret, OUT_OTHER, 0, a1, a0, a2, 0, 0, {htab})" in glue
     k = helpers.helper_glue(dataclass_mode(p, "kprobe"), FakeKernel(), True, "kprobe")
     assert "lst_kp_htab_update" not in k and "int lst_krp_htab_update(" in k
 
@@ -215,14 +217,15 @@ def test_fexit_glue_follows_prototype(nargs):
     assert "KFUNC_PROBE" not in glue
     assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
     want = ("a3, a0, a1, a2" if nargs == 4 else "0, a0, a1, 0")   # what the prototype has
-    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0, 0)" in glue
+    none = len(layout.CALLERS)         # an inner probe: no rqspinlock boundary
+    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0, 0, {none})" in glue
     # --latency: an entry program that only stamps the call, the same fexit with the clock
     glue = helpers.helper_glue(p, BtfKernel(t), create_null_busy=True, mode="fentry",
                                latency=True)
     assert f"KFUNC_PROBE(bpf_local_storage_update, {args})\n{{ return stamp_entry(ctx, 10); }}" \
         in glue
     assert f"KRETFUNC_PROBE(bpf_local_storage_update, {args}, long ret)" in glue
-    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0, 1)" in glue
+    assert f"count_exit(ctx, 10, 2, (s64)ret, OUT_OTHER, {want}, 0, 1, {none})" in glue
 
 
 @pytest.mark.parametrize("latency", [False, True])

@@ -84,6 +84,21 @@ CPU_KEYS = (("calls", "calls/s", False), ("busy", "busy/s", False),
 # opt-in groups: --probes +GROUP adds them to the defaults, GROUP alone names them
 GROUPS = {"maps": tuple(p.name for p in HELPERS if p.group == "maps")}
 MAP_PROBES = GROUPS["maps"]
+# Probes called from inside another probed function: their failures surface
+# through the entry point (get, delete, map syscall) that called them, so the
+# per-CPU sums (and the rqspinlock counts) leave them out unless no entry point
+# is attached.
+INNER_PROBES = ("local_storage_update", "selem_unlink", "selem_link_map")
+
+
+def lock_user(name):
+    """The rqspinlock lock user (layout.CALLERS) whose failures probe `name`
+    counts at their boundary (bpf/probes/helpers_rq.bpf.c): the hash maps'
+    bucket lock for the map probes, local storage for its entry points; None
+    for the inner probes (their failures come out through an entry point)."""
+    if name in MAP_PROBES:
+        return "htab"
+    return None if name in INNER_PROBES else "local_storage"
 
 
 def is_map_probe(name):

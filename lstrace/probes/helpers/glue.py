@@ -5,12 +5,13 @@ points of those programs."""
 import dataclasses
 
 from ...cgen import switch_cases
-from ...layout import ERRNO_OUTCOMES, MAX_ERRNO
+from ...layout import CALLERS, ERRNO_OUTCOMES, MAX_ERRNO
 from ..bcc import KFUNC_PREFIXES, kfunc_name
-from .catalogue import RET_KIND_CODE, RET_VOID, ROLE_CODE, helper, helper_index
+from .catalogue import RET_KIND_CODE, RET_VOID, ROLE_CODE, helper, helper_index, lock_user
 
-# the family's shared C (on_entry, on_exit, count_exit), before the glue
-C_FRAGMENT = "helpers.bpf.c"
+# the family's shared C, before the glue: the rqspinlock boundary (rq_boundary),
+# then the classification (on_entry, on_exit, count_exit)
+C_FRAGMENT = ("helpers_rq.bpf.c", "helpers.bpf.c")
 
 
 def defines(kernel, plans):
@@ -20,6 +21,33 @@ def defines(kernel, plans):
     d.update({f"ROLE_{r.upper() or 'NONE'}": c for r, c in ROLE_CODE.items()})
     d["OUTCOME_CASES"] = switch_cases({e: f"OUT_{o.upper()}" for e, o in ERRNO_OUTCOMES.items()})
     d["MAX_ERRNO"] = MAX_ERRNO
+    d["CALLER_HTAB"] = CALLERS.index("htab")
+    d.update(htab_defines(kernel.btf if kernel else None))
+    return d
+
+
+# include/linux/jhash.h: JHASH_INITVAL, the hash maps' jhash seed base
+JHASH_INITVAL = 0xdeadbeef
+# the longest hash-map key whose bucket lock rq_boundary computes (a longer
+# one's failures count with kind unknown)
+HTAB_KEY_MAX = 64
+# kernel/bpf/hashtab.c's layouts the bucket lock address needs, from BTF
+_HTAB_MEMBERS = {"HTAB_BUCKETS_OFF": ("bpf_htab", "buckets"),
+                 "HTAB_N_BUCKETS_OFF": ("bpf_htab", "n_buckets"),
+                 "HTAB_HASHRND_OFF": ("bpf_htab", "hashrnd"),
+                 "MAP_KEY_SIZE_OFF": ("bpf_map", "key_size"),
+                 "HTAB_BUCKET_LOCK_OFF": ("bucket", "raw_lock")}
+
+
+def htab_defines(btf):
+    """HTAB_*: where a hash map's buckets, their count, its hash seed and a
+    bucket's lock are (struct bpf_htab embeds its struct bpf_map first); all 0
+    where BTF lacks one (then no bucket lock is computed: kind unknown)."""
+    d = {k: (btf.member_offset(*v) if btf else None) for k, v in _HTAB_MEMBERS.items()}
+    d["HTAB_BUCKET_SIZE"] = btf.struct_size("bucket") if btf else None
+    if None in d.values() or (btf.member_offset("bpf_htab", "map") != 0):
+        d = dict.fromkeys(d, 0)
+    d.update(HTAB_KEY_MAX=HTAB_KEY_MAX, HTAB_JHASH_INITVAL=f"{JHASH_INITVAL:#x}U")
     return d
 
 
@@ -60,6 +88,7 @@ class _Call:
     ret_decl: object       # "int ret", "long ret" or None (void)
     clock: int
     entry: bool
+    user: int              # the lock user it is a boundary of (CALLERS), len(CALLERS): none
 
 
 def _fentry_glue(c):
@@ -71,15 +100,19 @@ def _fentry_glue(c):
 
     def arg(i):      # the i-th argument, where the prototype has one
         return f"a{i}" if i is not None and i < len(proto.params) else "0"
-    # gets: (map, owner, value, flags); the update: (owner, smap, value, flags)
+    # gets: (map, owner, value, flags); the update: (owner, smap, value, flags);
+    # hash-map ops: (map, key, ...), the key passed as the owner
     owner, smap = {"get": (1, 0), "update": (0, 1)}.get(hp.role, (None, None))
+    if hp.group == "maps":
+        owner, smap = 1, 0
     owner, smap, value = arg(owner), arg(smap), arg(2 if owner is not None else None)
     rc = "(s64)ret" if c.ret_decl else "0"
     stamp = (f"KFUNC_PROBE({hp.func}, {args})\n"
              f"{{ return stamp_entry(ctx, {c.idx}); }}\n") if c.entry else ""
     return stamp + (f"KRETFUNC_PROBE({hp.func}, {exit_args})\n"
                     f"{{ return count_exit(ctx, {c.idx}, {c.kind}, {rc}, {c.create_null}, "
-                    f"{arg(c.flags_arg)}, {owner}, {smap}, {value}, {c.busy}, {c.clock}); }}\n")
+                    f"{arg(c.flags_arg)}, {owner}, {smap}, {value}, {c.busy}, {c.clock}, "
+                    f"{c.user}); }}\n")
 
 
 def _kprobe_glue(c):
@@ -94,7 +127,7 @@ def _kprobe_glue(c):
             f"{c.clock}); }}\n") if c.entry else ""
     return text + (f"int lst_krp_{hp.name}(struct pt_regs *ctx)\n"
                    f"{{ return on_exit(ctx, {c.idx}, {c.kind}, {cast}, {c.create_null}, "
-                   f"{int(c.entry)}, {c.clock}); }}\n")
+                   f"{int(c.entry)}, {c.clock}, {c.user}); }}\n")
 
 
 def helper_glue(plan, kernel, create_null_busy, mode, latency=False):
@@ -111,7 +144,8 @@ def helper_glue(plan, kernel, create_null_busy, mode, latency=False):
     c = _Call(hp, proto, helper_index(hp.name), RET_KIND_CODE[_ret_kind(hp, proto)],
               _lookup_busy_var(hp, kernel), create_null,
               3 if hp.role in ("get", "update") else None, _ret_decl(proto), int(latency),
-              needs_entry(dataclasses.replace(plan, mode=mode), latency))
+              needs_entry(dataclasses.replace(plan, mode=mode), latency),
+              CALLERS.index(lock_user(hp.name)) if lock_user(hp.name) else len(CALLERS))
     return _fentry_glue(c) if mode == "fentry" else _kprobe_glue(c)
 
 

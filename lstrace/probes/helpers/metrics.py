@@ -5,16 +5,12 @@ from operator import itemgetter
 
 from ...family import Family, sum_slots
 from ...layout import OUTCOMES
-from .catalogue import MAP_PROBES, helper
+from .catalogue import INNER_PROBES, MAP_PROBES, helper
 
 # Per-CPU helper failures: the reasons whose cause is local to a CPU.
 CPU_REASONS = ("busy", "deadlock", "timeout")
 # ... and those a kernel generation can produce (zero series exported from the start)
 GEN_CPU_REASONS = {"A": ("busy",), "B": ("busy",), "C": ("deadlock", "timeout")}
-# Probes called from inside another probed function: their failures surface
-# through the entry point (get, delete, map syscall) that called them, so the
-# per-CPU sum leaves them out unless no entry point is attached.
-INNER_PROBES = ("local_storage_update", "selem_unlink", "selem_link_map")
 # per CPU, the hash-map failure reasons a bucket lock can produce (zero series);
 # the lock is a blind-spot fact (lstrace.plan.htab_lock), in the snapshot's kernel
 HTAB_LOCK_REASONS = {"map_locked": ("busy",), "rqspinlock": ("deadlock", "timeout"),

@@ -37,6 +37,12 @@ class Case:
         """Only called by run_case(), after check() said the case can run."""
         raise NotImplementedError
 
+    def made_rq(self, r):
+        """{(cpu, errno, kind, lock user): n}: the rqspinlock failures a run
+        made, in lstrace_rqspinlock_failures_total's terms (lstrace.layout:
+        RQ_ERRNOS, RQ_KINDS, CALLERS); empty for a case that makes none."""
+        return {}
+
 
 def load(obj_name, skip=()):
     """Compile (cached) and load bpf/repro/<obj_name>.bpf.c.

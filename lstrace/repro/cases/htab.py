@@ -224,3 +224,13 @@ class HtabDeadlock(_Htab):
     lock = "rqspinlock"
     kinds = ("deadlock", "timeout")
     failure = "the bucket's rqspinlock detected the AA deadlock (-EDEADLK / -ETIMEDOUT)"
+
+    def made_rq(self, r):
+        """The nested updates' failures: AA on the bucket lock by construction."""
+        out = {}
+        for cpu, v in r.groups.get(NESTED, {}).items():
+            for err, kind, n in (("EDEADLK", "AA", v["deadlock"]),
+                                 ("ETIMEDOUT", "timeout", v["timeout"])):
+                if n:
+                    out[(cpu, err, kind, "htab")] = n
+        return out

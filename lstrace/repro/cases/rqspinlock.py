@@ -119,6 +119,24 @@ class Rqspinlock(Case):
         r.verdict = self.verdict(r)
         return r
 
+    # each provoked kind's EDEADLK as lstrace names it (ETIMEDOUT: "timeout");
+    # the setup locks fail only when a vCPU stalls, of a kind nobody knows
+    LSTRACE_KIND = {"aa": "AA", "abba": "ABBA", "aa-queued": "AA", "timeout": "AA",
+                    "setup": "unknown"}
+
+    def made_rq(self, r):
+        out = {}
+        for group, per in r.groups.items():
+            _, kind, *setup = group.split(":")
+            for cpu, v in per.items():
+                for err, n in (("EDEADLK", v["deadlock"]), ("ETIMEDOUT", v["timeout"])):
+                    k = "timeout" if err == "ETIMEDOUT" else \
+                        self.LSTRACE_KIND["setup" if setup else kind]
+                    if n:
+                        key = (cpu, err, k, "res_spin_lock")
+                        out[key] = out.get(key, 0) + n
+        return out
+
     @staticmethod
     def _addrs(obj):
         import struct
