@@ -33,7 +33,7 @@ def snap(taken, get0, get1, rq=0, sys_err=0, events=()):
     s.rq_wait = {0: [0] * NSLOTS, 1: [0] * NSLOTS}
     s.rq_wait[1][10] = rq * 3
     if rq:
-        s.rq_failures[(1, "ETIMEDOUT", "unknown", "local_storage")] = rq
+        s.rq_failures[(1, "ETIMEDOUT", "unknown", "htab")] = rq
     if sys_err:
         s.syscall_errors[(0, "MAP_LOOKUP_ELEM", "hash", "ENOENT")] = sys_err
     s.events = list(events)
@@ -89,7 +89,7 @@ def test_sources_only_from_last_interval():
                       "source": "task_storage_get", "outcome": "busy", "cpus": [1], "count": 2}
     assert sum(r["count"] for r in src) == 4     # event seq 1 was in the older snapshot
     assert m["rqspinlock"] == [{"cpu": 1, "errno": "ETIMEDOUT", "kind": "unknown",
-                                "caller": "local_storage", "per_s": 2.0, "total": 4}]
+                                "caller": "htab", "per_s": 2.0, "total": 4}]
     assert m["syscall_errors"] == [{"cpu": 0, "cmd": "MAP_LOOKUP_ELEM", "map_type": "hash",
                                     "errno": "ENOENT", "per_s": 5.0, "total": 10}]
 
