@@ -93,6 +93,11 @@ def map_type_bucket(map_type):
     return _MAP_TYPES.get(map_type, "other")
 
 
+def map_type_number(bucket):
+    """The enum bpf_map_type of a local-storage bucket (task_storage, ...)."""
+    return next(n for n, b in _MAP_TYPES.items() if b == bucket)
+
+
 def slot_of(ns):
     """The log2 slot the BPF side puts `ns` in (mirrors log2_slot() in C)."""
     if ns <= 1:

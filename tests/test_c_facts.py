@@ -30,7 +30,7 @@ RULES = (
 # names whose C value Python emits; C may use them, never define them
 FACT_PREFIXES = ("RET_KIND_", "ROLE_", "RQ_E_", "KIND_", "BUSY_IDX_", "OUT_", "RQ_HELD_",
                  "RQ_NR_HELD", "MAX_ERRNO", "LCB_F_", "HTAB_", "MAP_KEY_", "NMI_", "PREEMPT_",
-                 "TASK_PREEMPT_", "CALLER_")
+                 "TASK_PREEMPT_", "CALLER_", "LS_", "MAP_TYPE_")
 
 
 def code(text):

@@ -325,3 +325,27 @@ def test_cli_missing_clang(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda t: None if t == "clang" else real(t))
     res = _cli(["--case", "helper-calls"])
     assert res.exit_code == 69 and "apt-get install -y clang llvm libbpf-dev" in res.output
+
+
+def test_cli_shows_lstrace_counts_beside_its_own():
+    """By default lstrace runs beside the cases: per case, CPU, errno, kind and
+    lock user, what the workload made next to lstrace_rqspinlock_failures_total's
+    delta (on this host: lock:contention_end only, a lower bound)."""
+    res = _cli(["--json", "--case", "rqspinlock", "--cpus", ",".join(map(str, CPUS)),
+                "-d", "1"])
+    assert res.exit_code == 0, res.output
+    case = json.loads(res.stdout)["cases"]["rqspinlock"]
+    seen = case["extra"]["lstrace"]
+    assert seen["reason"] == "", seen
+    made = {(r["cpu"], r["errno"], r["kind"], r["lock_user"]): r["made"] for r in seen["rows"]}
+    per_cpu = {}
+    for (cpu, _e, _k, user), n in made.items():
+        assert user == "res_spin_lock"
+        per_cpu[cpu] = per_cpu.get(cpu, 0) + n
+    want = {int(c): v["deadlock"] + v["timeout"] for c, v in case["per_cpu"].items()}
+    assert per_cpu == {c: n for c, n in want.items() if n}
+    assert all(isinstance(r["counted"], int) for r in seen["rows"])
+    text = _cli(["--case", "rqspinlock", "--cpus", str(CPUS[0]), "-d", "0.5"])
+    assert text.exit_code == 0 and "made vs counted by lstrace" in text.output, text.output
+    plain = _cli(["--case", "rqspinlock", "--cpus", str(CPUS[0]), "-d", "0.5", "--no-lstrace"])
+    assert plain.exit_code == 0 and "made vs counted" not in plain.output

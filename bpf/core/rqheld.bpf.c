@@ -4,10 +4,11 @@
  * addresses and the layouts: HELD_LOCKS and RQ_HELD_* from kallsyms and BTF,
  * PREEMPT_COUNT_VAR / TASK_PREEMPT_OFF and NMI_MASK for the NMI test). */
 
-/* Is `lock` in this CPU's rqspinlock_held_locks table?  1 yes, 0 no, -1 the
- * table cannot be read.  `skip_top`: at lock:contention_end the top entry is
- * the failing attempt itself; at a lock user's return it is already popped. */
-static __always_inline int held_by_this_cpu(u64 lock, int skip_top)
+/* Is `lock` (or, with hi > lo, any lock in [lo, hi)) in this CPU's
+ * rqspinlock_held_locks table?  1 yes, 0 no, -1 the table cannot be read.
+ * `skip_top`: at lock:contention_end the top entry is the failing attempt
+ * itself; at a lock user's return it is already popped. */
+static __always_inline int held_by_this_cpu(u64 lock, u64 lo, u64 hi, int skip_top)
 {
 	if (!HELD_LOCKS || !PCPU_OFFSETS)
 		return -1;
@@ -23,7 +24,7 @@ static __always_inline int held_by_this_cpu(u64 lock, int skip_top)
 	int n = skip_top ? cnt - 1 : cnt;
 #pragma unroll
 	for (int i = 0; i < RQ_NR_HELD; i++) {
-		if (i < n && locks[i] == lock)
+		if (i < n && (locks[i] == lock || (locks[i] >= lo && locks[i] < hi)))
 			return 1;
 	}
 	return 0;
@@ -57,6 +58,6 @@ static __always_inline u32 rq_kind(u64 lock, u32 e, int skip_top)
 		return KIND_TIMEOUT;
 	if (!lock)
 		return KIND_UNKNOWN;
-	int held = held_by_this_cpu(lock, skip_top);
+	int held = held_by_this_cpu(lock, 0, 0, skip_top);
 	return held < 0 ? KIND_UNKNOWN : (held ? KIND_AA : KIND_ABBA);
 }

@@ -72,21 +72,58 @@ static __always_inline u64 bucket_lock(u64 map, u64 key)
 	return buckets + (u64)i * HTAB_BUCKET_SIZE + HTAB_BUCKET_LOCK_OFF;
 }
 
+/* The owner's local-storage lock (struct bpf_local_storage's lock, reached from
+ * the task, cgroup or socket the map type names; LS_* from BTF and
+ * layout.map_type_number): the first lock every storage operation takes.  0
+ * for other owners (inode) or when BTF lacks a layout. */
+static __always_inline u64 storage_lock(u64 map, u64 owner)
+{
+	u32 type = 0;
+	u64 storage = 0, off = 0;
+	if (!map || !owner || !LS_LOCK_OFF)
+		return 0;
+	bpf_probe_read_kernel(&type, sizeof(type), (void *)(map + MAP_TYPE_OFF));
+	off = type == LS_TASK_TYPE ? LS_TASK_OFF : type == LS_CGRP_TYPE ? LS_CGRP_OFF :
+	      type == LS_SK_TYPE ? LS_SK_OFF : 0;
+	if (off)
+		bpf_probe_read_kernel(&storage, sizeof(storage), (void *)(owner + off));
+	return storage ? storage + LS_LOCK_OFF : 0;
+}
+
+/* Does this CPU hold a bucket lock of local-storage map `map`?  Then a
+ * deadlock whose storage lock is not held may be an AA on that bucket. */
+static __always_inline int holds_storage_bucket(u64 map)
+{
+	u64 buckets = 0;
+	u32 log = 0;
+	bpf_probe_read_kernel(&buckets, sizeof(buckets), (void *)(map + LS_BUCKETS_OFF));
+	bpf_probe_read_kernel(&log, sizeof(log), (void *)(map + LS_BUCKET_LOG_OFF));
+	if (!buckets || log > 31)
+		return 1;       /* unreadable: cannot rule it out */
+	return held_by_this_cpu(1, buckets, buckets + ((u64)LS_BUCKET_SIZE << log), 0) != 0;
+}
+
 /* `user`: the lock user whose boundary this probe is (CALLERS index), N_CALLER
- * for none; map/key: a hash-map op's arguments (0 elsewhere). */
+ * for none; map/owner: a hash-map op's map and key, a storage op's map and
+ * owner (0 where the probe has none). */
 static __always_inline void rq_boundary(struct cpu_state *s, struct counters *c, u32 user,
-					u32 out, u64 map, u64 key)
+					u32 out, u64 map, u64 owner)
 {
 	if (user >= N_CALLER || (out != OUT_DEADLOCK && out != OUT_TIMEOUT))
 		return;
 	u32 e = out == OUT_DEADLOCK ? RQ_E_EDEADLK : RQ_E_ETIMEDOUT;
-	u64 lock = user == CALLER_HTAB ? bucket_lock(map, key) : 0;
-	if (s->rq_end_lock && (lock ? s->rq_end_lock == lock : s->rq_end_user == user)) {
-		s->rq_end_lock = 0;           /* counted at lock:contention_end */
+	int htab = user == CALLER_HTAB;
+	u64 lock = htab ? bucket_lock(map, owner) : storage_lock(map, owner);
+	/* counted at lock:contention_end: the same lock (a hash map's bucket; its
+	 * caller there may read lru), or any local-storage lock */
+	if (s->rq_end_lock && (htab && lock ? s->rq_end_lock == lock : s->rq_end_user == user)) {
+		s->rq_end_lock = 0;
 		return;
 	}
 	/* the failing attempt has left this CPU's held locks: skip_top 0 */
 	u32 kind = rq_kind(lock, e, 0);
+	if (!htab && kind == KIND_ABBA && holds_storage_bucket(map))
+		kind = KIND_UNKNOWN;
 	if (e < N_RQ_ERRNO && kind < N_RQ_KIND)
 		__sync_fetch_and_add(&c->rq[e][kind][user], 1);
 }

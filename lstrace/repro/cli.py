@@ -35,6 +35,7 @@ friendly_errors like every other command.
                nested_other_errno, last_arm_failure, filter, bucket_lock, problems, ...)
     affected, verdict (one line)
     extra.lstrace  (without --no-lstrace) {"reason": why lstrace did not run, or "",
+               "views": {lock user: exact|partial|none}, "why": {lock user: text},
                "rows": [{"cpu", "errno", "kind", "lock_user", "made", "counted"}]}: the
                case's rqspinlock failures beside lstrace_rqspinlock_failures_total's
                delta over the case (rqspinlock, htab-deadlock)

@@ -6,6 +6,7 @@ the same window.  Other processes' failures in that window count too: on a
 busy host "counted" can exceed "made"; never the reverse, unless lstrace
 cannot see that lock user here (`lstrace doctor` says which view it has)."""
 from .. import probes
+from ..probes import lock_users
 
 
 class Observer:
@@ -39,11 +40,16 @@ class Observer:
         if before is None:
             r.extra["lstrace"] = {"reason": f"lstrace did not run: {self.reason}", "rows": []}
             return r
-        counted = self.session.snapshot().delta(before).rq_failures
+        after = self.session.snapshot()
+        counted = after.delta(before).rq_failures
         users = {k[3] for k in made}
+        attached = {p.name: (p.attached, p.mode) for p in after.probes}
+        views = {u: (v, how) for u, v, how in
+                 lock_users.views(attached, after.kernel.get("generation", "")) if u in users}
         keys = sorted(set(made) | {k for k, n in counted.items() if n and k[3] in users})
         r.extra["lstrace"] = {
-            "reason": "", "rows": [
+            "reason": "", "views": {u: v for u, (v, _how) in views.items()},
+            "why": {u: how for u, (_v, how) in views.items()}, "rows": [
                 {"cpu": c, "errno": e, "kind": k, "lock_user": u,
                  "made": made.get((c, e, k, u), 0), "counted": counted.get((c, e, k, u), 0)}
                 for c, e, k, u in keys]}
@@ -78,4 +84,6 @@ def lines(r):
         out.append(f"    CPU {row['cpu']} {row['errno']:<9} {row['kind']:<7} "
                    f"{row['lock_user']:<13} made {row['made']:>8} counted {row['counted']:>8}"
                    f"{mark}")
+    for user, view in seen.get("views", {}).items():
+        out.append(f"    lstrace's view of {user} here: {view}: {seen['why'][user]}")
     return out

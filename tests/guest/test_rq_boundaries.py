@@ -1,16 +1,18 @@
-"""Runs inside a kernel-lab guest (6.15+: rqspinlock buckets): every
-rqspinlock failure the `htab-deadlock` repro makes (a hash-map update nested
-inside a replace of the same key on the same CPU: AA on the bucket lock,
-counted by the workload's own BPF programs, per CPU) must appear in
-lstrace_rqspinlock_failures_total and lstrace_rqspinlock_cpu_failures_total
-(the exporter's own output of real snapshots), exactly, per CPU x errno x
-kind, lock user htab, with `--probes +maps` (the hash-map boundary), and
-with a second lstrace instance running:
+"""Runs inside a kernel-lab guest (6.15+ / 7.0+): every rqspinlock failure the
+`htab-deadlock` repro makes (a hash-map update nested inside a replace of the
+same key on the same CPU: AA on the bucket lock) and the `storage-deadlock`
+repro makes (7.0+: a task-storage delete nested inside an update of the same
+task: AA on its local_storage->lock), each counted by the workload's own BPF
+programs per CPU, must appear in lstrace_rqspinlock_failures_total and
+lstrace_rqspinlock_cpu_failures_total (the exporter's own output of real
+snapshots), exactly, per CPU x errno x kind x lock user, with `--probes +maps`
+(the hash-map boundary), and with a second lstrace instance running:
 
-  fentry   the fexit on htab_map_update_elem computes the key's bucket lock
-           (jhash from BTF offsets) and finds it in this CPU's held-locks
-           table: AA;
-  kprobe   a kretprobe sees no key: kind unknown, still exact per CPU x errno.
+  fentry   the fexit finds the failing lock (the key's bucket lock: jhash and
+           BTF offsets; the owner's storage lock: BTF offsets) in this CPU's
+           held-locks table: AA;
+  kprobe   a kretprobe sees no arguments: kind unknown, still exact per CPU x
+           errno.
 
 Without +maps the failures are not counted (the view says partial, and on 7.x
 no htab failure reaches lock:contention_end: AA is found before queueing).
@@ -26,12 +28,15 @@ from lstrace import probes
 CPUS = [0, 1]
 MAPS = list(probes.DEFAULT_NAMES) + list(probes.helpers.MAP_PROBES)
 CASE = "htab-deadlock"
+# case -> the lock user its failures belong to, the probe that is its boundary
+BOUNDARY = {"htab-deadlock": ("htab", "htab_update"),
+            "storage-deadlock": ("local_storage", "task_storage_delete")}
 
 
 def made(r):
-    """{(cpu, errno, kind): n} of the nested updates (AA by construction)."""
+    """{(cpu, errno, kind, lock user): n} of the nested calls (AA by construction)."""
     from lstrace.repro import CASES
-    return {k[:3]: n for k, n in CASES[CASE].made_rq(r).items()}
+    return CASES[r.name].made_rq(r)
 
 
 def exported(before, after):
@@ -46,12 +51,12 @@ def exported(before, after):
     return total, cpu
 
 
-def run_until(n_min, sessions):
+def run_until(n_min, sessions, case=CASE):
     from lstrace.repro import run_case
     before = [s.snapshot() for s in sessions]
     want, verdicts = {}, []
     for _ in range(8):             # at least n_min failures, however loaded the machine is
-        r = run_case(CASE, duration=3.0, cpus=CPUS)
+        r = run_case(case, duration=3.0, cpus=CPUS)
         assert r.runnable, r.reason
         verdicts.append(r.verdict)
         for k, n in made(r).items():
@@ -61,34 +66,41 @@ def run_until(n_min, sessions):
     return before, [s.snapshot() for s in sessions], want, verdicts
 
 
-@pytest.fixture(scope="module")
-def here():
+def applies(case):
     from lstrace.repro import CASES
-    why = CASES[CASE].check()
+    why = CASES[case].check()
     if why:
         pytest.skip(f"no rqspinlock here: {why}")
 
 
+@pytest.fixture(scope="module")
+def here():
+    applies(CASE)
+
+
 def by_cpu_errno(want):
     out = {}
-    for (cpu, err, _kind), n in want.items():
+    for (cpu, err, *_), n in want.items():
         out[(cpu, err)] = out.get((cpu, err), 0) + n
     return out
 
 
-def test_htab_failures_exact_with_maps_two_instances(here):
+@pytest.mark.parametrize("case", sorted(BOUNDARY))
+def test_failures_exact_at_the_boundary_two_instances(case):
     from lstrace.session import Session
+    applies(case)
+    probe = BOUNDARY[case][1]
     with Session(mode="fentry", probes=MAPS) as a, Session(mode="kprobe", probes=MAPS) as b:
         for s in (a, b):
             st = {x.name: x for x in s.statuses()}
-            assert st["htab_update"].attached and st["htab_update"].mode == s.mode, st
-        before, after, want, verdicts = run_until(10_000, (a, b))
+            assert st[probe].attached and st[probe].mode == s.mode, st
+        before, after, want, verdicts = run_until(10_000, (a, b), case)
     assert sum(want.values()) >= 10_000, verdicts
     total_a, cpu_a = exported(before[0], after[0])
     total_b, cpu_b = exported(before[1], after[1])
     sums = {}
-    for (_cpu, err, kind), n in want.items():
-        sums[(err, kind, "htab")] = sums.get((err, kind, "htab"), 0) + n
+    for (_cpu, err, kind, user), n in want.items():
+        sums[(err, kind, user)] = sums.get((err, kind, user), 0) + n
     assert total_a == sums, (total_a, want, verdicts)
     assert cpu_a == by_cpu_errno(want), (cpu_a, want)
     # kprobe mode: no key at the kretprobe, the same failures with kind unknown
@@ -98,7 +110,7 @@ def test_htab_failures_exact_with_maps_two_instances(here):
         unknown[k] = unknown.get(k, 0) + n
     assert total_b == unknown, (total_b, want)
     assert cpu_b == by_cpu_errno(want), (cpu_b, want)
-    print(f"{CASE} on {os.uname().release}: made {sorted(want.items())}; fentry counted "
+    print(f"{case} on {os.uname().release}: made {sorted(want.items())}; fentry counted "
           f"{sorted(total_a.items())}; kprobe counted {sorted(total_b.items())}")
 
 
@@ -110,11 +122,17 @@ def test_htab_failures_without_maps_are_not_claimed(here):
     with Session(mode="fentry") as s:
         before, after, want, _ = run_until(1_000, (s,))
         attached = {p.name: (p.attached, p.mode) for p in after[0].probes}
+    assert "htab_update" not in attached
     total, _cpu = exported(before[0], after[0])
     htab = sum(n for (_e, _k, user), n in total.items() if user == "htab")
     assert htab <= sum(want.values()), (total, want)
     views = {u: v for u, v, _how in lock_users.views(attached, "C")}
     assert views["htab"] == "partial", views
+    from scrape import samples
+    unseen = [v - samples(before[0])[0].get(k, 0) for k, v in samples(after[0])[0].items()
+              if k == ("lstrace_rqspinlock_unseen_failures_total",
+                       frozenset({("lock_user", "htab")}))]
+    assert unseen == [htab], unseen      # what only lock:contention_end saw
     print(f"without +maps on {os.uname().release}: made {sum(want.values())}, "
           f"counted as htab {htab} (lock:contention_end only)")
 
@@ -126,8 +144,8 @@ def test_nmi_kind_on_a_forced_path(here, monkeypatch):
     with Session(mode="fentry", probes=MAPS) as s:
         before, after, want, _ = run_until(1_000, (s,))
     total, cpu = exported(before[0], after[0])
-    assert total == {("EDEADLK", "nmi", "htab"): sum(n for (_c, e, _k), n in want.items()
-                                                     if e == "EDEADLK")} | (
-        {("ETIMEDOUT", "nmi", "htab"): n for n in [sum(
-            n for (_c, e, _k), n in want.items() if e == "ETIMEDOUT")] if n}), (total, want)
+    nmi = {}
+    for (_cpu, err, _kind, user), n in want.items():
+        nmi[(err, "nmi", user)] = nmi.get((err, "nmi", user), 0) + n
+    assert total == nmi, (total, want)
     assert cpu == by_cpu_errno(want)

@@ -147,8 +147,11 @@ def preempt_full():
 
 
 def rqspinlock_preempt_full():
-    # the kfunc probe's exact counts with preemptible tasks and lstrace programs (7.x)
-    run = shlex.join(guest_pytest("-s", "tests/guest/test_rqspinlock_kfunc.py"))
+    # the kfunc probe's and the boundaries' exact counts with preemptible tasks and
+    # lstrace programs (7.x)
+    run = shlex.join(guest_pytest("-s", "tests/guest/test_rqspinlock_kfunc.py",
+                                  "tests/guest/test_rq_boundaries.py", "-k",
+                                  "not without_maps and not nmi"))
     return run_in_guest("7", ["sh", "-c", PREEMPT_CHECK + "exec " + run], "--preempt", "full",
                         what="7 preempt=full")
 
@@ -161,7 +164,7 @@ RUNS = {"test_guest_suite[7]": (900, suite("7")),
         "test_guest_suite[6.12]": (600, suite("6.12")),
         "test_guest_suite_on_debian13[7]": (400, debian13("7")),
         "test_busy_exact_under_preempt_full": (220, preempt_full),
-        "test_rqspinlock_kfunc_exact_under_preempt_full": (240, rqspinlock_preempt_full),
+        "test_rqspinlock_kfunc_exact_under_preempt_full": (480, rqspinlock_preempt_full),
         "test_guest_suite_on_debian13[6.12]": (200, debian13("6.12")),
         "test_guest_suite_on_arm64[7]": (600, arm64("7", serve=True)),
         "test_guest_suite_on_arm64[6.12]": (400, arm64("6.12"))}
@@ -187,8 +190,9 @@ def test_busy_exact_under_preempt_full(lab, request):
 
 
 def test_rqspinlock_kfunc_exact_under_preempt_full(lab, request):
-    """7.x booted with preempt=full: every failed bpf_res_spin_lock still
-    counted exactly, per CPU x errno x kind, by two instances side by side."""
+    """7.x booted with preempt=full: every failed bpf_res_spin_lock, and every
+    hash-map and local-storage deadlock at its boundary, still counted exactly,
+    per CPU x errno x kind, by two instances side by side."""
     r = finished(lab[request.node.name].result())
     assert "2 passed" in r.stdout and r.stdout.count("rqspinlock_kfunc ") == 2
 

@@ -7,6 +7,7 @@ import dataclasses
 from ...cgen import switch_cases
 from ...layout import CALLERS, ERRNO_OUTCOMES, MAX_ERRNO
 from ..bcc import KFUNC_PREFIXES, kfunc_name
+from .boundary import htab_defines, storage_defines
 from .catalogue import RET_KIND_CODE, RET_VOID, ROLE_CODE, helper, helper_index, lock_user
 
 # the family's shared C, before the glue: the rqspinlock boundary (rq_boundary),
@@ -23,31 +24,7 @@ def defines(kernel, plans):
     d["MAX_ERRNO"] = MAX_ERRNO
     d["CALLER_HTAB"] = CALLERS.index("htab")
     d.update(htab_defines(kernel.btf if kernel else None))
-    return d
-
-
-# include/linux/jhash.h: JHASH_INITVAL, the hash maps' jhash seed base
-JHASH_INITVAL = 0xdeadbeef
-# the longest hash-map key whose bucket lock rq_boundary computes (a longer
-# one's failures count with kind unknown)
-HTAB_KEY_MAX = 64
-# kernel/bpf/hashtab.c's layouts the bucket lock address needs, from BTF
-_HTAB_MEMBERS = {"HTAB_BUCKETS_OFF": ("bpf_htab", "buckets"),
-                 "HTAB_N_BUCKETS_OFF": ("bpf_htab", "n_buckets"),
-                 "HTAB_HASHRND_OFF": ("bpf_htab", "hashrnd"),
-                 "MAP_KEY_SIZE_OFF": ("bpf_map", "key_size"),
-                 "HTAB_BUCKET_LOCK_OFF": ("bucket", "raw_lock")}
-
-
-def htab_defines(btf):
-    """HTAB_*: where a hash map's buckets, their count, its hash seed and a
-    bucket's lock are (struct bpf_htab embeds its struct bpf_map first); all 0
-    where BTF lacks one (then no bucket lock is computed: kind unknown)."""
-    d = {k: (btf.member_offset(*v) if btf else None) for k, v in _HTAB_MEMBERS.items()}
-    d["HTAB_BUCKET_SIZE"] = btf.struct_size("bucket") if btf else None
-    if None in d.values() or (btf.member_offset("bpf_htab", "map") != 0):
-        d = dict.fromkeys(d, 0)
-    d.update(HTAB_KEY_MAX=HTAB_KEY_MAX, HTAB_JHASH_INITVAL=f"{JHASH_INITVAL:#x}U")
+    d.update(storage_defines(kernel.btf if kernel else None))
     return d
 
 
@@ -100,9 +77,10 @@ def _fentry_glue(c):
 
     def arg(i):      # the i-th argument, where the prototype has one
         return f"a{i}" if i is not None and i < len(proto.params) else "0"
-    # gets: (map, owner, value, flags); the update: (owner, smap, value, flags);
-    # hash-map ops: (map, key, ...), the key passed as the owner
-    owner, smap = {"get": (1, 0), "update": (0, 1)}.get(hp.role, (None, None))
+    # gets: (map, owner, value, flags); deletes: (map, owner); the update: (owner,
+    # smap, value, flags); hash-map ops: (map, key, ...), the key passed as the owner
+    owner, smap = {"get": (1, 0), "delete": (1, 0), "update": (0, 1)}.get(hp.role,
+                                                                          (None, None))
     if hp.group == "maps":
         owner, smap = 1, 0
     owner, smap, value = arg(owner), arg(smap), arg(2 if owner is not None else None)

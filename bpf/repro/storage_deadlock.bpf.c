@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: GPL-2.0
+/* storage-deadlock (7.0+: local storage on rqspinlock): a task-storage delete
+ * nested inside a task-storage delete of the same task, on the same CPU,
+ * counting its own returns.
+ *
+ *   on_enter   tp_btf/sys_enter of our process while armed: get(b, F_CREATE)
+ *              and get(a, F_CREATE) (both elements exist), then delete(a):
+ *              bpf_selem_unlink() unlinks a while it holds the task's
+ *              local_storage->lock.
+ *   on_unlink  fentry/bpf_selem_unlink_storage_nolock_misc (called with that
+ *              lock held; measured on 7.3: the link and unlink functions
+ *              themselves are inlined there), once per outer delete on this
+ *              CPU: delete(b) of the same task needs the same lock: AA,
+ *              -EDEADLK (or -ETIMEDOUT).
+ * Before 7.0 the busy counters refuse the nested call instead (-EBUSY); the
+ * case runs only where local storage takes rqspinlocks. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "repro.h"
+
+enum { G_ENTER_GET_B, G_ENTER_GET_A, G_OUTER_DELETE_A, G_NESTED_DELETE_B };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC_);
+	__type(key, int);
+	__type(value, __u64);
+} map_a SEC(".maps"), map_b SEC(".maps");
+
+/* per CPU: 1 while on_enter's outer delete runs (the nested delete acts once) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} inside SEC(".maps");
+
+static __always_inline __u32 *inside_flag(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&inside, &zero);
+}
+
+static __always_inline int ours(void)
+{
+	struct cfg *c = get_cfg();
+
+	/* arg4 = armed: only while Python drives the case */
+	return c && c->arg4 && bpf_get_current_pid_tgid() >> 32 == c->tgid;
+}
+
+SEC("tp_btf/sys_enter")
+int on_enter(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 *in = inside_flag();
+
+	if (!in || !ours())
+		return 0;
+	count_get(G_ENTER_GET_B, bpf_task_storage_get(&map_b, task, 0, F_CREATE), F_CREATE);
+	count_get(G_ENTER_GET_A, bpf_task_storage_get(&map_a, task, 0, F_CREATE), F_CREATE);
+	*in = 1;
+	count_ret(G_OUTER_DELETE_A, bpf_task_storage_delete(&map_a, task));
+	*in = 0;
+	return 0;
+}
+
+SEC("fentry/bpf_selem_unlink_storage_nolock_misc")
+int on_unlink(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 *in = inside_flag();
+
+	if (!in || !*in || !ours())
+		return 0;
+	*in = 0;
+	count_ret(G_NESTED_DELETE_B, bpf_task_storage_delete(&map_b, task));
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
