@@ -41,6 +41,7 @@ if [ $want_tests = 1 ]; then
     pkgs+=(qemu-system-x86 busybox-static zstd cpio kmod mmdebstrap  # lab (depmod; debian13 root)
            prometheus tmux systemd procps iproute2         # e2e, top, unit checks, benchmarks
            clang llvm libbpf-dev gcc bpfcc-tools            # repro/benchmark BPF, funccount
+           bpftrace                                         # the lock path shared with bpftrace (lab)
            openssl curl                                     # web config tests: certificates, clients
            podman runc slirp4netns)                         # the image (tests/test_image.py)
     pkgs+=(qemu-system-arm arch-test)    # arm64 lab guest and its root (qemu-user: tests/lab/binfmt.py)

@@ -60,8 +60,9 @@ struct cpu_state {
 	u64 ctx_addr;        /* ctx as a plain number (see sp_of) */
 	struct pending pend[N_PENDING];
 	u64 pend_head;
-	u64 rq_end_lock;     /* the last rqspinlock failure lock:contention_end counted ... */
-	u64 rq_end_user;     /* ... and its lock user (CALLERS): see rq_boundary */
+	u64 rq_end_lock;     /* the last rqspinlock failure lock:contention_end counted, */
+	u32 rq_end_user;     /* its lock user (CALLERS) and task: see counted_at_end */
+	u32 rq_end_tid;
 };
 BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
 

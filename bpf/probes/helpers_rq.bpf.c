@@ -90,17 +90,35 @@ static __always_inline u64 storage_lock(u64 map, u64 owner)
 	return storage ? storage + LS_LOCK_OFF : 0;
 }
 
-/* Does this CPU hold a bucket lock of local-storage map `map`?  Then a
- * deadlock whose storage lock is not held may be an AA on that bucket. */
-static __always_inline int holds_storage_bucket(u64 map)
+/* [*lo, *hi): the bucket locks of local-storage map `map` (0, 0: unreadable). */
+static __always_inline void storage_buckets(u64 map, u64 *lo, u64 *hi)
 {
 	u64 buckets = 0;
 	u32 log = 0;
 	bpf_probe_read_kernel(&buckets, sizeof(buckets), (void *)(map + LS_BUCKETS_OFF));
 	bpf_probe_read_kernel(&log, sizeof(log), (void *)(map + LS_BUCKET_LOG_OFF));
-	if (!buckets || log > 31)
-		return 1;       /* unreadable: cannot rule it out */
-	return held_by_this_cpu(1, buckets, buckets + ((u64)LS_BUCKET_SIZE << log), 0) != 0;
+	*lo = *hi = 0;
+	if (buckets && log < 32) {
+		*lo = buckets;
+		*hi = buckets + ((u64)LS_BUCKET_SIZE << log);
+	}
+}
+
+/* Did lock:contention_end count this failure already (the queued slow path)?
+ * Its slot names the lock and the task; a hash map's failure is its bucket
+ * lock (the caller there may read lru), a local-storage one the owner's
+ * storage lock or one of the map's bucket locks; the lock user where the
+ * lock is not known here.  A match is consumed. */
+static __always_inline int counted_at_end(struct cpu_state *s, u32 user, u64 lock, u64 lo,
+					  u64 hi)
+{
+	u64 end = s->rq_end_lock;
+	if (!end || s->rq_end_tid != (u32)bpf_get_current_pid_tgid())
+		return 0;
+	int same = lock ? (end == lock || (end >= lo && end < hi)) : s->rq_end_user == user;
+	if (same)
+		s->rq_end_lock = 0;
+	return same;
 }
 
 /* `user`: the lock user whose boundary this probe is (CALLERS index), N_CALLER
@@ -113,16 +131,16 @@ static __always_inline void rq_boundary(struct cpu_state *s, struct counters *c,
 		return;
 	u32 e = out == OUT_DEADLOCK ? RQ_E_EDEADLK : RQ_E_ETIMEDOUT;
 	int htab = user == CALLER_HTAB;
-	u64 lock = htab ? bucket_lock(map, owner) : storage_lock(map, owner);
-	/* counted at lock:contention_end: the same lock (a hash map's bucket; its
-	 * caller there may read lru), or any local-storage lock */
-	if (s->rq_end_lock && (htab && lock ? s->rq_end_lock == lock : s->rq_end_user == user)) {
-		s->rq_end_lock = 0;
+	u64 lock = htab ? bucket_lock(map, owner) : storage_lock(map, owner), lo = 0, hi = 0;
+	if (!htab && lock)
+		storage_buckets(map, &lo, &hi);
+	if (counted_at_end(s, user, lock, lo, hi))
 		return;
-	}
-	/* the failing attempt has left this CPU's held locks: skip_top 0 */
+	/* the failing attempt has left this CPU's held locks: skip_top 0; a storage
+	 * deadlock whose storage lock this CPU does not hold may still be an AA
+	 * on one of the map's buckets (or unreadable ones) */
 	u32 kind = rq_kind(lock, e, 0);
-	if (!htab && kind == KIND_ABBA && holds_storage_bucket(map))
+	if (!htab && kind == KIND_ABBA && (!hi || held_by_this_cpu(1, lo, hi, 0) != 0))
 		kind = KIND_UNKNOWN;
 	if (e < N_RQ_ERRNO && kind < N_RQ_KIND)
 		__sync_fetch_and_add(&c->rq[e][kind][user], 1);

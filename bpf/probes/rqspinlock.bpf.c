@@ -106,6 +106,7 @@ static __always_inline void count_rq(void *ctx, struct cpu_state *s, struct coun
 			__sync_fetch_and_add(&c->rq[e][kind][caller], 1);
 		s->rq_end_lock = lock;
 		s->rq_end_user = caller;
+		s->rq_end_tid = bpf_get_current_pid_tgid();
 		record_event(ctx, EVENTS_RQSPINLOCK, RQ_OUTCOME(e));
 	}
 }

@@ -7,11 +7,11 @@
  *              and get(a, F_CREATE) (both elements exist), then delete(a):
  *              bpf_selem_unlink() unlinks a while it holds the task's
  *              local_storage->lock.
- *   on_unlink  fentry/bpf_selem_unlink_storage_nolock_misc (called with that
- *              lock held; measured on 7.3: the link and unlink functions
- *              themselves are inlined there), once per outer delete on this
- *              CPU: delete(b) of the same task needs the same lock: AA,
- *              -EDEADLK (or -ETIMEDOUT).
+ *   on_unlink_misc / on_unlink  fentry on bpf_selem_unlink_storage_nolock_misc
+ *              (7.3: bpf_selem_unlink_storage_nolock is inlined there) or
+ *              bpf_selem_unlink_storage_nolock (7.2), both called with that
+ *              lock held, once per outer delete on this CPU: delete(b) of the
+ *              same task needs the same lock: AA, -EDEADLK (or -ETIMEDOUT).
  * Before 7.0 the busy counters refuse the nested call instead (-EBUSY); the
  * case runs only where local storage takes rqspinlocks. */
 #include "vmlinux.h"
@@ -66,16 +66,30 @@ int on_enter(void *ctx)
 	return 0;
 }
 
-SEC("fentry/bpf_selem_unlink_storage_nolock_misc")
-int on_unlink(void *ctx)
+static __always_inline void nest(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 *in = inside_flag();
 
 	if (!in || !*in || !ours())
-		return 0;
+		return;
 	*in = 0;
 	count_ret(G_NESTED_DELETE_B, bpf_task_storage_delete(&map_b, task));
+}
+
+/* one of the two is loaded: the first this kernel calls out of line (hooks in
+ * lstrace/repro/cases/storage_deadlock.py) */
+SEC("fentry/bpf_selem_unlink_storage_nolock_misc")
+int on_unlink_misc(void *ctx)
+{
+	nest();
+	return 0;
+}
+
+SEC("fentry/bpf_selem_unlink_storage_nolock")
+int on_unlink(void *ctx)
+{
+	nest();
 	return 0;
 }
 

@@ -20,8 +20,13 @@ The nmi kind is checked on a forced path (the lab's TCG makes no NMIs):
 NMI_MASK replaced by the preemption bits, which every lock-path failure has.
 """
 import os
+import shutil
+import signal
+import subprocess
+import time
 
 import pytest
+from test_stress import BAD_KERNEL_LOG, kernel_log
 
 from lstrace import probes
 
@@ -85,16 +90,47 @@ def by_cpu_errno(want):
     return out
 
 
+# bpftrace on the same functions, its counts in its own (hash) maps
+BPFTRACE = ("kretfunc:vmlinux:htab_map_update_elem, kretfunc:vmlinux:bpf_task_storage_delete "
+            "{ @r[probe, retval] = count(); }")
+
+
+class Bpftrace:
+    """bpftrace running BPFTRACE until the block ends (SIGINT: it prints its maps)."""
+
+    def __enter__(self):
+        exe = shutil.which("bpftrace")
+        assert exe, "bpftrace is missing: scripts/install.sh --test installs it"
+        self.p = subprocess.Popen([exe, "-e", BPFTRACE], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        line = self.p.stdout.readline()
+        assert line.startswith("Attaching"), line
+        time.sleep(1.0)
+        return self
+
+    def __exit__(self, *exc):
+        self.p.send_signal(signal.SIGINT)
+        self.out = self.p.communicate(timeout=60)[0]
+        self.rc = self.p.returncode
+        return False
+
+
 @pytest.mark.parametrize("case", sorted(BOUNDARY))
 def test_failures_exact_at_the_boundary_two_instances(case):
+    """Two lstrace instances (fentry, kprobe) and bpftrace on the same
+    functions: both instances exact, bpftrace fine, the kernel log clean."""
     from lstrace.session import Session
     applies(case)
-    probe = BOUNDARY[case][1]
-    with Session(mode="fentry", probes=MAPS) as a, Session(mode="kprobe", probes=MAPS) as b:
+    probe, log0 = BOUNDARY[case][1], len(kernel_log())
+    with Bpftrace() as bt, Session(mode="fentry", probes=MAPS) as a, \
+            Session(mode="kprobe", probes=MAPS) as b:
         for s in (a, b):
             st = {x.name: x for x in s.statuses()}
             assert st[probe].attached and st[probe].mode == s.mode, st
         before, after, want, verdicts = run_until(10_000, (a, b), case)
+    assert bt.rc == 0 and "@r[" in bt.out, (bt.rc, bt.out[-2000:])
+    bad = [line for line in kernel_log()[log0:] if any(w in line for w in BAD_KERNEL_LOG)]
+    assert not bad, bad
     assert sum(want.values()) >= 10_000, verdicts
     total_a, cpu_a = exported(before[0], after[0])
     total_b, cpu_b = exported(before[1], after[1])
