@@ -61,3 +61,34 @@ class SessionToggle:
 
     def stop(self):
         self.s.stop()
+
+
+def paired_rounds(kinds, rounds, off, on):
+    """Each round times every workload in `kinds` once without lstrace (off(k):
+    ns) and right after once with it (on(k)), the order of the workloads
+    rotating; per workload: the medians, and the median [min, max] of the
+    rounds' on/off ratios."""
+    ns = {k: {"off": [], "on": []} for k in kinds}
+    ratios = {k: [] for k in kinds}
+    for rnd in range(rounds):
+        for k in (kinds if rnd % 2 == 0 else tuple(reversed(kinds))):
+            a, b = off(k), on(k)
+            ns[k]["off"].append(a)
+            ns[k]["on"].append(b)
+            ratios[k].append(b / a)
+    return {k: {"ns_off": statistics.median(ns[k]["off"]),
+                "ns_on": statistics.median(ns[k]["on"]),
+                "ratio": statistics.median(ratios[k]),
+                "ratio_min": min(ratios[k]), "ratio_max": max(ratios[k])} for k in kinds}
+
+
+def timed(fd, repeat):
+    """ns per run of `repeat` BPF_PROG_TEST_RUNs of program fd (a packet input)."""
+    import time
+    from lstrace.bpfcalls import prog_test_run
+    from lstrace.repro.cases.helper_calls import PKT
+    t0 = time.perf_counter_ns()
+    ret, retval = prog_test_run(fd, data=PKT, repeat=repeat)
+    if ret < 0 or retval:
+        raise SystemExit(f"test run failed: {ret} {retval}")
+    return (time.perf_counter_ns() - t0) / repeat

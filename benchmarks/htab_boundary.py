@@ -16,21 +16,11 @@ the BENCH_JSON marker.
 """
 import argparse
 import json
-import statistics
 import sys
-import time
+
+from common import paired_rounds, timed
 
 MARKER = "BENCH_JSON "
-
-
-def timed(fd, repeat):
-    from lstrace.bpfcalls import prog_test_run
-    from lstrace.repro.cases.helper_calls import PKT
-    t0 = time.perf_counter_ns()
-    ret, retval = prog_test_run(fd, data=PKT, repeat=repeat)
-    if ret < 0 or retval:
-        raise SystemExit(f"test run failed: {ret} {retval}")
-    return (time.perf_counter_ns() - t0) / repeat
 
 
 def nested_failures(obj):
@@ -55,38 +45,31 @@ def main():
         raise SystemExit(f"needs {CANCEL_FIELDS} (7.x) for the nesting")
     sym = kernel().kallsyms.range_of("bpf_timer_cb")
     skip = [prog for h, (prog, _g) in HOOKS.items() if h != f"fentry/{CANCEL_FIELDS}"]
-    out, made = {}, 0
     with Session(probes=["htab_update"]) as s, load("htab", skip=skip) as obj, pinned(0):
         p = next(p for p in s.plans if p.name == "htab_update")
         if not p.available:
             raise SystemExit(f"htab_update unavailable here: {p.reason}")
         set_cfg(obj, 0, 0, 0, 0, sym[0] if sym else 0, 0)
         fd = obj.prog_fd("outer")
-        kinds = ("uncontended", "contended")
-        ns = {k: {"off": [], "on": []} for k in kinds}
-        ratios = {k: [] for k in kinds}
-        before = sum(s.snapshot().rq_failures.values())
-        for rnd in range(a.r):
-            for k in (kinds if rnd % 2 == 0 else tuple(reversed(kinds))):
-                if k == "contended":
-                    obj.attach(HOOKS[f"fentry/{CANCEL_FIELDS}"][0])
-                s.detach(p)
-                off = timed(fd, a.n)
-                s.attach(p)
-                n0 = nested_failures(obj)
-                on = timed(fd, a.n)
-                made += nested_failures(obj) - n0
-                if k == "contended":
-                    obj.detach()
-                ns[k]["off"].append(off)
-                ns[k]["on"].append(on)
-                ratios[k].append(on / off)
+        before, made = sum(s.snapshot().rq_failures.values()), 0
+
+        def off(k):
+            if k == "contended":
+                obj.attach(HOOKS[f"fentry/{CANCEL_FIELDS}"][0])
+            s.detach(p)
+            return timed(fd, a.n)
+
+        def on(k):
+            nonlocal made
+            s.attach(p)
+            n0 = nested_failures(obj)
+            ns = timed(fd, a.n)
+            made += nested_failures(obj) - n0
+            if k == "contended":
+                obj.detach()
+            return ns
+        out = paired_rounds(("uncontended", "contended"), a.r, off, on)
         counted = sum(s.snapshot().rq_failures.values()) - before
-        for k in kinds:
-            out[k] = {"ns_per_round_off": statistics.median(ns[k]["off"]),
-                      "ns_per_round_on": statistics.median(ns[k]["on"]),
-                      "ratio": statistics.median(ratios[k]),
-                      "ratio_min": min(ratios[k]), "ratio_max": max(ratios[k])}
         out["mode"] = p.mode
         out["failures_made_while_attached"] = made
         out["failures_counted"] = counted

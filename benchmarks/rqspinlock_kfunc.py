@@ -12,21 +12,11 @@ Prints one JSON object after the BENCH_JSON marker.
 """
 import argparse
 import json
-import statistics
 import sys
-import time
+
+from common import paired_rounds, timed
 
 MARKER = "BENCH_JSON "
-
-
-def timed(fd, repeat):
-    from lstrace.bpfcalls import prog_test_run
-    from lstrace.repro.cases.helper_calls import PKT
-    t0 = time.perf_counter_ns()
-    ret, retval = prog_test_run(fd, data=PKT, repeat=repeat)
-    if ret < 0 or retval:
-        raise SystemExit(f"test run failed: {ret} {retval}")
-    return (time.perf_counter_ns() - t0) / repeat
 
 
 def main():
@@ -37,32 +27,23 @@ def main():
     from lstrace.repro.cases.base import load
     from lstrace.session import Session
     from lstrace.workload import pinned
-    out = {}
     with Session(probes=["rqspinlock_kfunc"]) as s, load("rqspin") as obj, pinned(0):
         p = next(p for p in s.plans if p.name == "rqspinlock_kfunc")
         if not p.available:
             raise SystemExit(f"rqspinlock_kfunc unavailable here: {p.reason}")
         fds = {"uncontended": obj.prog_fd("uncontended"), "contended_aa": obj.prog_fd("aa")}
-        ratios = {k: [] for k in fds}
-        ns = {k: {"off": [], "on": []} for k in fds}
         before = sum(s.snapshot().rq_failures.values())
-        made = 0
-        for rnd in range(a.r):
-            for k in (list(fds) if rnd % 2 == 0 else list(reversed(list(fds)))):
-                s.detach(p)
-                off = timed(fds[k], a.n)
-                s.attach(p)
-                on = timed(fds[k], a.n)
-                made += a.n if k == "contended_aa" else 0
-                ns[k]["off"].append(off)
-                ns[k]["on"].append(on)
-                ratios[k].append(on / off)
+
+        def off(k):
+            s.detach(p)
+            return timed(fds[k], a.n)
+
+        def on(k):
+            s.attach(p)
+            return timed(fds[k], a.n)
+        out = paired_rounds(tuple(fds), a.r, off, on)
+        made = a.r * a.n          # every attached contended_aa call fails
         counted = sum(s.snapshot().rq_failures.values()) - before
-        for k in fds:
-            out[k] = {"ns_per_call_off": statistics.median(ns[k]["off"]),
-                      "ns_per_call_on": statistics.median(ns[k]["on"]),
-                      "ratio": statistics.median(ratios[k]),
-                      "ratio_min": min(ratios[k]), "ratio_max": max(ratios[k])}
         out["mode"] = p.mode
         out["failures_made_while_attached"] = made
         out["failures_counted"] = counted

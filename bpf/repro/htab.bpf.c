@@ -36,6 +36,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "repro.h"
+#include "nest.h"
 
 #define CLOCK_MONOTONIC_ 1
 #define FAR_NS (3600ULL * 1000000000ULL)   /* never expires during a run */
@@ -55,24 +56,9 @@ struct {
 	__type(value, struct val);
 } htab SEC(".maps");
 
-/* per CPU: 1 while the outer replace runs (the nested program acts only then) */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} inside SEC(".maps");
-
 static int timer_cb(void *map, __u32 *key, struct val *v)
 {
 	return 0;
-}
-
-static __always_inline __u32 *inside_flag(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&inside, &zero);
 }
 
 /* per CPU: the last failed arm, [ARM_ERRNO] its return, [ARM_STEP] which

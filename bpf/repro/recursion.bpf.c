@@ -13,23 +13,10 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "repro.h"
+#include "nest.h"
+#include "task_maps.h"
 
 enum { G_ENTER_GET_B, G_ENTER_GET_A, G_ENTER_DELETE_A, G_NESTED_DELETE_B, G_NESTED_GET_A };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC_);
-	__type(key, int);
-	__type(value, __u64);
-} map_a SEC(".maps"), map_b SEC(".maps");
-
-static __always_inline int ours(void)
-{
-	struct cfg *c = get_cfg();
-
-	/* arg4 = armed: only while Python drives the case */
-	return c && c->arg4 && bpf_get_current_pid_tgid() >> 32 == c->tgid;
-}
 
 SEC("tp_btf/sys_enter")
 int on_enter(void *ctx)

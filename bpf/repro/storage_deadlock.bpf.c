@@ -17,38 +17,10 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "repro.h"
+#include "nest.h"
+#include "task_maps.h"
 
 enum { G_ENTER_GET_B, G_ENTER_GET_A, G_OUTER_DELETE_A, G_NESTED_DELETE_B };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC_);
-	__type(key, int);
-	__type(value, __u64);
-} map_a SEC(".maps"), map_b SEC(".maps");
-
-/* per CPU: 1 while on_enter's outer delete runs (the nested delete acts once) */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} inside SEC(".maps");
-
-static __always_inline __u32 *inside_flag(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&inside, &zero);
-}
-
-static __always_inline int ours(void)
-{
-	struct cfg *c = get_cfg();
-
-	/* arg4 = armed: only while Python drives the case */
-	return c && c->arg4 && bpf_get_current_pid_tgid() >> 32 == c->tgid;
-}
 
 SEC("tp_btf/sys_enter")
 int on_enter(void *ctx)

@@ -91,8 +91,8 @@ def by_cpu_errno(want):
 
 
 # bpftrace on the same functions, its counts in its own (hash) maps
-BPFTRACE = ("kretfunc:vmlinux:htab_map_update_elem, kretfunc:vmlinux:bpf_task_storage_delete "
-            "{ @r[probe, retval] = count(); }")
+BPFTRACE = ("kretfunc:vmlinux:htab_map_update_elem { @r[probe, retval] = count(); } "
+            "kretfunc:vmlinux:bpf_task_storage_delete { @r[probe, retval] = count(); }")
 
 
 class Bpftrace:

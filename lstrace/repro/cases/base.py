@@ -44,6 +44,18 @@ class Case:
         return {}
 
 
+def aa_made(nested, user):
+    """made_rq of a case whose nested call can only fail as AA on a lock its CPU
+    holds (or time out): {(cpu, errno, kind, user): n} from its per-CPU counts."""
+    out = {}
+    for cpu, v in nested.items():
+        for err, kind, n in (("EDEADLK", "AA", v["deadlock"]),
+                             ("ETIMEDOUT", "timeout", v["timeout"])):
+            if n:
+                out[(cpu, err, kind, user)] = n
+    return out
+
+
 def load(obj_name, skip=()):
     """Compile (cached) and load bpf/repro/<obj_name>.bpf.c.
 

@@ -41,7 +41,7 @@ from ...plan import htab_lock
 from .. import stats
 from ..host import has_func, kernel, possible_cpus
 from ..result import CaseResult
-from .base import Case, NotRunnable, RunFailed, load, set_cfg
+from .base import Case, NotRunnable, RunFailed, aa_made, load, set_cfg
 from .helper_calls import PKT
 from .threads import on_cpus
 
@@ -226,11 +226,5 @@ class HtabDeadlock(_Htab):
     failure = "the bucket's rqspinlock detected the AA deadlock (-EDEADLK / -ETIMEDOUT)"
 
     def made_rq(self, r):
-        """The nested updates' failures: AA on the bucket lock by construction."""
-        out = {}
-        for cpu, v in r.groups.get(NESTED, {}).items():
-            for err, kind, n in (("EDEADLK", "AA", v["deadlock"]),
-                                 ("ETIMEDOUT", "timeout", v["timeout"])):
-                if n:
-                    out[(cpu, err, kind, "htab")] = n
-        return out
+        """The nested calls' failures: AA on the bucket lock by construction."""
+        return aa_made(r.groups.get(NESTED, {}), "htab")

@@ -21,7 +21,7 @@ from ...workload import pinned
 from .. import stats
 from ..host import kernel
 from ..result import CaseResult
-from .base import Case, NotRunnable, load, set_cfg
+from .base import Case, NotRunnable, aa_made, load, set_cfg
 
 NESTED = "bpf_task_storage_delete:nested"
 GROUPS = {"bpf_task_storage_get:b": 0, "bpf_task_storage_get:a": 1,
@@ -99,11 +99,5 @@ class StorageDeadlock(Case):
         return r
 
     def made_rq(self, r):
-        """The nested deletes' failures: AA on the task's storage lock by construction."""
-        out = {}
-        for cpu, v in r.groups.get(NESTED, {}).items():
-            for err, kind, n in (("EDEADLK", "AA", v["deadlock"]),
-                                 ("ETIMEDOUT", "timeout", v["timeout"])):
-                if n:
-                    out[(cpu, err, kind, "local_storage")] = n
-        return out
+        """The nested calls' failures: AA on the task's storage lock by construction."""
+        return aa_made(r.groups.get(NESTED, {}), "local_storage")
