@@ -14,8 +14,9 @@ JSON object (one per interval; every key is always present):
     unavailable     [{"kind", "reason", "probes": [names]}]: one entry per reason
     cpus            [row], one per CPU; row = {"cpu", "calls_per_s", "busy_per_s",
                     "deadlock_per_s", "timeout_per_s", "failures_per_s",
-                    "syscall_errors_per_s", "aa_per_s", "abba_per_s" (rqspinlock
-                    deadlocks among deadlock_per_s by kind), "failure_ratio" (null when no calls),
+                    "syscall_errors_per_s", "aa_per_s", "abba_per_s", "nmi_per_s"
+                    (rqspinlock failures by kind: AA and ABBA among deadlock_per_s,
+                    nmi: in NMI context), "failure_ratio" (null when no calls),
                     "worst_probe" (null when nothing failed)}
     total           the same row summed over CPUs, "cpu": "total"
     probes          [{"probe", "mode", "kind", "calls_per_s", "failures_per_s",

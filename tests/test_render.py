@@ -14,7 +14,7 @@ PROBES = [ProbeStatus("task_storage_get", "helper", "fentry", True, "", "bpf_tas
           ProbeStatus("bpf_syscall", "tracepoint", "tracepoint", True)]
 
 CPU_KEYS = {"cpu", "calls_per_s", "busy_per_s", "deadlock_per_s", "timeout_per_s",
-            "failures_per_s", "syscall_errors_per_s", "aa_per_s", "abba_per_s",
+            "failures_per_s", "syscall_errors_per_s", "aa_per_s", "abba_per_s", "nmi_per_s",
             "failure_ratio", "worst_probe"}
 PROBE_KEYS = {"probe", "mode", "kind", "calls_per_s", "failures_per_s", "calls_total",
               "failures_total", "busy_total", "deadlock_total", "timeout_total", "reason"}
@@ -134,10 +134,10 @@ def test_column_order_and_header():
     assert "up 0:00:03" in first
     header, rows = _table_rows(text, "Per CPU")
     cols = header.split()
-    assert cols == ["CPU", "calls/s", "busy/s", "deadlock/s", "AA/s", "ABBA/s", "timeout/s",
-                    "fail/s", "sys_err/s", "fail%", "worst", "probe"]
-    assert [r.split()[-11] for r in rows] == ["0", "1", "total"]
-    assert rows[1].split() == ["!", "1", "30", "20", "0", "0", "0", "2", "22", "0", "73.33%",
+    assert cols == ["CPU", "calls/s", "busy/s", "deadlock/s", "AA/s", "ABBA/s", "NMI/s",
+                    "timeout/s", "fail/s", "sys_err/s", "fail%", "worst", "probe"]
+    assert [r.split()[-12] for r in rows] == ["0", "1", "total"]
+    assert rows[1].split() == ["!", "1", "30", "20", "0", "0", "0", "0", "2", "22", "0", "73.33%",
                                "task_storage_get"]
     header, rows = _table_rows(text, "Per probe point")
     assert header.split()[:4] == ["probe", "mode", "calls/s", "fail/s"]

@@ -111,13 +111,13 @@ def test_top_in_tmux_shows_the_workload(tmux_top):
 
     # the per-CPU rate of the interval that saw the errors: catch it within a few refreshes
     def cpu_rate_nonzero(screen):
-        rows = {r[-11]: r for r in _section(screen, "Per CPU")}
+        rows = {r[-12]: r for r in _section(screen, "Per CPU")}
         return str(cpu) in rows and rows[str(cpu)][0] == "!" and float(rows[str(cpu)][-3]) > 0
     if not cpu_rate_nonzero(screen):
         # the rate row shows only one interval: run the workload again, watch the next refresh
         next_key_errors(cpu, N_ENOENT)
         screen = _wait_for(name, cpu_rate_nonzero, 5)
-    rows = {r[-11]: r for r in _section(screen, "Per CPU")}
+    rows = {r[-12]: r for r in _section(screen, "Per CPU")}
     assert rows[str(cpu)][-1] == "bpf_syscall"        # worst probe
     probes = {r[-9]: r for r in _section(screen, "Per probe point")}
     assert probes["bpf_syscall"][-8] == "tracepoint"

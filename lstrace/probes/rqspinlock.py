@@ -24,8 +24,9 @@ NAMES = (NAME,)
 ORDER = 20
 COUNTS = ("rq_failures", "rq_wait")
 EVENT_SOURCES = (NAME,)     # rqspinlock_kfunc's failures are recorded as this probe's too
-# aa / abba: the rqspinlock deadlocks among "deadlock", by kind (cpu_counts)
-CPU_KEYS = (("aa", "AA/s", False, "deadlock"), ("abba", "ABBA/s", False, "deadlock"))
+# aa / abba / nmi: the rqspinlock failures among "deadlock" / "timeout", by kind (cpu_counts)
+CPU_KEYS = (("aa", "AA/s", False, "deadlock"), ("abba", "ABBA/s", False, "aa"),
+            ("nmi", "NMI/s", False, "abba"))
 SLOWPATH = "resilient_queued_spin_lock_slowpath"
 
 
@@ -226,7 +227,7 @@ def cpu_counts(snap):
             key = "deadlock" if err == "EDEADLK" else "timeout"
             row[key] = row.get(key, 0) + n
             row["failures"] = row.get("failures", 0) + n
-        if kind in ("AA", "ABBA"):          # top's columns by kind
+        if kind in ("AA", "ABBA", "nmi"):   # top's columns by kind
             row[kind.lower()] = row.get(kind.lower(), 0) + n
     return rows
 
