@@ -34,10 +34,14 @@
  * rounds, and the byte tail read as zero-padded words). */
 static __always_inline u32 key_hash(u64 key, u32 len, u32 seed)
 {
-	u32 w[HASH_CHUNKS * 3] = {};
+	/* 2 x HTAB_KEY_MAX bytes (a power of two, more than HASH_CHUNKS * 12): the
+	 * read's length is masked to fit, which every verifier can follow */
+	u32 w[HTAB_KEY_MAX / 2] = {};
 	if (len > HTAB_KEY_MAX)
 		return 0;
-	bpf_probe_read_kernel(w, len, (void *)key);
+	u32 n = len;
+	asm volatile("" : "+r"(n));     /* clang knows n <= 64 and would drop the mask */
+	bpf_probe_read_kernel(w, n & (sizeof(w) - 1), (void *)key);
 	u32 a = HTAB_JHASH_INITVAL + len + seed, b = a, c = a;
 #pragma unroll
 	for (int i = 0; i < HASH_CHUNKS; i++) {
