@@ -93,8 +93,8 @@ def defines(kernel, plans):
 
 # ---- decode
 def decode(snap, cpu, lay, words, attached, latency):
-    if NAME not in attached:
-        return
+    """The failures: counted here, or (without this probe) by the lock users'
+    boundary probes (the helper family: rq_boundary) and the kfunc probe."""
     rq = lay.block(words, "rq")
     nk, nc = len(RQ_KINDS), len(CALLERS)
     for ei, err in enumerate(RQ_ERRNOS):
@@ -103,7 +103,7 @@ def decode(snap, cpu, lay, words, attached, latency):
                 n = rq[(ei * nk + ki) * nc + ci]
                 if n:
                     snap.rq_failures[(cpu, err, kind, caller)] = n
-    if latency:
+    if latency and NAME in attached:
         snap.rq_wait[cpu] = list(lay.block(words, "rq_wait"))
 
 
