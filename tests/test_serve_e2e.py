@@ -312,7 +312,8 @@ def test_prometheus_scrapes_ground_truth_and_every_expression(served):
             explained[m] = "no helper probe can attach on this kernel (fentry/kprobe forbidden)"
     if not prom.query('lstrace_probe_attached{probe="rqspinlock"} == 1'):
         for m in ("lstrace_rqspinlock_failures_total", "lstrace_rqspinlock_cpu_failures_total",
-                  "lstrace_rqspinlock_wait_seconds_bucket", "lstrace_rqspinlock_view_info"):
+                  "lstrace_rqspinlock_wait_seconds_bucket", "lstrace_rqspinlock_view_info",
+                  "lstrace_rqspinlock_unseen_failures_total"):
             explained[m] = "rqspinlock probe not attached (kernel before 6.15)"
     else:       # zero series from the start, failures or not
         assert {"lstrace_rqspinlock_failures_total",
