@@ -7,8 +7,11 @@ lock:contention_end sees none of these on 7.x (AA is found before queueing);
 the probe reads the kernel's stream report of each failure instead.
 """
 import os
+import time
 
 import pytest
+
+from lstrace.kallsyms import BPF_REFRESH_S
 
 CPUS = [0, 1]
 # repro kind -> lstrace kind of its EDEADLK (ETIMEDOUT is always "timeout")
@@ -101,7 +104,11 @@ def test_kfunc_failures_name_the_failing_program(sessions):
         for _ in range(3):
             ret, _retval = prog_test_run(obj.prog_fd("aa"), data=PKT, repeat=1)
             assert ret == 0
-        snap = s.snapshot()           # while the program is loaded: its name resolves
+        # while the program is loaded: its name resolves once the [bpf] symbols are
+        # re-read (at most every BPF_REFRESH_S; an earlier session's program may have
+        # left its name at this address, kept for that program's late events)
+        time.sleep(BPF_REFRESH_S + 0.2)
+        snap = s.snapshot()
     mine = [e for e in snap.events if e.source == "rqspinlock" and e.cpu == CPUS[0]]
     assert mine and mine[-1].program == "aa", mine[-3:]
     assert mine[-1].outcome == "deadlock", mine[-1]

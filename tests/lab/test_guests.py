@@ -194,7 +194,9 @@ def test_rqspinlock_kfunc_exact_under_preempt_full(lab, request):
     hash-map and local-storage deadlock at its boundary, still counted exactly,
     per CPU x errno x kind, by two instances side by side."""
     r = finished(lab[request.node.name].result())
-    assert "2 passed" in r.stdout and r.stdout.count("rqspinlock_kfunc ") == 2
+    # the kfunc's 2 tests, and the boundaries' 2 (htab-deadlock, storage-deadlock)
+    assert "4 passed" in r.stdout and r.stdout.count("rqspinlock_kfunc ") == 2
+    assert r.stdout.count("-deadlock on ") == 2
 
 
 @pytest.mark.parametrize("kernel", ARM64)
