@@ -128,6 +128,9 @@ def test_stress_every_case_two_instances():
     from lstrace.repro import CASES, run_case
     from lstrace.session import Session
     here = [c for c in STRESS_CASES if CASES[c].check() is None]
+    why = CASES["rqspinlock"].check()
+    if why:     # the stress above covers this kernel's cases; this one is about rqspinlock
+        pytest.skip(f"no rqspinlock here: {why}")
     wanted = list(probes.DEFAULT_NAMES) + list(probes.helpers.MAP_PROBES)
     log0, made, runs, gaps = len(kernel_log()), {}, {c: 0 for c in here}, [0.0]
     with Session(mode="fentry", probes=wanted) as a, Session(mode="fentry", probes=wanted) as b:

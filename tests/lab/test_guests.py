@@ -76,8 +76,9 @@ def assert_passed(r):
 # What a kernel's suite leaves to another kernel of its kind, to keep CI's lab time down:
 # --latency variants (entry programs and clocks) run on 7 and 6.1, the others count (the
 # default mode); the map probes run on 6.12 (map_locked -EBUSY) and 7 (rqspinlock).
+# The rqspinlock boundaries' forced nmi path and their blind spot without +maps run on 7.
 DESELECT = {"6.1": "not map_probes", "6.12": "not latency", "7": "",
-            "sid": "not latency and not map_probes"}
+            "sid": "not latency and not map_probes and not nmi_kind and not without_maps"}
 
 
 def suite(kernel):
