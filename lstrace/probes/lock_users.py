@@ -15,7 +15,7 @@ which probes are attached.  Doctor prints these views and serve exports them
   none     no view: no rqspinlock on this kernel, or no probe attached
 """
 from ..layout import CALLERS
-from .helpers import HELPERS, MAP_PROBES
+from .helpers import HELPERS
 from .helpers.catalogue import lock_user
 from .rqspinlock_kernel import nmi_note
 
@@ -55,9 +55,10 @@ def views(probes, generation):
                             "lstrace_helper_failures_total reason busy)")
         elif user == "local_storage" and any(on(n) for n in _BOUNDARY["local_storage"]):
             view = ("exact", "the entry points' returns (gets, deletes, map syscalls; also "
-                             "lstrace_helper_cpu_failures_total); kinds timeout and nmi exact, a "
-                             "deadlock's AA vs ABBA unknown: the failing lock (the owner's "
-                             "storage or a map bucket) is not among the entry point's arguments")
+                             "lstrace_helper_cpu_failures_total); a deadlock is AA when this CPU "
+                             "holds the owner's storage lock (task, cgroup, socket), ABBA when it "
+                             "holds neither that lock nor a bucket lock of the map, else unknown "
+                             "(inode storage, pidfd map syscalls, kprobe mode: no owner)")
         elif user in ("lru", "ringbuf", "lpm_trie", "queue_stack", "freelist") and contention:
             view = ("partial", _NOTRACE)
         else:
@@ -78,8 +79,9 @@ def kinds_note(kernel):
     this kernel, or why they cannot (their failures then count with kind
     'unknown'), and how a failure becomes nmi."""
     if kernel.percpu_var_addr("rqspinlock_held_locks"):
-        held = ("AA / ABBA at lock:contention_end and at the hash-map boundary: from this "
-                "CPU's held-locks table (rqspinlock_held_locks, located through kallsyms)")
+        held = ("AA / ABBA at lock:contention_end and at the hash-map and local-storage "
+                "boundaries: from this CPU's held-locks table (rqspinlock_held_locks, located "
+                "through kallsyms)")
     else:
         held = ("AA / ABBA at lock:contention_end: unknown here (its failures count with kind "
                 "'unknown'): the per-CPU held-locks table cannot be located, kallsyms has no "

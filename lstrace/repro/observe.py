@@ -35,7 +35,7 @@ class Observer:
         r = run()
         if not r.runnable:
             return r
-        made = case.made_rq(r) if hasattr(case, "made_rq") else {}
+        made = case.made_rq(r)
         if before is None:
             r.extra["lstrace"] = {"reason": f"lstrace did not run: {self.reason}", "rows": []}
             return r

@@ -119,11 +119,12 @@ def helper_glue(plan, kernel, create_null_busy, mode, latency=False):
     hp, proto = helper(plan.name), plan.proto
     create_null = "OUT_BUSY" if create_null_busy and kernel.generation in hp.busy_capable \
         else "OUT_OTHER"
+    user = lock_user(hp.name)
     c = _Call(hp, proto, helper_index(hp.name), RET_KIND_CODE[_ret_kind(hp, proto)],
               _lookup_busy_var(hp, kernel), create_null,
               3 if hp.role in ("get", "update") else None, _ret_decl(proto), int(latency),
               needs_entry(dataclasses.replace(plan, mode=mode), latency),
-              CALLERS.index(lock_user(hp.name)) if lock_user(hp.name) else len(CALLERS))
+              CALLERS.index(user) if user else len(CALLERS))
     return _fentry_glue(c) if mode == "fentry" else _kprobe_glue(c)
 
 
